@@ -1,0 +1,46 @@
+"""publish function: FIFO messages ``{"dataset", "upload_id"}`` -> a new published version.
+
+The FIFO group (one per dataset) serialises publications of a dataset; the conditional manifest
+switch guards against anything else. A failed message is retried by the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from opendepot import runtime
+from opendepot.publication import publish_dataset
+
+logger = Logger(service="opendepot-publish")
+processor = SqsFifoPartialProcessor()
+
+
+def record_handler(record: SQSRecord) -> None:
+    rt = runtime.current()
+    message = json.loads(record.body)
+    dataset = rt.registry.get(message.get("dataset", ""))
+    if dataset is None:
+        logger.error("publish request for an unknown dataset", extra={"message": message})
+        return
+    logger.append_keys(dataset=dataset.name, upload_id=message.get("upload_id"))
+    out = publish_dataset(rt.store, rt.settings, rt.registry, rt.cog, dataset, rt.clock())
+    logger.info(
+        "published new version" if out.created else "already published",
+        extra={"version": out.version, "rows": out.rows, "uploads": list(out.upload_ids)},
+    )
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,72 @@
+"""validate function: SQS messages carrying S3 ObjectCreated events -> reports and staging.
+
+One SQS message holds one S3 notification (``Records[]``), or an ``s3:TestEvent`` that is
+skipped. Powertools' batch utility reports failed messages only, so one broken message does
+not make the queue redeliver the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from opendepot import runtime
+from opendepot.ingest import ObjectEvent, ingest
+from opendepot.keys import decode_event_key
+from opendepot.report import format_human
+
+logger = Logger(service="opendepot-validate")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def object_events(body: dict[str, Any]) -> list[ObjectEvent]:
+    """The ObjectCreated records of one S3 notification, keys decoded (test events: none)."""
+    if body.get("Event") == "s3:TestEvent" or "Records" not in body:
+        return []
+    return [
+        ObjectEvent(
+            bucket=r.s3.bucket.name,
+            key=decode_event_key(r.s3.get_object.key),
+            size=r.s3.get_object.size,
+            etag=r.s3.get_object.etag,
+            version_id=r.s3.get_object.version_id,
+            sequencer=r.s3.get_object.get("sequencer", ""),
+            event_time=datetime.fromisoformat(r.event_time.replace("Z", "+00:00")),
+            event_name=r.event_name,
+        )
+        for r in S3Event(body).records
+        if r.event_name.startswith("ObjectCreated")
+    ]
+
+
+def record_handler(record: SQSRecord) -> None:
+    rt = runtime.current()
+    for event in object_events(json.loads(record.body)):
+        logger.append_keys(key=event.key, bucket=event.bucket)
+        out = ingest(rt.store, rt.queue, rt.settings, rt.registry, rt.cog, event)
+        logger.append_keys(dataset=out.dataset, producer=out.producer, upload_id=out.upload_id)
+        extra = {"status": out.status, "report_key": out.report_key}
+        if out.status == "accepted":
+            logger.info(format_human(out.report or {}, max_lines=0), extra=extra)
+        elif out.status == "rejected":
+            logger.error(format_human(out.report or {}, max_lines=5), extra=extra)
+        else:
+            logger.info(f"{out.status}: {out.message}", extra=extra)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

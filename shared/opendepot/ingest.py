@@ -1,0 +1,154 @@
+"""The validate step for one S3 object: route, check, validate, report, stage, ask to publish.
+
+``ingest`` is called by ``functions/validate`` once per S3 event record. It writes through the
+storage and queue ports only, and in this order, so a crash anywhere is repaired by the queue's
+retry: staged Parquet and upload record, then the publish message, then the report (the report
+is the "done" marker that makes a redelivery of the same object version a no-op).
+
+Refusals before any read: an event from another bucket (``ignored``: not an input key, so our
+own outputs never trigger us), an unsafe or unroutable key, an unknown dataset, a producer the
+registry does not allow, an object over the size limit. Their report goes to
+``reports/_refused/{upload_id}.json`` when the key cannot be trusted as a path, else
+``reports/{dataset}/{producer}/{upload_id}.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import pyarrow.parquet as pq
+
+from opendepot.config import Settings
+from opendepot.keys import KeyRejected, route, upload_id
+from opendepot.registry import Cog, Registry
+from opendepot.report import build_report, refusal_report
+from opendepot.storage import Queue, Store
+from opendepot.validate import Issue, validate
+
+Status = Literal["accepted", "rejected", "ignored", "duplicate"]
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    """One S3 ``ObjectCreated`` record, key already decoded."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: str | None
+    sequencer: str
+    event_time: datetime
+    event_name: str = "ObjectCreated:Put"
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What happened to one object."""
+
+    status: Status
+    key: str
+    message: str
+    upload_id: str | None = None
+    dataset: str | None = None
+    producer: str | None = None
+    report_key: str | None = None
+    report: dict[str, Any] | None = None
+
+
+def _write_report(store: Store, settings: Settings, key: str, report: dict[str, Any]) -> None:
+    body = json.dumps(report, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+    store.put(settings.internal_bucket, key, body, "application/json")
+
+
+def ingest(
+    store: Store,
+    queue: Queue,
+    settings: Settings,
+    registry: Registry,
+    cog: Cog,
+    event: ObjectEvent,
+) -> IngestOutcome:
+    """Validate one uploaded object and stage it for publication (see module docstring).
+
+    Raises only for infrastructure failures (storage, queue), so the message is retried.
+    """
+    key = event.key
+    if event.bucket != settings.incoming_bucket:
+        return IngestOutcome("ignored", key, f"not an input key (bucket {event.bucket})")
+    uid = upload_id(event.event_time, key, event.version_id, event.etag, event.sequencer)
+    context: dict[str, Any] = {
+        "key": key,
+        "bucket": event.bucket,
+        "version_id": event.version_id,
+        "etag": event.etag,
+        "sequencer": event.sequencer,
+        "received_at": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "size": event.size,
+        "upload_id": uid,
+    }
+
+    def refuse(issue: Issue, report_key: str, **ids: str) -> IngestOutcome:
+        report = refusal_report(issue, {**context, **ids})
+        _write_report(store, settings, report_key, report)
+        return IngestOutcome("rejected", key, issue.message, uid, report_key=report_key, report=report, **ids)
+
+    try:
+        routed = route(key)
+    except KeyRejected as exc:
+        return refuse(Issue(exc.reason, f"{exc} (key {key!r})", cell=key), f"reports/_refused/{uid}.json")
+    dataset = registry.get(routed.dataset)
+    if dataset is None:
+        known = ", ".join(d.name for d in registry)
+        msg = f"unrecognized input file {key!r}: no dataset {routed.dataset!r} (registered: {known})"
+        return refuse(Issue("unrouted-key", msg, cell=key), f"reports/_refused/{uid}.json")
+    ids = {"dataset": dataset.name, "producer": routed.producer}
+    report_key = f"reports/{dataset.name}/{routed.producer}/{uid}.json"
+    if store.head(settings.internal_bucket, report_key) is not None:
+        return IngestOutcome("duplicate", key, "this object version was already processed", uid,
+                             report_key=report_key, **ids)
+    if routed.producer not in dataset.producers:
+        msg = (f"producer {routed.producer!r} may not publish {dataset.name} "
+               f"(allowed: {', '.join(dataset.producers)})")
+        return refuse(Issue("producer-not-allowed", msg, cell=key), report_key, **ids)
+    if event.size > settings.max_object_bytes:
+        msg = (f"{key!r} is {event.size} bytes, over the limit of {settings.max_object_bytes} "
+               f"bytes; it was not read")
+        return refuse(Issue("object-too-large", msg, cell=str(event.size)), report_key, **ids)
+
+    raw = store.get(event.bucket, key, version_id=event.version_id)
+    v = validate(raw, dataset, cog, name=key, max_errors=settings.max_errors,
+                 max_bytes=settings.max_object_bytes)
+    report = build_report(v, raw, {**context, **ids})
+    if v.accepted and v.table is not None:
+        staged_key = f"staging/{dataset.name}/{routed.producer}/{uid}.parquet"
+        sink = io.BytesIO()
+        pq.write_table(v.table, sink, compression="zstd")
+        store.put(settings.internal_bucket, staged_key, sink.getvalue(), "application/vnd.apache.parquet")
+        record = {
+            **context,
+            **ids,
+            "rows": v.table.num_rows,
+            "rows_left_out": v.rows_left_out,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "bytes": len(raw),
+            "report_key": report_key,
+            "staged_key": staged_key,
+        }
+        store.put(
+            settings.internal_bucket,
+            f"staging/{dataset.name}/{routed.producer}/{uid}.json",
+            json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8"),
+            "application/json",
+        )
+        queue.send(settings.publish_queue_url, {"dataset": dataset.name, "upload_id": uid},
+                   group_id=dataset.name)
+    _write_report(store, settings, report_key, report)
+    status: Status = "accepted" if v.accepted else "rejected"
+    return IngestOutcome(status, key, v.rejection or "accepted", uid, report_key=report_key,
+                         report=report, **ids)

@@ -1,0 +1,193 @@
+"""Validation reports: a Frictionless-shaped JSON document, and a human rendering of it.
+
+Shape (``build_report``)::
+
+    {"valid": bool,                       # Frictionless sense: no error at all
+     "stats": {"tasks": 1, "errors": int, "warnings": int, "seconds": float},
+     "errors": [], "warnings": [],
+     "tasks": [{"name", "type": "table", "place": key, "valid", "labels": [...],
+                "stats": {"rows", "bytes", "sha256", "fields", "errors", "warnings", "seconds"},
+                "errors": [{"type", "title", "message", "description", "tags", "note",
+                            "rowNumber", "fieldName", "fieldNumber", "cell"}],
+                "warnings": ["human sentence", ...]}],
+     "opendepot": {"status": "accepted" | "rejected" | "ignored", "rejection", "dataset",
+                   "producer", "key", "version_id", "upload_id", "rows", "rows_left_out",
+                   "rows_published", "encoding", "delimiter", "compression", "line_ends",
+                   "columns", "warnings": [<same shape as errors>], "error_limit"}}
+
+``errors`` holds at most the configured limit (default 1000); ``stats.errors`` is the true
+total, and a "reached error limit" warning says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from opendepot.validate import Issue, IssueList, Validation
+
+TITLES = {
+    "source-error": "Source Error",
+    "format-error": "Format Error",
+    "encoding-error": "Encoding Error",
+    "blank-label": "Blank Label",
+    "duplicate-label": "Duplicate Label",
+    "extra-label": "Extra Label",
+    "missing-label": "Missing Label",
+    "blank-row": "Blank Row",
+    "missing-cell": "Missing Cell",
+    "extra-cell": "Extra Cell",
+    "type-error": "Type Error",
+    "constraint-error": "Constraint Error",
+    "foreign-key": "ForeignKey Error",
+    "primary-key": "PrimaryKey Error",
+    "padded-code": "Padded Code",
+    "cumulative-decrease": "Cumulative Decrease",
+    "missing-day": "Missing Day",
+    "unsafe-key": "Unsafe Key",
+    "unrouted-key": "Unrecognized Input File",
+    "producer-not-allowed": "Producer Not Allowed",
+    "object-too-large": "Object Too Large",
+}
+TAGS = {
+    "blank-label": ["#table", "#header", "#label"],
+    "duplicate-label": ["#table", "#header", "#label"],
+    "extra-label": ["#table", "#header", "#label"],
+    "missing-label": ["#table", "#header", "#label"],
+    "blank-row": ["#table", "#row"],
+    "missing-cell": ["#table", "#row", "#cell"],
+    "extra-cell": ["#table", "#row", "#cell"],
+    "type-error": ["#table", "#row", "#cell"],
+    "constraint-error": ["#table", "#row", "#cell"],
+    "foreign-key": ["#table", "#row"],
+    "primary-key": ["#table", "#row"],
+}
+
+
+def issue_dict(issue: Issue) -> dict[str, Any]:
+    """One issue as a Frictionless error object."""
+    return {
+        "type": issue.type,
+        "title": TITLES.get(issue.type, issue.type.replace("-", " ").title()),
+        "description": "",
+        "message": issue.message,
+        "tags": TAGS.get(issue.type, []),
+        "note": issue.note,
+        "rowNumber": issue.row_number,
+        "fieldName": issue.field_name,
+        "fieldNumber": issue.field_number,
+        "cell": issue.cell,
+    }
+
+
+def _limit_warnings(errors: IssueList, warnings: IssueList) -> list[str]:
+    out = []
+    if errors.truncated:
+        out.append(
+            f"reached error limit: {errors.limit} errors shown of {errors.total} found"
+        )
+    if warnings.truncated:
+        out.append(
+            f"reached warning limit: {warnings.limit} warnings shown of {warnings.total} found"
+        )
+    return out
+
+
+def build_report(
+    v: Validation, raw: bytes | None, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The report of one validated upload.
+
+    ``raw`` is the original object (for size and sha256; None when it was never read);
+    ``context`` goes into the ``opendepot`` section (dataset, producer, key, version_id,
+    upload_id...).
+    """
+    d = v.decoded
+    status = "accepted" if v.accepted else "rejected"
+    table_rows = v.table.num_rows if v.table is not None else 0
+    task_warnings = _limit_warnings(v.errors, v.warnings) + [w.message for w in v.warnings.items]
+    task = {
+        "name": context.get("key", v.name),
+        "type": "table",
+        "place": context.get("key", v.name),
+        "valid": v.valid,
+        "labels": list(v.labels),
+        "stats": {
+            "rows": v.rows,
+            "bytes": len(raw) if raw is not None else context.get("size"),
+            "sha256": hashlib.sha256(raw).hexdigest() if raw is not None else None,
+            "fields": len(v.labels),
+            "errors": v.errors.total,
+            "warnings": v.warnings.total,
+            "seconds": round(v.seconds, 4),
+        },
+        "errors": [issue_dict(e) for e in v.errors.items],
+        "warnings": task_warnings,
+    }
+    return {
+        "valid": v.valid,
+        "stats": {
+            "tasks": 1,
+            "errors": v.errors.total,
+            "warnings": v.warnings.total,
+            "seconds": round(v.seconds, 4),
+        },
+        "errors": [],
+        "warnings": [],
+        "tasks": [task],
+        "opendepot": {
+            **context,
+            "status": status,
+            "rejection": v.rejection,
+            "rows": v.rows,
+            "rows_left_out": v.rows_left_out,
+            "rows_published": table_rows,
+            "encoding": d.encoding if d else None,
+            "delimiter": d.delimiter if d else None,
+            "compression": d.compression if d else None,
+            "line_ends": d.line_ends if d else None,
+            "columns": v.mapping,
+            "warnings": [issue_dict(w) for w in v.warnings.items],
+            "error_limit": v.errors.limit,
+        },
+    }
+
+
+def refusal_report(issue: Issue, context: dict[str, Any], *, status: str = "rejected") -> dict[str, Any]:
+    """A report for an upload refused before its content was read (key, producer, size)."""
+    v = Validation(name=context.get("key", ""), errors=IssueList(1), warnings=IssueList(1))
+    v.errors.add(issue)
+    v.rejection = issue.message
+    report = build_report(v, None, context)
+    report["opendepot"]["status"] = status
+    return report
+
+
+def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
+    """Render a report for people: one headline, then file, line, column, value, expectation."""
+    od = report.get("opendepot", {})
+    task = report["tasks"][0] if report.get("tasks") else {}
+    key = od.get("key") or task.get("place", "?")
+    stats = report.get("stats", {})
+    if od.get("status") == "accepted":
+        head = f"ACCEPTED {key}: {od.get('rows_published', 0)} rows"
+        if od.get("rows_left_out"):
+            head += f", {od['rows_left_out']} rows left out (within the error budget)"
+    else:
+        head = f"REJECTED {key}: {od.get('rejection') or 'invalid'}"
+    head += f"; {stats.get('errors', 0)} errors, {stats.get('warnings', 0)} warnings"
+    lines = [head]
+    if od.get("encoding"):
+        delim = {";": "';'", ",": "','", "\t": "tab", None: "none"}.get(od.get("delimiter"), "?")
+        lines.append(f"  read as {od['encoding']}, delimiter {delim}")
+    shown = 0
+    for kind, items in (("error", task.get("errors", [])), ("warning", od.get("warnings", []))):
+        for e in items:
+            if shown >= max_lines:
+                break
+            lines.append(f"  {kind} [{e['type']}] {key}: {e['message']}")
+            shown += 1
+    hidden = stats.get("errors", 0) + stats.get("warnings", 0) - shown
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more (see the JSON report)")
+    return "\n".join(lines)

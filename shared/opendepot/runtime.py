@@ -1,0 +1,56 @@
+"""Cold-start wiring shared by the Lambda handlers: settings, AWS clients, ports, registry.
+
+Built once per process and reused by every invocation; tests replace it with ``use(...)``.
+This is the only module besides ``storage`` that creates boto3 clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Callable
+
+from opendepot.config import Settings
+from opendepot.registry import Cog, Registry, load_cog, load_registry
+from opendepot.storage import Queue, S3Store, SqsQueue, Store
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a handler needs besides the event."""
+
+    settings: Settings
+    store: Store
+    queue: Queue
+    registry: Registry
+    cog: Cog
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+_override: Runtime | None = None
+
+
+@cache
+def _default() -> Runtime:
+    import boto3  # noqa: PLC0415 - only on the AWS/moto path
+
+    return Runtime(
+        settings=Settings.from_env(),
+        store=S3Store(boto3.client("s3")),
+        queue=SqsQueue(boto3.client("sqs")),
+        registry=load_registry(),
+        cog=load_cog(),
+    )
+
+
+def current() -> Runtime:
+    """The runtime in force: the one set by ``use``, else the default built from the env."""
+    return _override if _override is not None else _default()
+
+
+def use(runtime: Runtime | None) -> None:
+    """Install a runtime (tests, local stack) or, with None, go back to the default."""
+    global _override
+    _override = runtime
+    _default.cache_clear()

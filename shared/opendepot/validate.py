@@ -1,0 +1,660 @@
+"""Validation of a producer file against its dataset's Table Schema.
+
+``validate(raw, dataset, cog, ...)`` returns a ``Validation``: the typed rows to publish (an
+Arrow table in the schema's field order) and every issue found, as data. Invalid input never
+raises. Checks, in order (Frictionless error types where one exists, else ours):
+
+- source: ``source-error`` (empty, corrupt gzip, too large), ``format-error`` (not text, RTF,
+  header that cannot be split), ``encoding-error``;
+- header: ``blank-label``, ``duplicate-label``, ``extra-label``, ``missing-label`` (names are
+  mapped by name, never by position: exact, case-insensitive, then the registry's aliases);
+- rows: ``blank-row``, ``missing-cell``, ``extra-cell``;
+- cells (vectorised with pyarrow.compute): ``type-error`` (integer, number, date, boolean),
+  ``constraint-error`` (required, minimum, maximum, enum, pattern, minLength, maxLength),
+  ``foreign-key`` (area codes outside the INSEE COG and the dataset's declared extra codes);
+- ``primary-key`` (duplicated key, naming both lines; never resolved by picking one row);
+- warnings, which do not block: ``padded-code`` (``1`` -> ``01``), ``cumulative-decrease``,
+  ``missing-day`` (gap in an area's daily series).
+
+Row numbers count the header as row 1 and are physical lines (CR CR LF counts as one line end).
+Rows with cell or row errors are left out of the publication while they stay within the
+dataset's error budget (``errorBudget.maxBadRowsPercent``); header, source and primary-key
+errors always reject the file.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from opendepot.decode import Decoded, DecodeProblem, decode
+from opendepot.registry import Cog, Dataset, Field
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "date": pa.date32(),
+    "boolean": pa.bool_(),
+    "year": pa.int64(),
+}
+INTEGER_RE = r"^[+-]?[0-9]+$"
+NUMBER_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+TRUE_VALUES = ["true", "True", "TRUE", "1"]
+FALSE_VALUES = ["false", "False", "FALSE", "0"]
+ROW_ERROR_TYPES = {
+    "blank-row",
+    "missing-cell",
+    "extra-cell",
+    "type-error",
+    "constraint-error",
+    "foreign-key",
+}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One error or warning, shaped like a Frictionless error."""
+
+    type: str
+    """Slug: Frictionless vocabulary (``type-error``...) or ours (``padded-code``...)."""
+    message: str
+    """Human sentence naming line, column, value and what is expected."""
+    row_number: int | None = None
+    """Physical line in the file, header = 1; None for file-level issues."""
+    field_name: str | None = None
+    """Canonical column name (or the label as written for header issues)."""
+    field_number: int | None = None
+    """1-based position of the column in the file."""
+    cell: str | None = None
+    """The offending value as written."""
+    note: str = ""
+    """Short machine-friendly detail (expected type, constraint, other line...)."""
+
+
+@dataclass
+class IssueList:
+    """Issues kept up to ``limit``, with the true total counted beyond it."""
+
+    limit: int
+    items: list[Issue] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, issue: Issue) -> None:
+        self.total += 1
+        if len(self.items) < self.limit:
+            self.items.append(issue)
+
+    def room(self) -> int:
+        return max(self.limit - len(self.items), 0)
+
+    def count(self, n: int) -> None:
+        """Count ``n`` issues that were not materialised (past the limit)."""
+        self.total += n
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.items)
+
+
+@dataclass
+class Validation:
+    """What ``validate`` found and what it would publish."""
+
+    name: str
+    """The file's key or path, as reports name it."""
+    errors: IssueList
+    warnings: IssueList
+    table: pa.Table | None = None
+    """Accepted typed rows in schema field order (None when rejected)."""
+    rows: int = 0
+    """Data rows read (header excluded, blank rows included)."""
+    rows_left_out: int = 0
+    """Rows with errors left out of the publication, within the error budget."""
+    accepted: bool = False
+    """True when the file (minus left-out rows) can be published."""
+    labels: tuple[str, ...] = ()
+    """Header labels as written."""
+    mapping: dict[str, str] = field(default_factory=dict)
+    """Canonical field name -> label as written, for the columns found."""
+    decoded: Decoded | None = None
+    seconds: float = 0.0
+    rejection: str = ""
+    """Why the file was rejected, in one sentence ("" when accepted)."""
+
+    @property
+    def valid(self) -> bool:
+        """Frictionless sense: no error at all."""
+        return self.errors.total == 0
+
+
+def _labels_to_fields(
+    labels: tuple[str, ...], dataset: Dataset, errors: IssueList
+) -> dict[str, int]:
+    """Map canonical field names to column positions; report label problems."""
+    by_lower = {f.name.lower(): f.name for f in dataset.fields}
+    found: dict[str, int] = {}
+    for i, raw in enumerate(labels):
+        label = raw.replace("\ufeff", "").strip().strip('"').strip()
+        if not label:
+            errors.add(
+                Issue(
+                    "blank-label",
+                    f"Line 1, column {i + 1}: the header label is blank",
+                    1,
+                    None,
+                    i + 1,
+                    raw,
+                )
+            )
+            continue
+        name = by_lower.get(label.lower()) or dataset.aliases.get(label.lower())
+        if name is None:
+            errors.add(
+                Issue(
+                    "extra-label",
+                    f"Line 1, column {i + 1}: column {label!r} is not in the schema of "
+                    f"{dataset.name} (expected {', '.join(dataset.field_names)})",
+                    1,
+                    label,
+                    i + 1,
+                    raw,
+                )
+            )
+        elif name in found:
+            errors.add(
+                Issue(
+                    "duplicate-label",
+                    f"Line 1, column {i + 1}: column {label!r} repeats column "
+                    f"{found[name] + 1} ({name})",
+                    1,
+                    name,
+                    i + 1,
+                    raw,
+                    note=f"first at column {found[name] + 1}",
+                )
+            )
+        else:
+            found[name] = i
+    missing = [f.name for f in dataset.fields if f.name not in found and not f.optional_column]
+    for name in missing:
+        errors.add(
+            Issue(
+                "missing-label",
+                f"Line 1: required column {name!r} is missing",
+                1,
+                name,
+                None,
+                None,
+            )
+        )
+    return found
+
+
+def _read_rows(
+    decoded: Decoded, width: int, errors: IssueList
+) -> tuple[pa.Table, np.ndarray, set[int]]:
+    """Parse data rows as strings; return the table, each row's line and the bad lines."""
+    names = [f"c{i}" for i in range(width)]
+    invalid: list[tuple[int, str, int, int]] = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
+        return "skip"
+
+    table = pacsv.read_csv(
+        io.BytesIO(decoded.data),
+        read_options=pacsv.ReadOptions(
+            use_threads=False, skip_rows=1, column_names=names, block_size=1 << 24
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=decoded.delimiter or "\x1f",
+            quote_char='"',
+            double_quote=True,
+            ignore_empty_lines=False,
+            invalid_row_handler=on_invalid,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    bad_lines: set[int] = set()
+    for number, text, expected, actual in invalid:
+        kind = "missing-cell" if actual < expected else "extra-cell"
+        what = "fewer" if actual < expected else "more"
+        errors.add(
+            Issue(
+                kind,
+                f"Line {number}: the row has {actual} cells, {what} than the header's {expected}",
+                number,
+                None,
+                None,
+                text[:200],
+                note=f"expected {expected} cells, found {actual}",
+            )
+        )
+        bad_lines.add(number)
+    total = table.num_rows + len(invalid)
+    lines = np.arange(2, total + 2, dtype=np.int64)
+    if bad_lines:
+        lines = lines[~np.isin(lines, np.fromiter(bad_lines, dtype=np.int64))]
+    return table, lines, bad_lines
+
+
+def _report_mask(
+    sink: IssueList,
+    mask: np.ndarray,
+    lines: np.ndarray,
+    raw: pa.ChunkedArray | pa.Array,
+    make: Any,
+) -> None:
+    """Add one issue per True row of ``mask`` (materialising only up to the sink's room)."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return
+    shown = idx[: sink.room()]
+    values = raw.take(pa.array(shown)).to_pylist() if shown.size else []
+    for i, value in zip(shown, values, strict=True):
+        sink.add(make(int(lines[i]), value, int(i)))
+    sink.count(idx.size - shown.size)
+
+
+def _np(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _cast_field(
+    f: Field, col: pa.ChunkedArray, missing: np.ndarray
+) -> tuple[pa.ChunkedArray | pa.Array, np.ndarray, str]:
+    """Cast a trimmed string column to the field's type; return (typed, type_error_mask, expected)."""
+    present = pa.array(~missing)
+    if f.type == "integer" or f.type == "year":
+        ok = _np(pc.match_substring_regex(col, INTEGER_RE))
+        keep = pc.if_else(pa.array(ok & ~missing), col, pa.scalar(None, pa.string()))
+        return pc.cast(keep, pa.int64()), ~ok & ~missing, "an integer"
+    if f.type == "number":
+        ok = _np(pc.match_substring_regex(col, NUMBER_RE))
+        keep = pc.if_else(pa.array(ok & ~missing), col, pa.scalar(None, pa.string()))
+        return pc.cast(keep, pa.float64()), ~ok & ~missing, "a number"
+    if f.type == "date":
+        parsed = None
+        for fmt in f.date_formats:
+            attempt = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+            parsed = attempt if parsed is None else pc.coalesce(parsed, attempt)
+        assert parsed is not None
+        typed = pc.cast(pc.if_else(present, parsed, pa.scalar(None, parsed.type)), pa.date32())
+        bad = ~_np(pc.is_valid(typed)) & ~missing
+        return typed, bad, "a date (" + " or ".join(f.date_formats) + ")"
+    if f.type == "boolean":
+        is_true = _np(pc.is_in(col, value_set=pa.array(TRUE_VALUES)))
+        is_false = _np(pc.is_in(col, value_set=pa.array(FALSE_VALUES)))
+        typed = pa.array(np.where(is_true, True, False), pa.bool_())
+        typed = pc.if_else(pa.array((is_true | is_false) & ~missing), typed, pa.scalar(None, pa.bool_()))
+        return typed, ~(is_true | is_false) & ~missing, "true or false"
+    return pc.if_else(present, col, pa.scalar(None, pa.string())), np.zeros(len(col), bool), "text"
+
+
+def _constraint_masks(f: Field, typed: Any, missing: np.ndarray) -> Iterable[tuple[np.ndarray, str, str]]:
+    """Yield (failing rows, constraint name, expected) for each declared constraint."""
+    if f.required:
+        yield missing, "required", "a value (the field is required)"
+    c = f.constraints
+    if "minimum" in c:
+        yield _np(pc.less(typed, c["minimum"])), "minimum", f"at least {c['minimum']}"
+    if "maximum" in c:
+        yield _np(pc.greater(typed, c["maximum"])), "maximum", f"at most {c['maximum']}"
+    if "enum" in c:
+        allowed = pa.array(c["enum"]).cast(typed.type)
+        yield (
+            ~_np(pc.is_in(typed, value_set=allowed)) & ~missing,
+            "enum",
+            "one of " + ", ".join(map(str, c["enum"])),
+        )
+    if "pattern" in c and pa.types.is_string(typed.type):
+        ok = _np(pc.match_substring_regex(typed, f"^(?:{c['pattern']})$"))
+        yield ~ok & ~missing, "pattern", f"text matching {c['pattern']}"
+    if "minLength" in c and pa.types.is_string(typed.type):
+        yield _np(pc.less(pc.utf8_length(typed), c["minLength"])), "minLength", f"at least {c['minLength']} characters"
+    if "maxLength" in c and pa.types.is_string(typed.type):
+        yield _np(pc.greater(pc.utf8_length(typed), c["maxLength"])), "maxLength", f"at most {c['maxLength']} characters"
+
+
+def _area_codes(dataset: Dataset, cog: Cog) -> dict[str, str]:
+    """Valid codes of the dataset's geographic level -> what they are."""
+    level = dataset.geography.level
+    if level == "dep":
+        codes = {k: v["name"] for k, v in cog.departments.items()}
+    elif level == "reg":
+        codes = {k: v["name"] for k, v in cog.regions.items()}
+    else:
+        codes = {}
+    codes.update({k: v.get("name", k) for k, v in dataset.geography.extra_codes.items()})
+    return codes
+
+
+def _fk_message(level: str, code: str) -> str:
+    what = {"dep": "department", "reg": "region"}.get(level, "area")
+    if level == "dep" and code == "20":
+        return f"'20' is not a valid {what} code (use 2A or 2B: Corsica is two departments since 1976)"
+    return f"{code!r} is not a valid {what} code (INSEE COG 2020, or a code the dataset declares)"
+
+
+def validate_decoded(
+    decoded: Decoded,
+    dataset: Dataset,
+    cog: Cog,
+    *,
+    name: str,
+    max_errors: int = 1000,
+) -> Validation:
+    """Validate decoded CSV text against ``dataset`` (see module docstring)."""
+    started = time.perf_counter()
+    v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
+    v.decoded = decoded
+    v.labels = decoded.header
+    errors, warnings = v.errors, v.warnings
+
+    positions = _labels_to_fields(decoded.header, dataset, errors)
+    if errors.total:
+        if len(decoded.header) == 1 and len(dataset.fields) > 1:
+            missing = ", ".join(f.name for f in dataset.fields if not f.optional_column)
+            errors.items.insert(
+                0,
+                Issue(
+                    "format-error",
+                    f"Line 1: the header cannot be split into the schema's columns (no ';', ',' "
+                    f"or tab in it); the file has a single column {decoded.header[0]!r}. Missing "
+                    f"required columns: {missing}",
+                    1,
+                    None,
+                    None,
+                    decoded.header[0][:200],
+                ),
+            )
+            errors.total += 1
+        v.rejection = "the header does not match the schema"
+        v.seconds = time.perf_counter() - started
+        return v
+    v.mapping = {n: decoded.header[i] for n, i in positions.items()}
+
+    table, lines, bad_lines = _read_rows(decoded, len(decoded.header), errors)
+    n = table.num_rows
+    v.rows = n + len(bad_lines)
+    if v.rows == 0:
+        errors.add(Issue("source-error", "the file has a header but no data rows"))
+        v.rejection = "no data rows"
+        v.seconds = time.perf_counter() - started
+        return v
+
+    bad = np.zeros(n, dtype=bool)
+    trimmed = {i: pc.utf8_trim_whitespace(table.column(i)) for i in range(table.num_columns)}
+    blank = np.ones(n, dtype=bool)
+    for col in trimmed.values():
+        blank &= _np(pc.equal(col, ""))
+    if blank.any():
+        _report_mask(
+            errors,
+            blank,
+            lines,
+            table.column(0),
+            lambda line, _v, _i: Issue("blank-row", f"Line {line}: the row is blank", line),
+        )
+        bad |= blank
+
+    missing_set = pa.array(list(dataset.missing_values), pa.string())
+    typed: dict[str, Any] = {}
+    geo = dataset.geography
+    for f in dataset.fields:
+        if f.name not in positions:
+            typed[f.name] = pa.nulls(n, ARROW_TYPES[f.type])
+            continue
+        pos = positions[f.name]
+        raw = table.column(pos)
+        col = trimmed[pos]
+        if f.name == geo.field and geo.pad_codes:
+            short = _np(pc.match_substring_regex(col, r"^[1-9]$")) & ~blank
+            if short.any():
+                padded = pc.binary_join_element_wise("0", col, "")
+                _report_mask(
+                    warnings,
+                    short,
+                    lines,
+                    raw,
+                    lambda line, value, _i, f=f: Issue(
+                        "padded-code",
+                        f"Line {line}, column {f.name}: code {value!r} padded to '0{value.strip()}'",
+                        line,
+                        f.name,
+                        pos + 1,
+                        value,
+                        note=f"0{value.strip()}",
+                    ),
+                )
+                col = pc.if_else(pa.array(short), padded, col)
+        missing = _np(pc.is_in(col, value_set=missing_set)) & ~blank
+        value, type_bad, expected = _cast_field(f, col, missing)
+        type_bad &= ~blank
+        if type_bad.any():
+            _report_mask(
+                errors,
+                type_bad,
+                lines,
+                raw,
+                lambda line, cell, _i, f=f, expected=expected: Issue(
+                    "type-error",
+                    f"Line {line}, column {f.name}: value {cell!r} is not {expected}",
+                    line,
+                    f.name,
+                    pos + 1,
+                    cell,
+                    note=f"type is {f.type}",
+                ),
+            )
+            bad |= type_bad
+        for fail, constraint, wanted in _constraint_masks(f, value, missing):
+            fail = fail & ~blank & ~type_bad
+            if fail.any():
+                _report_mask(
+                    errors,
+                    fail,
+                    lines,
+                    raw,
+                    lambda line, cell, _i, f=f, constraint=constraint, wanted=wanted: Issue(
+                        "constraint-error",
+                        f"Line {line}, column {f.name}: value {cell!r} breaks constraint "
+                        f"{constraint!r}: expected {wanted}",
+                        line,
+                        f.name,
+                        pos + 1,
+                        cell,
+                        note=f"constraint {constraint}",
+                    ),
+                )
+                bad |= fail
+        if f.name == geo.field:
+            codes = _area_codes(dataset, cog)
+            unknown = ~_np(pc.is_in(value, value_set=pa.array(list(codes)))) & ~missing & ~blank
+            if unknown.any():
+                _report_mask(
+                    errors,
+                    unknown,
+                    lines,
+                    value,
+                    lambda line, code, _i, f=f: Issue(
+                        "foreign-key",
+                        f"Line {line}, column {f.name}: {_fk_message(geo.level, code)}",
+                        line,
+                        f.name,
+                        pos + 1,
+                        code,
+                        note=f"reference {geo.level} codes",
+                    ),
+                )
+                bad |= unknown
+        typed[f.name] = value
+
+    out = pa.table({f.name: typed[f.name] for f in dataset.fields},
+                   schema=pa.schema([(f.name, ARROW_TYPES[f.type]) for f in dataset.fields]))
+    line_col = pa.array(lines)
+
+    # Primary key: every row whose key is complete, bad rows included (a duplicate is never
+    # hidden by another error on the same row).
+    pk_rejects = _check_primary_key(out, line_col, dataset, errors)
+
+    bad_rows = int(bad.sum()) + len(bad_lines)
+    good = out.filter(pa.array(~bad))
+    good_lines = line_col.filter(pa.array(~bad))
+    if pk_rejects:
+        v.rejection = "duplicated primary keys"
+    elif bad_rows and bad_rows * 100.0 > dataset.max_bad_rows_percent * v.rows:
+        v.rejection = (
+            f"{bad_rows} of {v.rows} rows have errors, more than the dataset's error budget "
+            f"({dataset.max_bad_rows_percent}% of rows)"
+        )
+    elif good.num_rows == 0:
+        v.rejection = "no valid data rows"
+    else:
+        v.accepted = True
+        v.rows_left_out = bad_rows
+        v.table = good
+        _series_warnings(good, good_lines, dataset, warnings)
+    v.seconds = time.perf_counter() - started
+    return v
+
+
+def _fmt_key(names: tuple[str, ...], values: tuple[Any, ...]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(names, values, strict=True))
+
+
+def _check_primary_key(
+    table: pa.Table, lines: pa.Array, dataset: Dataset, errors: IssueList
+) -> int:
+    """Report each repeat of a primary key, naming the line of its first occurrence."""
+    pk = dataset.primary_key
+    if not pk:
+        return 0
+    df = table.select(list(pk)).to_pandas()
+    df["__line"] = lines.to_numpy()
+    df = df.dropna(subset=list(pk))
+    dup = df.duplicated(subset=list(pk), keep="first")
+    if not dup.any():
+        return 0
+    first = df.groupby(list(pk), sort=False, dropna=True)["__line"].transform("first")
+    repeats = df[dup]
+    shown = repeats.head(errors.room())
+    for row, first_line in zip(shown.itertuples(index=False), first[dup].head(len(shown)), strict=True):
+        values = tuple(row[i] for i in range(len(pk)))
+        line = int(row[-1])
+        errors.add(
+            Issue(
+                "primary-key",
+                f"Line {line}: primary key ({_fmt_key(pk, values)}) already at line "
+                f"{int(first_line)}; duplicated rows are never merged or picked from",
+                line,
+                ",".join(pk),
+                None,
+                "/".join(map(str, values)),
+                note=f"first at line {int(first_line)}",
+            )
+        )
+    errors.count(len(repeats) - len(shown))
+    return int(len(repeats))
+
+
+def _series_warnings(
+    table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
+) -> None:
+    """Cumulative counts that go down and missing days, per area and dimension."""
+    date = dataset.date_field
+    geo = dataset.geography.field
+    if date is None or table.num_rows == 0:
+        return
+    series = [k for k in dataset.primary_key if k != date]
+    cumulative = [m for m, kind in dataset.measures.items() if kind == "cumulative"]
+    df = table.select([*series, date, *cumulative]).to_pandas()
+    df["__line"] = lines.to_numpy()
+    df = df.sort_values([*series, date], kind="stable")
+    same = np.ones(len(df), dtype=bool)
+    for k in series:
+        col = df[k].to_numpy()
+        same[1:] &= col[1:] == col[:-1]
+    same[0] = False
+    for m in cumulative:
+        values = df[m].to_numpy(dtype="float64", na_value=np.nan)
+        prev = np.roll(values, 1)
+        down = same & (values < prev)  # NaN compares False: no warning across a null
+        flagged = np.flatnonzero(down)
+        shown = flagged[: warnings.room()]
+        for i in shown:
+            row = df.iloc[i]
+            before = df.iloc[i - 1]
+            area = _fmt_key(tuple(series), tuple(row[k] for k in series))
+            warnings.add(
+                Issue(
+                    "cumulative-decrease",
+                    f"Line {int(row['__line'])}, column {m}, {area}: cumulative count goes down "
+                    f"from {int(before[m])} on {before[date]} to {int(row[m])} on {row[date]}",
+                    int(row["__line"]),
+                    m,
+                    None,
+                    str(int(row[m])),
+                    note=f"previous {int(before[m])} on {before[date]} (line {int(before['__line'])})",
+                )
+            )
+        warnings.count(flagged.size - shown.size)
+    # Missing days: per area, consecutive dates more than one day apart.
+    days = df[[geo, date, "__line"]].drop_duplicates(subset=[geo, date]).sort_values([geo, date])
+    d = days[date].to_numpy(dtype="datetime64[D]")
+    g = days[geo].to_numpy()
+    step = np.diff(d).astype(np.int64)
+    gap = (step > 1) & (g[1:] == g[:-1])
+    gaps = np.flatnonzero(gap)
+    shown_gaps = gaps[: warnings.room()]
+    for i in shown_gaps:
+        start, end = d[i], d[i + 1]
+        missing = [str(start + k) for k in range(1, int(step[i]))]
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        warnings.add(
+            Issue(
+                "missing-day",
+                f"Line {int(days['__line'].iloc[i + 1])}: no row for {geo} {g[i + 1]} on "
+                f"{shown} (between {start} and {end}); the gap is not filled",
+                int(days["__line"].iloc[i + 1]),
+                date,
+                None,
+                str(end),
+                note=f"{len(missing)} day(s) missing",
+            )
+        )
+    warnings.count(gaps.size - shown_gaps.size)
+
+
+def validate(
+    raw: bytes,
+    dataset: Dataset,
+    cog: Cog,
+    *,
+    name: str,
+    max_errors: int = 1000,
+    max_bytes: int = 512 * 1024 * 1024,
+) -> Validation:
+    """Decode and validate a file's bytes. Never raises for bad input."""
+    started = time.perf_counter()
+    decoded = decode(raw, max_bytes=max_bytes)
+    if isinstance(decoded, DecodeProblem):
+        v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
+        v.errors.add(Issue(decoded.type, decoded.message))
+        v.rejection = decoded.message
+        v.seconds = time.perf_counter() - started
+        return v
+    return validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors)
