@@ -1,0 +1,86 @@
+"""Shared fixtures: where the real data and the cases are, and the in-memory pipeline."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from opendepot.config import Settings
+from opendepot.ingest import IngestOutcome, ObjectEvent, ingest
+from opendepot.publication import PublishOutcome, publish_dataset
+from opendepot.registry import load_cog, load_registry
+from opendepot.storage import MemoryQueue, MemoryStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("OPENDEPOT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+REAL = SHARED_DATA / "real"
+CASES = SHARED_DATA / "cases"
+HOSP = "donnees-hospitalieres-covid19"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"missing shared data {path}: the checkout must sit beside ../shared")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    return need(REAL)
+
+
+@pytest.fixture(scope="session")
+def cases_dir() -> Path:
+    return need(CASES)
+
+
+@dataclass
+class Pipeline:
+    """validate + publish over the in-memory store, with a controllable clock."""
+
+    store: MemoryStore
+    queue: MemoryQueue
+    settings: Settings
+    now: datetime
+    seq: int = 0
+
+    def drop(self, key: str, body: bytes, *, version_id: str | None = None) -> IngestOutcome:
+        self.seq += 1
+        self.now += timedelta(minutes=1)
+        etag = self.store.put(self.settings.incoming_bucket, key, body, "text/csv")
+        event = ObjectEvent(
+            bucket=self.settings.incoming_bucket,
+            key=key,
+            size=len(body),
+            etag=etag,
+            version_id=version_id or f"v{self.seq}",
+            sequencer=f"{self.seq:016X}",
+            event_time=self.now,
+        )
+        return self.ingest(event)
+
+    def ingest(self, event: ObjectEvent) -> IngestOutcome:
+        return ingest(self.store, self.queue, self.settings, load_registry(), load_cog(), event)
+
+    def publish(self, dataset: str = HOSP) -> PublishOutcome:
+        self.now += timedelta(seconds=5)
+        ds = load_registry().get(dataset)
+        assert ds is not None
+        return publish_dataset(self.store, self.settings, load_registry(), load_cog(), ds, self.now)
+
+    def published(self, key: str) -> bytes:
+        return self.store.get(self.settings.published_bucket, key)
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    return Pipeline(
+        MemoryStore(),
+        MemoryQueue(),
+        Settings(publish_queue_url="memory://publish.fifo"),
+        datetime(2026, 11, 29, 8, 0, tzinfo=UTC),
+    )
