@@ -88,7 +88,7 @@ def ingest(
         "version_id": event.version_id,
         "etag": event.etag,
         "sequencer": event.sequencer,
-        "received_at": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "received_at": event.event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "size": event.size,
         "upload_id": uid,
     }

@@ -1,0 +1,311 @@
+"""Functional tests: the validate and publish Lambda handlers on moto (in process), fed the
+S3 events of cases C09-C14 in ../shared/data/cases, mapped onto opendepot's key layout
+(bucket ``covid-drop`` -> the incoming bucket, ``covid-published`` -> the published bucket,
+``incoming/`` -> ``donnees-hospitalieres-covid19/``, kept URL-encoded as S3 sends it)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pandas as pd
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from moto import mock_aws
+
+from conftest import HOSP
+from opendepot import runtime
+from opendepot.config import Settings
+from opendepot.registry import load_cog, load_registry
+from opendepot.storage import S3Store, SqsQueue
+
+EVENTS = Path(__file__).parent / "events"
+SETTINGS = Settings()
+
+
+@dataclass
+class Context:
+    function_name: str = "opendepot-test"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-3:123456789012:function:opendepot-test"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+
+class FailingStore:
+    """Wraps a Store; raises on the ``fail_at``-th call of ``method`` (1-based)."""
+
+    def __init__(self, inner: Any, method: str, fail_at: int) -> None:
+        self.inner, self.method, self.fail_at, self.calls = inner, method, fail_at, 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name != self.method:
+            return target
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise RuntimeError(f"injected failure at {name} #{self.calls}")
+            return target(*args, **kwargs)
+
+        return wrapped
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "eu-west-3"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        for b in (SETTINGS.incoming_bucket, SETTINGS.internal_bucket, SETTINGS.published_bucket):
+            s3.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        s3.put_bucket_versioning(Bucket=SETTINGS.incoming_bucket,
+                                 VersioningConfiguration={"Status": "Enabled"})
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="opendepot-publish.fifo", Attributes={
+            "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+        settings = Settings(publish_queue_url=url)
+        rt = runtime.Runtime(settings, S3Store(s3), SqsQueue(sqs), load_registry(), load_cog())
+        runtime.use(rt)
+        yield rt, s3, sqs
+        runtime.use(None)
+
+
+def map_event(record: dict[str, Any], prefix: str = f"{HOSP}/") -> dict[str, Any]:
+    r = copy.deepcopy(record)
+    bucket = r["s3"]["bucket"]
+    bucket["name"] = {"covid-drop": SETTINGS.incoming_bucket,
+                      "covid-published": SETTINGS.published_bucket}[bucket["name"]]
+    key = r["s3"]["object"]["key"]
+    if key.startswith("incoming/"):
+        r["s3"]["object"]["key"] = prefix + key[len("incoming/"):]
+    return r
+
+
+def sqs_event(*notifications: dict[str, Any]) -> dict[str, Any]:
+    template = json.loads((EVENTS / "sqs_s3_object_created.json").read_text())
+    records = []
+    for i, n in enumerate(notifications):
+        rec = copy.deepcopy(template["Records"][0])
+        rec["messageId"] = f"msg-{i}"
+        rec["body"] = json.dumps(n)
+        records.append(rec)
+    return {"Records": records}
+
+
+def validate(event: dict[str, Any]) -> dict[str, Any]:
+    from functions.validate import app
+
+    return app.lambda_handler(event, Context())
+
+
+def drain_publish(rt, sqs, *, store=None) -> dict[str, Any]:
+    """Receive the publish queue's messages and run the publish handler on them."""
+    from functions.publish import app
+
+    msgs = sqs.receive_message(QueueUrl=rt.settings.publish_queue_url, MaxNumberOfMessages=10,
+                               AttributeNames=["All"]).get("Messages", [])
+    if not msgs:
+        return {"batchItemFailures": []}
+    template = json.loads((EVENTS / "sqs_publish_request.json").read_text())["Records"][0]
+    records = []
+    for m in msgs:
+        rec = copy.deepcopy(template)
+        rec.update(messageId=m["MessageId"], receiptHandle=m["ReceiptHandle"], body=m["Body"])
+        records.append(rec)
+    if store is not None:
+        runtime.use(runtime.Runtime(rt.settings, store, rt.queue, rt.registry, rt.cog))
+    try:
+        result = app.lambda_handler({"Records": records}, Context())
+    except BatchProcessingError:  # every record failed: Lambda reports the batch as failed
+        result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in msgs]}
+    finally:
+        runtime.use(rt)
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    for m in msgs:
+        if m["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=rt.settings.publish_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        else:
+            sqs.change_message_visibility(QueueUrl=rt.settings.publish_queue_url,
+                                          ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    return result
+
+
+def put_for(s3, record: dict[str, Any], body: bytes) -> dict[str, Any]:
+    """Upload ``body`` under the record's decoded key; return the record with the real
+    versionId/eTag/size of that upload."""
+    from urllib.parse import unquote_plus
+
+    key = unquote_plus(record["s3"]["object"]["key"])
+    r = s3.put_object(Bucket=SETTINGS.incoming_bucket, Key=key, Body=body)
+    record = copy.deepcopy(record)
+    record["s3"]["object"].update(size=len(body), eTag=r["ETag"].strip('"'), versionId=r["VersionId"])
+    return record
+
+
+def reports(s3, prefix: str = "reports/") -> list[dict[str, Any]]:
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=SETTINGS.internal_bucket,
+                                                  Prefix=prefix).get("Contents", [])]
+    return [json.loads(s3.get_object(Bucket=SETTINGS.internal_bucket, Key=k)["Body"].read())
+            for k in keys]
+
+
+def published_state(s3) -> dict[str, str]:
+    """Every object of the published bucket with its ETag (what readers can see)."""
+    out = {}
+    for o in s3.list_objects_v2(Bucket=SETTINGS.published_bucket).get("Contents", []):
+        out[o["Key"]] = o["ETag"]
+    return out
+
+
+def national(s3, day: str) -> int:
+    body = s3.get_object(Bucket=SETTINGS.published_bucket,
+                         Key=f"{HOSP}/latest/{HOSP}-fra.csv")["Body"].read()
+    df = pd.read_csv(io.BytesIO(body), sep=";")
+    return int(df[df.jour == day].hosp.iloc[0])
+
+
+def test_s3_test_event__skipped_without_error(aws):
+    result = validate(sqs_event({"Service": "Amazon S3", "Event": "s3:TestEvent",
+                                 "Bucket": SETTINGS.incoming_bucket}))
+    assert result == {"batchItemFailures": []}
+
+
+def test_url_encoded_keys__decoded_once_and_read(aws, cases_dir):
+    rt, s3, sqs = aws
+    event = json.loads((cases_dir / "C09-url-encoded-key.json").read_text())
+    body = (cases_dir / "C10-duplicate-delivery-object.csv").read_bytes()
+    records = [put_for(s3, map_event(r, f"{HOSP}/spf/"), body) for r in event["Records"]]
+    assert validate(sqs_event({"Records": records})) == {"batchItemFailures": []}
+    keys = sorted(r["opendepot"]["key"] for r in reports(s3))
+    assert keys == [
+        f"{HOSP}/spf/ars/Île-de-France/donnees hospitalieres 2020-03-25 (1).csv",
+        f"{HOSP}/spf/ehpad/déclaration 10:00=final.csv",
+    ]
+    assert all(r["opendepot"]["status"] == "accepted" for r in reports(s3))
+    drain_publish(rt, sqs)
+    manifest = json.loads(s3.get_object(Bucket=SETTINGS.published_bucket,
+                                        Key=f"{HOSP}/manifest.json")["Body"].read())
+    assert manifest["uploads"][0]["key"] in keys  # snapshot: the newest upload of spf
+
+
+def logged(caplog) -> str:
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    caplog.clear()
+    return text
+
+
+def test_same_event_twice__second_is_a_logged_duplicate_with_no_effect(aws, cases_dir, caplog):
+    rt, s3, sqs = aws
+    event = json.loads((cases_dir / "C10-duplicate-delivery.json").read_text())
+    body = (cases_dir / "C10-duplicate-delivery-object.csv").read_bytes()
+    first, second = (map_event(inv["Records"][0]) for inv in event["invocations"])
+    first = put_for(s3, first, body)
+    second = copy.deepcopy(first)  # the same delivery: same key, versionId, eTag, sequencer
+    validate(sqs_event({"Records": [first]}))
+    drain_publish(rt, sqs)
+    assert national(s3, "2020-03-24") == 1692
+    before = published_state(s3)
+    logged(caplog)
+    assert validate(sqs_event({"Records": [second]})) == {"batchItemFailures": []}
+    assert "duplicate: this object version was already processed" in logged(caplog)
+    drain_publish(rt, sqs)
+    assert published_state(s3) == before
+    assert national(s3, "2020-03-24") == 1692
+    # a new upload under the same key (new version) is processed, not skipped
+    third = put_for(s3, first, body.replace(b"1076", b"1077"))
+    third["s3"]["object"]["sequencer"] = "005E7B6A2C8D1A2B3D"  # S3 orders later writes higher
+    validate(sqs_event({"Records": [third]}))
+    drain_publish(rt, sqs)
+    assert national(s3, "2020-03-24") == 1693
+
+
+def test_own_outputs_and_unknown_files__ignored_or_reported_never_dropped(aws, cases_dir, caplog):
+    rt, s3, sqs = aws
+    event = json.loads((cases_dir / "C11-key-routing-recursion.json").read_text())
+    own, renamed = (map_event(inv["Records"][0], "incoming/") for inv in event["invocations"])
+    validate(sqs_event({"Records": [own]}))
+    assert "not an input key" in logged(caplog)
+    assert reports(s3) == [] and published_state(s3) == {}
+    validate(sqs_event({"Records": [renamed]}))
+    [report] = reports(s3, "reports/_refused/")
+    err = report["tasks"][0]["errors"][0]
+    assert err["type"] == "unrouted-key" and "incoming/spf/covid_hospit-2022-03-11-19h00.csv" in err["message"]
+    assert "unrecognized input file" in logged(caplog)
+    assert published_state(s3) == {}
+    assert s3.list_objects_v2(Bucket=SETTINGS.incoming_bucket).get("KeyCount", 0) == 0
+
+
+def test_failure_mid_publication__readers_keep_previous_version_then_retry_switches(aws, cases_dir):
+    rt, s3, sqs = aws
+    c10 = json.loads((cases_dir / "C10-duplicate-delivery.json").read_text())["invocations"][0]
+    v1 = put_for(s3, map_event(c10["Records"][0]), (cases_dir / "C10-duplicate-delivery-object.csv").read_bytes())
+    validate(sqs_event({"Records": [v1]}))
+    drain_publish(rt, sqs)
+    before = published_state(s3)
+    catalog_before = s3.get_object(Bucket=SETTINGS.published_bucket, Key="catalog.json")["Body"].read()
+
+    c12 = json.loads((cases_dir / "C12-partial-publication.json").read_text())["invocations"]
+    v2 = put_for(s3, map_event(c12[0]["Records"][0]), (cases_dir / "C12-partial-publication-object.csv").read_bytes())
+    validate(sqs_event({"Records": [v2]}))
+    failing = FailingStore(rt.store, "put", fail_at=2)  # the second put of the publication
+    result = drain_publish(rt, sqs, store=failing)
+    assert len(result["batchItemFailures"]) == 1 and failing.calls == 2
+    after = published_state(s3)
+    # readers: same manifest, catalog and latest files; the one new object is an unreferenced
+    # version file that no index lists
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert [k for k in after if k not in before] and all(
+        "/latest/" not in k and not k.endswith("manifest.json") for k in after if k not in before)
+    assert s3.get_object(Bucket=SETTINGS.published_bucket, Key="catalog.json")["Body"].read() == catalog_before
+    assert national(s3, "2020-03-24") == 1692
+
+    drain_publish(rt, sqs)  # the queue's retry, no fault
+    assert national(s3, "2020-03-25") == 2029
+    manifest = json.loads(s3.get_object(Bucket=SETTINGS.published_bucket,
+                                        Key=f"{HOSP}/manifest.json")["Body"].read())
+    assert len(manifest["versions"]) == 2
+    for r in manifest["resources"]:
+        assert s3.head_object(Bucket=SETTINGS.published_bucket, Key=r["path"])["ContentLength"] == r["bytes"]
+
+
+def test_oversized_object__rejected_before_download(aws, cases_dir):
+    rt, s3, sqs = aws
+    c12 = json.loads((cases_dir / "C12-partial-publication.json").read_text())["invocations"]
+    huge = map_event(c12[1]["Records"][0])
+    s3.put_object(Bucket=SETTINGS.incoming_bucket, Key=huge["s3"]["object"]["key"], Body=b"x")
+    gets = []
+    s3.meta.events.register("before-call.s3.GetObject", lambda **kw: gets.append(kw))
+    validate(sqs_event({"Records": [huge]}))
+    assert gets == []
+    [report] = reports(s3)
+    err = report["tasks"][0]["errors"][0]
+    assert err["type"] == "object-too-large"
+    assert "3221225472 bytes" in err["message"] and str(SETTINGS.max_object_bytes) in err["message"]
+    assert huge["s3"]["object"]["key"] in err["message"]
+    assert published_state(s3) == {}
+
+
+def test_path_traversal_keys__rejected_before_any_read(aws, cases_dir):
+    rt, s3, sqs = aws
+    event = json.loads((cases_dir / "C14-path-traversal.json").read_text())
+    gets = []
+    s3.meta.events.register("before-call.s3.GetObject", lambda **kw: gets.append(kw))
+    assert validate(sqs_event({"Records": [map_event(r, "incoming/") for r in event["Records"]]})) == {
+        "batchItemFailures": []}
+    assert gets == []
+    found = sorted((r["tasks"][0]["errors"][0]["cell"], r["tasks"][0]["errors"][0]["type"])
+                   for r in reports(s3, "reports/_refused/"))
+    assert found == [
+        ("/tmp/evil.csv", "unsafe-key"),
+        ("incoming/../../tmp/evil.csv", "unsafe-key"),
+        ("incoming/../published/hospitalisations/national.csv", "unsafe-key"),
+    ]
+    assert published_state(s3) == {}
