@@ -69,11 +69,11 @@ def test_real_files__accepted_or_rejected_for_their_real_defects(published):
         "donnees-hospitalieres-covid19-2021-03-17-17h03.csv": ("accepted", 0),
     }
     rejected = out["2020-03-25_8b00bef-covid_hospit.csv"].report
-    # 306 repeated rows: 303 repeat a complete key, 3 have an empty dep (reported as missing,
-    # like their 3 originals): 303 primary-key errors + 6 required-value errors.
+    # 306 repeated rows (3 of them with an empty dep, also reported as missing, like their
+    # 3 originals): 306 primary-key errors + 6 required-value errors.
     types = [e["type"] for e in rejected["tasks"][0]["errors"]]
-    assert (types.count("primary-key"), types.count("constraint-error")) == (303, 6)
-    assert rejected["stats"]["errors"] == 309
+    assert (types.count("primary-key"), types.count("constraint-error")) == (306, 6)
+    assert rejected["stats"]["errors"] == 312
     first_pk = next(e for e in rejected["tasks"][0]["errors"] if e["type"] == "primary-key")
     assert first_pk["rowNumber"] > 2123 and first_pk["fieldName"] == "dep,sexe,jour"
     left_out = out["donnees-hospitalieres-covid19-2020-11-07-19h00.csv"].report["tasks"][0]["errors"]

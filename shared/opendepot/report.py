@@ -22,6 +22,7 @@ total, and a "reached error limit" warning says so.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from opendepot.validate import Issue, IssueList, Validation
@@ -64,20 +65,52 @@ TAGS = {
 }
 
 
-def issue_dict(issue: Issue) -> dict[str, Any]:
-    """One issue as a Frictionless error object."""
-    return {
+LABEL_ERRORS = {"blank-label", "duplicate-label", "extra-label", "missing-label"}
+
+
+def issue_dict(issue: Issue, labels: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One issue as a Frictionless error object (location keys only where known), with the
+    properties Frictionless' own error class of that type requires."""
+    out: dict[str, Any] = {
         "type": issue.type,
         "title": TITLES.get(issue.type, issue.type.replace("-", " ").title()),
         "description": "",
         "message": issue.message,
         "tags": TAGS.get(issue.type, []),
         "note": issue.note,
-        "rowNumber": issue.row_number,
-        "fieldName": issue.field_name,
-        "fieldNumber": issue.field_number,
-        "cell": issue.cell,
     }
+    for name, value in (
+        ("rowNumber", issue.row_number),
+        ("fieldName", issue.field_name),
+        ("fieldNumber", issue.field_number),
+        ("cell", issue.cell),
+    ):
+        if value is not None:
+            out[name] = value
+    if issue.type in LABEL_ERRORS:
+        out.update(labels=list(labels), rowNumbers=[1], label=issue.cell or "")
+        out.setdefault("fieldName", issue.cell or "")
+        out.setdefault("fieldNumber", 0)
+    elif issue.cells is not None or issue.type in {"primary-key", "missing-cell", "extra-cell"}:
+        out["cells"] = list(issue.cells or (issue.cell or "",))
+    if issue.type == "foreign-key":
+        out.update(
+            fieldNames=[issue.field_name],
+            fieldCells=[issue.cell],
+            referenceName="cog2020",
+            referenceFieldNames=[issue.field_name],
+        )
+    if issue.type in {"missing-cell", "extra-cell"}:
+        out.setdefault("cell", "")
+        out.setdefault("fieldName", "")
+        out.setdefault("fieldNumber", 0)
+    return out
+
+
+def task_name(key: str) -> str:
+    """A Frictionless task name (``^[-a-z0-9._/]+$``) from a file name."""
+    name = re.sub(r"[^-a-z0-9._/]+", "-", key.rsplit("/", 1)[-1].lower()).strip("-")
+    return name or "upload"
 
 
 def _limit_warnings(errors: IssueList, warnings: IssueList) -> list[str]:
@@ -107,7 +140,7 @@ def build_report(
     table_rows = v.table.num_rows if v.table is not None else 0
     task_warnings = _limit_warnings(v.errors, v.warnings) + [w.message for w in v.warnings.items]
     task = {
-        "name": context.get("key", v.name),
+        "name": task_name(context.get("key", v.name)),
         "type": "table",
         "place": context.get("key", v.name),
         "valid": v.valid,
@@ -121,7 +154,7 @@ def build_report(
             "warnings": v.warnings.total,
             "seconds": round(v.seconds, 4),
         },
-        "errors": [issue_dict(e) for e in v.errors.items],
+        "errors": [issue_dict(e, v.labels) for e in v.errors.items],
         "warnings": task_warnings,
     }
     return {
@@ -147,7 +180,7 @@ def build_report(
             "compression": d.compression if d else None,
             "line_ends": d.line_ends if d else None,
             "columns": v.mapping,
-            "warnings": [issue_dict(w) for w in v.warnings.items],
+            "warnings": [issue_dict(w, v.labels) for w in v.warnings.items],
             "error_limit": v.errors.limit,
         },
     }

@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,8 @@ class Issue:
     """The offending value as written."""
     note: str = ""
     """Short machine-friendly detail (expected type, constraint, other line...)."""
+    cells: tuple[str, ...] | None = None
+    """Every cell of the row as written, for row and cell errors."""
 
 
 @dataclass
@@ -184,18 +186,19 @@ def _labels_to_fields(
             )
         else:
             found[name] = i
-    missing = [f.name for f in dataset.fields if f.name not in found and not f.optional_column]
-    for name in missing:
-        errors.add(
-            Issue(
-                "missing-label",
-                f"Line 1: required column {name!r} is missing",
-                1,
-                name,
-                None,
-                None,
+    for number, f in enumerate(dataset.fields, start=1):
+        if f.name not in found and not f.optional_column:
+            errors.add(
+                Issue(
+                    "missing-label",
+                    f"Line 1: required column {f.name!r} is missing",
+                    1,
+                    f.name,
+                    number,
+                    "",
+                    note=f"schema field {number}",
+                )
             )
-        )
     return found
 
 
@@ -257,15 +260,24 @@ def _report_mask(
     lines: np.ndarray,
     raw: pa.ChunkedArray | pa.Array,
     make: Any,
+    rows: pa.Table | None = None,
 ) -> None:
-    """Add one issue per True row of ``mask`` (materialising only up to the sink's room)."""
+    """Add one issue per True row of ``mask`` (materialising only up to the sink's room).
+
+    ``rows``: the string table, to attach each row's cells to its issue."""
     idx = np.flatnonzero(mask)
     if idx.size == 0:
         return
     shown = idx[: sink.room()]
-    values = raw.take(pa.array(shown)).to_pylist() if shown.size else []
-    for i, value in zip(shown, values, strict=True):
-        sink.add(make(int(lines[i]), value, int(i)))
+    taken = pa.array(shown, pa.int64())
+    values = raw.take(taken).to_pylist() if shown.size else []
+    cells: list[tuple[str, ...] | None] = [None] * len(values)
+    if rows is not None and shown.size:
+        cols = [c.to_pylist() for c in rows.take(taken).columns]
+        cells = [tuple(col[j] for col in cols) for j in range(len(values))]
+    for i, value, row in zip(shown, values, cells, strict=True):
+        issue = make(int(lines[i]), value, int(i))
+        sink.add(replace(issue, cells=row) if row is not None else issue)
     sink.count(idx.size - shown.size)
 
 
@@ -408,6 +420,7 @@ def validate_decoded(
             lines,
             table.column(0),
             lambda line, _v, _i: Issue("blank-row", f"Line {line}: the row is blank", line),
+            table,
         )
         bad |= blank
 
@@ -459,6 +472,7 @@ def validate_decoded(
                     cell,
                     note=f"type is {f.type}",
                 ),
+                table,
             )
             bad |= type_bad
         for fail, constraint, wanted in _constraint_masks(f, value, missing):
@@ -479,6 +493,7 @@ def validate_decoded(
                         cell,
                         note=f"constraint {constraint}",
                     ),
+                    table,
                 )
                 bad |= fail
         if f.name == geo.field:
@@ -499,6 +514,7 @@ def validate_decoded(
                         code,
                         note=f"reference {geo.level} codes",
                     ),
+                    table,
                 )
                 bad |= unknown
         typed[f.name] = value
@@ -507,8 +523,8 @@ def validate_decoded(
                    schema=pa.schema([(f.name, ARROW_TYPES[f.type]) for f in dataset.fields]))
     line_col = pa.array(lines)
 
-    # Primary key: every row whose key is complete, bad rows included (a duplicate is never
-    # hidden by another error on the same row).
+    # Primary key: every row, bad rows included (a duplicate is never hidden by another error
+    # on the same row).
     pk_rejects = _check_primary_key(out, line_col, dataset, errors)
 
     bad_rows = int(bad.sum()) + len(bad_lines)
@@ -533,7 +549,12 @@ def validate_decoded(
 
 
 def _fmt_key(names: tuple[str, ...], values: tuple[Any, ...]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in zip(names, values, strict=True))
+    return ", ".join(f"{k}={_text(v)}" for k, v in zip(names, values, strict=True))
+
+
+def _text(value: Any) -> str:
+    """A key value as text; missing values (None, NaN) as ""."""
+    return "" if value is None or value != value else str(value)
 
 
 def _check_primary_key(
@@ -545,11 +566,10 @@ def _check_primary_key(
         return 0
     df = table.select(list(pk)).to_pandas()
     df["__line"] = lines.to_numpy()
-    df = df.dropna(subset=list(pk))
-    dup = df.duplicated(subset=list(pk), keep="first")
-    if not dup.any():
+    dup = df.duplicated(subset=list(pk), keep="first")  # missing values compare equal, as in
+    if not dup.any():  # Frictionless: a repeated row with an empty key part is a repeat too
         return 0
-    first = df.groupby(list(pk), sort=False, dropna=True)["__line"].transform("first")
+    first = df.groupby(list(pk), sort=False, dropna=False)["__line"].transform("first")
     repeats = df[dup]
     shown = repeats.head(errors.room())
     for row, first_line in zip(shown.itertuples(index=False), first[dup].head(len(shown)), strict=True):
@@ -563,7 +583,7 @@ def _check_primary_key(
                 line,
                 ",".join(pk),
                 None,
-                "/".join(map(str, values)),
+                "/".join(_text(x) for x in values),
                 note=f"first at line {int(first_line)}",
             )
         )
