@@ -120,6 +120,22 @@ class Dataset:
         return (self.geography.level, *self.geography.rollups)
 
 
+ANY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y")
+
+
+def _date_formats(d: dict[str, Any]) -> tuple[str, ...]:
+    """strptime formats of a date field: ``dateFormats`` (ours) or the Table Schema ``format``
+    (``default``: ISO; ``any``: the common French and ISO forms; else a strptime pattern)."""
+    if "dateFormats" in d:
+        return tuple(d["dateFormats"])
+    fmt = d.get("format", "default")
+    if fmt == "any":
+        return ANY_DATE_FORMATS
+    if fmt and fmt != "default":
+        return (fmt,)
+    return ("%Y-%m-%d",)
+
+
 def _field(d: dict[str, Any]) -> Field:
     constraints = dict(d.get("constraints", {}))
     return Field(
@@ -128,7 +144,7 @@ def _field(d: dict[str, Any]) -> Field:
         required=bool(constraints.pop("required", False)),
         optional_column=bool(d.get("optional", False)),
         constraints=constraints,
-        date_formats=tuple(d.get("dateFormats", ["%Y-%m-%d"])),
+        date_formats=_date_formats(d),
         descriptor={k: v for k, v in d.items() if k not in {"dateFormats", "optional"}},
     )
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -50,14 +51,6 @@ INTEGER_RE = r"^[+-]?[0-9]+$"
 NUMBER_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TRUE_VALUES = ["true", "True", "TRUE", "1"]
 FALSE_VALUES = ["false", "False", "FALSE", "0"]
-ROW_ERROR_TYPES = {
-    "blank-row",
-    "missing-cell",
-    "extra-cell",
-    "type-error",
-    "constraint-error",
-    "foreign-key",
-}
 
 
 @dataclass(frozen=True)
@@ -302,6 +295,10 @@ def _cast_field(
         parsed = None
         for fmt in f.date_formats:
             attempt = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+            # Arrow normalises impossible days (2020-02-30 -> 2020-03-01): keep only dates that
+            # format back to the very text given.
+            exact = pc.equal(pc.strftime(attempt, format=fmt), col)
+            attempt = pc.if_else(exact, attempt, pa.scalar(None, attempt.type))
             parsed = attempt if parsed is None else pc.coalesce(parsed, attempt)
         assert parsed is not None
         typed = pc.cast(pc.if_else(present, parsed, pa.scalar(None, parsed.type)), pa.date32())
@@ -496,6 +493,29 @@ def validate_decoded(
                     table,
                 )
                 bad |= fail
+        if f.constraints.get("unique"):
+            repeated = _np(pc.is_valid(value)) & pd.Series(
+                value.to_pandas() if hasattr(value, "to_pandas") else value
+            ).duplicated(keep="first").to_numpy() & ~type_bad
+            if repeated.any():
+                _report_mask(
+                    errors,
+                    repeated,
+                    lines,
+                    raw,
+                    lambda line, cell, _i, f=f: Issue(
+                        "unique-error",
+                        f"Line {line}, column {f.name}: value {cell!r} is already in an earlier "
+                        f"row; the field must be unique",
+                        line,
+                        f.name,
+                        pos + 1,
+                        cell,
+                        note="constraint unique",
+                    ),
+                    table,
+                )
+                bad |= repeated
         if f.name == geo.field:
             codes = _area_codes(dataset, cog)
             unknown = ~_np(pc.is_in(value, value_set=pa.array(list(codes)))) & ~missing & ~blank
@@ -544,6 +564,7 @@ def validate_decoded(
         v.rows_left_out = bad_rows
         v.table = good
         _series_warnings(good, good_lines, dataset, warnings)
+        _total_warnings(good, good_lines, dataset, warnings)
     v.seconds = time.perf_counter() - started
     return v
 
@@ -657,6 +678,46 @@ def _series_warnings(
             )
         )
     warnings.count(gaps.size - shown_gaps.size)
+
+
+def _total_warnings(
+    table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
+) -> None:
+    """A total row (``sexe`` 0) smaller than the sum of its parts, where every part has a value."""
+    measures = [m for m in dataset.measures if m in table.column_names]
+    for dim, code in dataset.totals.items():
+        others = [k for k in dataset.primary_key if k != dim]
+        if dim not in table.column_names or not others or not measures:
+            continue
+        df = table.select([*others, dim, *measures]).to_pandas()
+        df["__line"] = lines.to_numpy()
+        is_total = df[dim] == code
+        parts = df[~is_total].groupby(others, dropna=False)
+        sums = parts[measures].sum(min_count=1)
+        complete = parts[measures].count().eq(parts.size(), axis=0)
+        totals = df[is_total].set_index(others)
+        for m in measures:
+            joined = totals[[m, "__line"]].join(
+                sums[m].where(complete[m]).rename("__parts"), how="inner"
+            )
+            below = joined[joined[m] < joined["__parts"]]
+            shown = below.head(warnings.room())
+            for idx, row in shown.iterrows():
+                where = _fmt_key(tuple(others), idx if isinstance(idx, tuple) else (idx,))
+                warnings.add(
+                    Issue(
+                        "total-below-parts",
+                        f"Line {int(row['__line'])}, column {m}, {where}: the total row "
+                        f"({dim} {code}) has {int(row[m])}, less than the sum of its parts "
+                        f"{int(row['__parts'])}",
+                        int(row["__line"]),
+                        m,
+                        None,
+                        str(int(row[m])),
+                        note=f"parts sum to {int(row['__parts'])}",
+                    )
+                )
+            warnings.count(len(below) - len(shown))
 
 
 def validate(
