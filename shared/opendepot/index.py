@@ -21,7 +21,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 CATALOG_KEY = "catalog.json"
@@ -48,8 +48,8 @@ Document = dict[str, Any]
 class ApiError(Exception):
     """A request the index cannot answer; ``status`` is the HTTP status of the error envelope."""
 
-    status = 500
-    headers: Mapping[str, str] = {}
+    status: int = 500
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -72,7 +72,7 @@ class MethodNotAllowed(ApiError):
     """The path exists but the index is read-only (GET and HEAD only)."""
 
     status = 405
-    headers = {"Allow": "GET, HEAD, OPTIONS"}
+    headers: ClassVar[Mapping[str, str]] = {"Allow": "GET, HEAD, OPTIONS"}
 
 
 def error_document(exc: ApiError) -> Document:
@@ -112,7 +112,9 @@ def organization_document(org: Mapping[str, Any] | None) -> Document | None:
         return None
     slug = str(org.get("slug") or org.get("name") or "")
     return {
-        "id": str(org.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:organization:{slug}")),
+        "id": str(
+            org.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:organization:{slug}")
+        ),
         "name": org.get("name", slug),
         "slug": slug,
     }
@@ -238,9 +240,9 @@ def get_dataset(catalog: Catalog, key: str) -> Document:
 def get_resource(catalog: Catalog, dataset_key: str, resource_id: str) -> Document:
     """One resource of one dataset. Raises NotFound."""
     dataset = get_dataset(catalog, dataset_key)
-    for r in dataset["resources"]:
-        if r["id"] == resource_id:
-            return r
+    found = catalog.resources.get(resource_id)
+    if found is not None and found[0] is dataset:
+        return found[1]
     raise NotFound(f"resource {resource_id!r} not found in dataset {dataset['slug']!r}")
 
 
@@ -308,7 +310,9 @@ def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
             values[name] = value
     sort = values.get("sort", "")
     if sort and sort.removeprefix("-") not in SORT_KEYS:
-        raise BadRequest(f"sort={sort!r} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)")
+        raise BadRequest(
+            f"sort={sort!r} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)"
+        )
     return ListQuery(
         page=_positive("page", values["page"]) if "page" in values else 1,
         page_size=(
