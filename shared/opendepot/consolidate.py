@@ -24,6 +24,9 @@ import pyarrow.compute as pc
 from opendepot.keys import sequencer_key
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset
 
+ADDITIVE = {"stock", "cumulative", "incidence"}
+"""Measure kinds that are summed in roll-ups; rates and indices are not rolled up."""
+
 
 @dataclass(frozen=True)
 class StagedUpload:
@@ -100,8 +103,11 @@ def rollup(dataset: Dataset, table: pa.Table, cog: Cog) -> dict[str, pa.Table]:
     """
     geo = dataset.geography
     out = {geo.level: table}
+    if geo.field is None or not geo.rollups:
+        return out
     dims = list(dataset.dimensions)
-    measures = [m for m in dataset.measures if m in table.column_names]
+    measures = [m for m, kind in dataset.measures.items()
+                if m in table.column_names and kind in ADDITIVE]
     base = table.select([geo.field, *dims, *measures])
     if "reg" in geo.rollups and geo.level == "dep":
         codes = pa.array(list(cog.departments), pa.string())

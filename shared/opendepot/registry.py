@@ -40,6 +40,10 @@ class Field:
     """Table Schema constraints (``minimum``, ``enum``, ``pattern``...)."""
     date_formats: tuple[str, ...] = ("%Y-%m-%d",)
     """strptime formats accepted for a date field, tried in order."""
+    pad_single_digit: bool = False
+    """A code written ``1``..``9`` is read as ``01``..``09`` (with a ``padded-code`` warning)."""
+    default_year: int | None = None
+    """For a ``week`` field: the year of labels that give none (``Semaine 10``)."""
     descriptor: dict[str, Any] = field(default_factory=dict)
     """The field as declared (title, description...), published with the schema."""
 
@@ -48,16 +52,14 @@ class Field:
 class Geography:
     """Which column holds the area code and how areas roll up."""
 
-    field: str
-    """Column of the area code (``dep`` or ``reg``)."""
+    field: str | None
+    """Column of the area code (``dep``, ``reg``, ``fra``), None for a national file without one."""
     level: str
     """Level of the producer's rows: ``dep``, ``reg`` or ``fra``."""
     rollups: tuple[str, ...]
     """Levels computed from it, in order (``reg``, ``fra``)."""
     extra_codes: dict[str, dict[str, str]]
     """Codes outside the INSEE COG the dataset accepts, with meaning and source (975, 977, 978)."""
-    pad_codes: bool
-    """Accept ``1``..``9`` for ``01``..``09`` (with a warning) and publish the padded code."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Dataset:
     """Row error budget: rows failing a check are left out while they stay within this share."""
     schema: dict[str, Any]
     """The Table Schema as declared."""
+    provenance: bool
+    """Published rows carry ``producer`` and ``upload_id`` (and ``source_url`` where given)."""
     descriptor: dict[str, Any]
     """The whole descriptor as shipped."""
 
@@ -108,6 +112,14 @@ class Dataset:
         return tuple(k for k in self.primary_key if k != self.geography.field)
 
     @property
+    def time_field(self) -> str | None:
+        """The primary key's date or week field."""
+        for k in self.primary_key:
+            if self.field(k).type in {"date", "week"}:
+                return k
+        return None
+
+    @property
     def date_field(self) -> str | None:
         """The first date field of the primary key, the series' time axis."""
         for k in self.primary_key:
@@ -120,6 +132,8 @@ class Dataset:
         return (self.geography.level, *self.geography.rollups)
 
 
+OUR_FIELD_KEYS = {"dateFormats", "optional", "padSingleDigit", "defaultYear"}
+"""Field properties that are opendepot's own (documented in docs/design.md), not Table Schema."""
 ANY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y")
 
 
@@ -136,8 +150,9 @@ def _date_formats(d: dict[str, Any]) -> tuple[str, ...]:
     return ("%Y-%m-%d",)
 
 
-def _field(d: dict[str, Any]) -> Field:
+def _field(d: dict[str, Any], geo: dict[str, Any]) -> Field:
     constraints = dict(d.get("constraints", {}))
+    pad = d.get("padSingleDigit", geo.get("padCodes", False) and d["name"] == geo.get("field"))
     return Field(
         name=d["name"],
         type=d.get("type", "string"),
@@ -145,7 +160,9 @@ def _field(d: dict[str, Any]) -> Field:
         optional_column=bool(d.get("optional", False)),
         constraints=constraints,
         date_formats=_date_formats(d),
-        descriptor={k: v for k, v in d.items() if k not in {"dateFormats", "optional"}},
+        pad_single_digit=bool(pad),
+        default_year=d.get("defaultYear"),
+        descriptor={k: v for k, v in d.items() if k not in OUR_FIELD_KEYS},
     )
 
 
@@ -153,11 +170,11 @@ def parse_dataset(d: dict[str, Any]) -> Dataset:
     """Turn a descriptor (parsed JSON) into a ``Dataset``. Raises RegistryError."""
     try:
         schema = d["schema"]
-        fields = tuple(_field(f) for f in schema["fields"])
-        geo = d["geography"]
+        geo = d.get("geography", {"field": None, "level": "fra"})
+        fields = tuple(_field(f, geo) for f in schema["fields"])
         names = {f.name for f in fields}
         pk = tuple(schema.get("primaryKey", []))
-        if not set(pk) <= names or geo["field"] not in names:
+        if not set(pk) <= names or (geo.get("field") is not None and geo["field"] not in names):
             raise RegistryError(f"{d['name']}: primaryKey or geography field not in fields")
         for m in d.get("measures", {}):
             if m not in names:
@@ -179,14 +196,14 @@ def parse_dataset(d: dict[str, Any]) -> Dataset:
             measures=dict(d.get("measures", {})),
             totals=dict(d.get("totals", {})),
             geography=Geography(
-                field=geo["field"],
+                field=geo.get("field"),
                 level=geo["level"],
                 rollups=tuple(geo.get("rollups", [])),
                 extra_codes=dict(geo.get("extraCodes", {})),
-                pad_codes=bool(geo.get("padCodes", False)),
             ),
             max_bad_rows_percent=float(d.get("errorBudget", {}).get("maxBadRowsPercent", 0.0)),
             schema=schema,
+            provenance=bool(d.get("provenance", False)),
             descriptor=d,
         )
     except KeyError as exc:

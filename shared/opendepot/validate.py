@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from opendepot.decode import Decoded, DecodeProblem, decode
-from opendepot.registry import Cog, Dataset, Field
+from opendepot.registry import NATIONAL_CODE, Cog, Dataset, Field
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -46,7 +46,10 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "date": pa.date32(),
     "boolean": pa.bool_(),
     "year": pa.int64(),
+    "week": pa.string(),
 }
+WEEK_RE = r"^(?P<year>[0-9]{4})-?[SsWw](?P<week>[0-9]{1,2})$"
+WEEK_NO_YEAR_RE = r"^(?:[Ss]emaine|[Ww]eek|[Ss])\s*(?P<week>[0-9]{1,2})$"
 INTEGER_RE = r"^[+-]?[0-9]+$"
 NUMBER_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TRUE_VALUES = ["true", "True", "TRUE", "1"]
@@ -304,6 +307,8 @@ def _cast_field(
         typed = pc.cast(pc.if_else(present, parsed, pa.scalar(None, parsed.type)), pa.date32())
         bad = ~_np(pc.is_valid(typed)) & ~missing
         return typed, bad, "a date (" + " or ".join(f.date_formats) + ")"
+    if f.type == "week":
+        return _cast_week(f, col, missing)
     if f.type == "boolean":
         is_true = _np(pc.is_in(col, value_set=pa.array(TRUE_VALUES)))
         is_false = _np(pc.is_in(col, value_set=pa.array(FALSE_VALUES)))
@@ -311,6 +316,25 @@ def _cast_field(
         typed = pc.if_else(pa.array((is_true | is_false) & ~missing), typed, pa.scalar(None, pa.bool_()))
         return typed, ~(is_true | is_false) & ~missing, "true or false"
     return pc.if_else(present, col, pa.scalar(None, pa.string())), np.zeros(len(col), bool), "text"
+
+
+def _cast_week(
+    f: Field, col: pa.ChunkedArray, missing: np.ndarray
+) -> tuple[pa.Array, np.ndarray, str]:
+    """Week labels (``2020-S9``, ``2020-S09``, ``2020-W09``, ``Semaine 10``) to ISO ``2020-W09``."""
+    with_year = pc.extract_regex(col, WEEK_RE)
+    year = pc.struct_field(with_year, "year")
+    week = pc.struct_field(with_year, "week")
+    if f.default_year is not None:
+        bare = pc.extract_regex(col, WEEK_NO_YEAR_RE)
+        year = pc.coalesce(year, pc.if_else(pc.is_valid(bare), str(f.default_year), None))
+        week = pc.coalesce(week, pc.struct_field(bare, "week"))
+    number = pc.cast(week, pa.int64())
+    ok = _np(pc.and_(pc.greater_equal(number, 1), pc.less_equal(number, 53))) & ~missing
+    label = pc.binary_join_element_wise(year, "-W", pc.utf8_lpad(week, 2, "0"), "")
+    typed = pc.if_else(pa.array(ok), label, pa.scalar(None, pa.string()))
+    expected = "a week label (2020-S09, 2020-W09" + (", Semaine 10" if f.default_year else "") + ")"
+    return typed, ~ok & ~missing, expected
 
 
 def _constraint_masks(f: Field, typed: Any, missing: np.ndarray) -> Iterable[tuple[np.ndarray, str, str]]:
@@ -346,7 +370,7 @@ def _area_codes(dataset: Dataset, cog: Cog) -> dict[str, str]:
     elif level == "reg":
         codes = {k: v["name"] for k, v in cog.regions.items()}
     else:
-        codes = {}
+        codes = {NATIONAL_CODE: "France"}
     codes.update({k: v.get("name", k) for k, v in dataset.geography.extra_codes.items()})
     return codes
 
@@ -431,7 +455,7 @@ def validate_decoded(
         pos = positions[f.name]
         raw = table.column(pos)
         col = trimmed[pos]
-        if f.name == geo.field and geo.pad_codes:
+        if f.pad_single_digit:
             short = _np(pc.match_substring_regex(col, r"^[1-9]$")) & ~blank
             if short.any():
                 padded = pc.binary_join_element_wise("0", col, "")
@@ -516,7 +540,7 @@ def validate_decoded(
                     table,
                 )
                 bad |= repeated
-        if f.name == geo.field:
+        if geo.field is not None and f.name == geo.field:
             codes = _area_codes(dataset, cog)
             unknown = ~_np(pc.is_in(value, value_set=pa.array(list(codes)))) & ~missing & ~blank
             if unknown.any():
@@ -620,7 +644,10 @@ def _series_warnings(
     geo = dataset.geography.field
     if date is None or table.num_rows == 0:
         return
-    series = [k for k in dataset.primary_key if k != date]
+    if geo is None:
+        table = table.append_column("__area", pa.array([NATIONAL_CODE] * table.num_rows))
+        geo = "__area"
+    series = [k for k in dataset.primary_key if k != date] or [geo]
     cumulative = [m for m, kind in dataset.measures.items() if kind == "cumulative"]
     df = table.select([*series, date, *cumulative]).to_pandas()
     df["__line"] = lines.to_numpy()
