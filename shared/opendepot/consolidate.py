@@ -61,14 +61,29 @@ def select_uploads(dataset: Dataset, records: Sequence[dict]) -> list[dict]:
     return sorted(newest.values(), key=upload_order)
 
 
+PROVENANCE = ("producer", "upload_id")
+"""Columns added to every row of a dataset that declares ``provenance``."""
+
+
 def consolidate(dataset: Dataset, uploads: Sequence[StagedUpload]) -> pa.Table:
     """One table from the selected uploads (oldest first): on a repeated primary key the newest
-    upload's row wins. Sorted by primary key. Columns: the schema's fields."""
+    upload's row wins. Sorted by primary key. Columns: the schema's fields, then ``producer``
+    and ``upload_id`` when the dataset declares ``provenance`` (the key then includes
+    ``producer``: a producer's newest upload wins over its own older rows only)."""
     if not uploads:
         raise ValueError("nothing to consolidate")
-    tables = [u.table.select(list(dataset.field_names)) for u in uploads]
+    tables = []
+    for u in uploads:
+        t = u.table.select([f for f in dataset.field_names if f in u.table.column_names])
+        if dataset.provenance:
+            n = t.num_rows
+            t = t.append_column("producer", pa.array([u.record["producer"]] * n, pa.string()))
+            t = t.append_column("upload_id", pa.array([u.record["upload_id"]] * n, pa.string()))
+        tables.append(t)
     table = pa.concat_tables(tables, promote_options="permissive")
     pk = list(dataset.primary_key)
+    if dataset.provenance and pk and "producer" not in pk:
+        pk.append("producer")
     if len(tables) > 1 and pk:
         order = pa.array(np.arange(table.num_rows))
         table = table.append_column("__order", order)
@@ -76,6 +91,22 @@ def consolidate(dataset: Dataset, uploads: Sequence[StagedUpload]) -> pa.Table:
         keep = pc.is_in(table["__order"], value_set=last["__order_max"])
         table = table.filter(keep).drop_columns(["__order"])
     return table.sort_by([(k, "ascending") for k in pk]) if pk else table
+
+
+def prioritise(table: pa.Table, key: list[str], field: str, order: list[str]) -> pa.Table:
+    """One row per ``key``: the row whose ``field`` comes first in ``order`` (values not in
+    ``order`` come after, in the order of the table: the newest upload's rows are last, so among
+    equals the last row wins). Input rows are never merged or summed. Sorted by ``key``."""
+    rank = {v: i for i, v in enumerate(order)}
+    values = table[field].to_pylist()
+    n = table.num_rows
+    score = np.array([rank.get(v, len(order)) for v in values], dtype=np.int64)
+    # lower rank wins; among equal ranks the later row (newer upload) wins
+    priority = score * (n + 1) + (n - np.arange(n))
+    ranked = table.append_column("__priority", pa.array(priority))
+    best = ranked.group_by(key, use_threads=False).aggregate([("__priority", "min")])
+    keep = pc.is_in(ranked["__priority"], value_set=best["__priority_min"])
+    return ranked.filter(keep).drop_columns(["__priority"]).sort_by([(k, "ascending") for k in key])
 
 
 def _sum_complete(
@@ -96,13 +127,19 @@ def _sum_complete(
 
 
 def rollup(dataset: Dataset, table: pa.Table, cog: Cog) -> dict[str, pa.Table]:
-    """Tables per level: the producer's level as given, then each declared roll-up.
+    """Tables per level: the producer's level as given, then each declared roll-up, and the
+    declared ``consolidated`` table (one row per key, chosen by source priority).
 
     Input: the consolidated table. Output columns per level: the area code (``dep``, ``reg`` or
     ``fra``; ``fra`` is always ``FR``), the other primary-key dimensions, then the measures.
     """
     geo = dataset.geography
     out = {geo.level: table}
+    spec = dataset.descriptor.get("consolidated")
+    if spec:
+        out[spec.get("name", "consolidated")] = prioritise(
+            table, list(spec["key"]), spec["priority"]["field"], list(spec["priority"]["order"])
+        )
     if geo.field is None or not geo.rollups:
         return out
     dims = list(dataset.dimensions)

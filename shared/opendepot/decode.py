@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -94,8 +95,17 @@ def detect_delimiter(header_line: str) -> str | None:
     return best if counts[best] else None
 
 
-def decode(raw: bytes, *, max_bytes: int) -> Decoded | DecodeProblem:
+Converter = Callable[[bytes], "bytes | DecodeProblem | None"]
+"""Turns a non-CSV file (Excel, YAML) into UTF-8 CSV bytes; None when the file is not its kind."""
+
+
+def decode(
+    raw: bytes, *, max_bytes: int, converter: Converter | None = None
+) -> Decoded | DecodeProblem:
     """Turn an object's bytes into UTF-8 CSV text and detect its dialect.
+
+    ``converter`` (see ``opendepot.formats``) is given the decompressed bytes first, so Excel
+    and YAML files become CSV text before the CSV rules apply.
 
     Returns a ``DecodeProblem`` for: an empty object, a corrupt or oversized gzip stream, a
     binary file (NUL bytes), text that is neither UTF-8 nor CP1252, an RTF document.
@@ -107,6 +117,12 @@ def decode(raw: bytes, *, max_bytes: int) -> Decoded | DecodeProblem:
         if isinstance(out, DecodeProblem):
             return out
         raw, compression = out, "gzip"
+    if converter is not None and raw.strip():
+        converted = converter(raw)
+        if isinstance(converted, DecodeProblem):
+            return converted
+        if converted is not None:
+            raw = converted
     if not raw.strip():
         return DecodeProblem("source-error", "the file is empty")
     if b"\x00" in raw[:65536]:

@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from opendepot.config import Settings
 from opendepot.keys import KeyRejected, route, upload_id
-from opendepot.registry import Cog, Registry
-from opendepot.report import build_report, refusal_report
+from opendepot.consolidate import upload_order
+from opendepot.publication import staged_records
+from opendepot.registry import Cog, Dataset, Registry
+from opendepot.report import build_report, issue_dict, refusal_report
 from opendepot.storage import Queue, Store
 from opendepot.validate import Issue, validate
 
-Status = Literal["accepted", "rejected", "ignored", "duplicate"]
+Status = Literal["accepted", "rejected", "ignored", "duplicate", "held"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,50 @@ class IngestOutcome:
     producer: str | None = None
     report_key: str | None = None
     report: dict[str, Any] | None = None
+
+
+def _areas(dataset: Dataset, table: Any) -> int | None:
+    geo = dataset.geography.field
+    return len(pc.unique(table[geo])) if geo and geo in table.column_names else None
+
+
+def shrink_check(
+    store: Store, settings: Settings, dataset: Dataset, producer: str, table: Any
+) -> Issue | None:
+    """Hold a ``snapshot`` upload that loses more than the declared share of rows or areas of
+    the producer's previous accepted upload (``shrinkGuard`` in the registry)."""
+    guard = dataset.descriptor.get("shrinkGuard")
+    if not guard or dataset.mode != "snapshot":
+        return None
+    previous = [
+        r for r in staged_records(store, settings, dataset.name) if r.get("producer") == producer
+    ]
+    if not previous:
+        return None
+    last = max(previous, key=upload_order)
+    checks = [("rows", last.get("rows"), table.num_rows, guard.get("maxRowLossPercent"))]
+    checks.append(("areas", last.get("areas"), _areas(dataset, table), guard.get("maxAreaLossPercent")))
+    for what, before, now, limit in checks:
+        if limit is None or not before or now is None:
+            continue
+        loss = 100.0 * (before - now) / before
+        if loss > limit:
+            return Issue(
+                "snapshot-shrink",
+                f"this upload has {now} {what}, {loss:.0f}% fewer than the {before} of the "
+                f"previous upload ({last['key']}, {last['received_at']}); more than the "
+                f"{limit}% the dataset allows, so it is held, not published. If it is right, "
+                f"upload it again with '.confirm' before the extension (for example "
+                f"{_confirm_name(last['key'])})",
+                note=f"{what}: {before} -> {now}",
+            )
+    return None
+
+
+def _confirm_name(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.confirm.{ext}" if dot else f"{name}.confirm"
 
 
 def _write_report(store: Store, settings: Settings, key: str, report: dict[str, Any]) -> None:
@@ -125,6 +172,18 @@ def ingest(
     v = validate(raw, dataset, cog, name=key, max_errors=settings.max_errors,
                  max_bytes=settings.max_object_bytes)
     report = build_report(v, raw, {**context, **ids})
+    held = None
+    if v.accepted and v.table is not None and not routed.confirmed:
+        held = shrink_check(store, settings, dataset, routed.producer, v.table)
+    if held is not None:
+        report["valid"] = False
+        report["tasks"][0]["errors"].insert(0, issue_dict(held))
+        report["stats"]["errors"] += 1
+        report["tasks"][0]["stats"]["errors"] += 1
+        report["opendepot"].update(status="held", rejection=held.message)
+        _write_report(store, settings, report_key, report)
+        return IngestOutcome("held", key, held.message, uid, report_key=report_key,
+                             report=report, **ids)
     if v.accepted and v.table is not None:
         staged_key = f"staging/{dataset.name}/{routed.producer}/{uid}.parquet"
         sink = io.BytesIO()
@@ -135,6 +194,7 @@ def ingest(
             **ids,
             "rows": v.table.num_rows,
             "rows_left_out": v.rows_left_out,
+            "areas": _areas(dataset, v.table),
             "sha256": hashlib.sha256(raw).hexdigest(),
             "bytes": len(raw),
             "report_key": report_key,

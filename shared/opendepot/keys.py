@@ -37,6 +37,12 @@ class IncomingKey:
     filename: str
     """Last segment: the file name the producer gave."""
 
+    @property
+    def confirmed(self) -> bool:
+        """The producer confirms an upload held by the shrink guard: ``.confirm.`` in its name
+        (``chiffres-cles.confirm.csv``)."""
+        return ".confirm." in self.filename.lower()
+
 
 def decode_event_key(raw: str) -> str:
     """Decode a key as it arrives in an S3 event (``unquote_plus``, once)."""

@@ -10,7 +10,7 @@ Shape (``build_report``)::
                 "errors": [{"type", "title", "message", "description", "tags", "note",
                             "rowNumber", "fieldName", "fieldNumber", "cell"}],
                 "warnings": ["human sentence", ...]}],
-     "opendepot": {"status": "accepted" | "rejected" | "ignored", "rejection", "dataset",
+     "opendepot": {"status": "accepted" | "rejected" | "held", "rejection", "dataset",
                    "producer", "key", "version_id", "upload_id", "rows", "rows_left_out",
                    "rows_published", "encoding", "delimiter", "compression", "line_ends",
                    "columns", "warnings": [<same shape as errors>], "error_limit"}}
@@ -49,6 +49,9 @@ TITLES = {
     "unrouted-key": "Unrecognized Input File",
     "producer-not-allowed": "Producer Not Allowed",
     "object-too-large": "Object Too Large",
+    "snapshot-shrink": "Snapshot Shrink",
+    "total-below-parts": "Total Below Parts",
+    "unique-error": "Unique Error",
 }
 TAGS = {
     "blank-label": ["#table", "#header", "#label"],
@@ -202,12 +205,16 @@ def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
     task = report["tasks"][0] if report.get("tasks") else {}
     key = od.get("key") or task.get("place", "?")
     stats = report.get("stats", {})
-    if od.get("status") == "accepted":
+    if od.get("status") == "held":
+        head = f"HELD {key}: {od.get('rejection')}"
+    elif od.get("status") == "accepted":
         head = f"ACCEPTED {key}: {od.get('rows_published', 0)} rows"
         if od.get("rows_left_out"):
             head += f", {od['rows_left_out']} rows left out (within the error budget)"
     else:
         head = f"REJECTED {key}: {od.get('rejection') or 'invalid'}"
+    if od.get("status") == "held":
+        return head
     head += f"; {stats.get('errors', 0)} errors, {stats.get('warnings', 0)} warnings"
     lines = [head]
     if od.get("encoding"):

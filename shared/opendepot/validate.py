@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from opendepot import formats
 from opendepot.decode import Decoded, DecodeProblem, decode
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset, Field
 
@@ -758,7 +759,9 @@ def validate(
 ) -> Validation:
     """Decode and validate a file's bytes. Never raises for bad input."""
     started = time.perf_counter()
-    decoded = decode(raw, max_bytes=max_bytes)
+    decoded = decode(
+        raw, max_bytes=max_bytes, converter=lambda data: formats.convert(data, name, dataset)
+    )
     if isinstance(decoded, DecodeProblem):
         v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
         v.errors.add(Issue(decoded.type, decoded.message))
