@@ -46,13 +46,30 @@ def upload_order(record: dict) -> tuple[str, str, str]:
     )
 
 
+def current_versions(records: Sequence[dict]) -> list[dict]:
+    """Drop every upload superseded by a later write of the same key.
+
+    For one key, S3's ``sequencer`` orders writes (compared right-padded with zeros), whatever
+    the order in which the events arrived or their timestamps.
+    """
+    newest: dict[str, dict] = {}
+    for r in records:
+        seen = newest.get(r["key"])
+        if seen is None or (sequencer_key(r.get("sequencer", "") or ""), r["upload_id"]) > (
+            sequencer_key(seen.get("sequencer", "") or ""),
+            seen["upload_id"],
+        ):
+            newest[r["key"]] = r
+    return list(newest.values())
+
+
 def select_uploads(dataset: Dataset, records: Sequence[dict]) -> list[dict]:
     """The uploads a publication is made of, oldest first.
 
-    ``snapshot``: each producer's newest upload (it is that producer's full history);
-    ``append``: every upload.
+    Older writes of a key are dropped first (``current_versions``); then ``snapshot``: each
+    producer's newest upload (it is that producer's full history); ``append``: every upload.
     """
-    ordered = sorted(records, key=upload_order)
+    ordered = sorted(current_versions(records), key=upload_order)
     if dataset.mode == "append":
         return ordered
     newest: dict[str, dict] = {}
