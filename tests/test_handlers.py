@@ -309,3 +309,19 @@ def test_path_traversal_keys__rejected_before_any_read(aws, cases_dir):
         ("incoming/../published/hospitalisations/national.csv", "unsafe-key"),
     ]
     assert published_state(s3) == {}
+
+
+def test_metrics__emitted_as_emf_for_accepted_files_and_published_rows(aws, cases_dir, capsys):
+    rt, s3, sqs = aws
+    c10 = json.loads((cases_dir / "C10-duplicate-delivery.json").read_text())["invocations"][0]
+    record = put_for(s3, map_event(c10["Records"][0]),
+                     (cases_dir / "C10-duplicate-delivery-object.csv").read_bytes())
+    capsys.readouterr()
+    validate(sqs_event({"Records": [record]}))
+    drain_publish(rt, sqs)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+           if line.startswith("{") and '"_aws"' in line]
+    names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"FilesAccepted", "VersionsPublished", "RowsPublished", "PublishSeconds"} <= names
+    rows = next(doc["RowsPublished"] for doc in emf if "RowsPublished" in doc)
+    assert rows == [4.0]  # dep 75 and 92, region 11, France

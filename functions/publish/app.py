@@ -7,9 +7,11 @@ switch guards against anything else. A failed message is retried by the queue.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     SqsFifoPartialProcessor,
     process_partial_response,
@@ -21,6 +23,7 @@ from opendepot import runtime
 from opendepot.publication import publish_dataset
 
 logger = Logger(service="opendepot-publish")
+metrics = Metrics(namespace="opendepot", service="publish")
 processor = SqsFifoPartialProcessor()
 
 
@@ -32,13 +35,20 @@ def record_handler(record: SQSRecord) -> None:
         logger.error("publish request for an unknown dataset", extra={"message": message})
         return
     logger.append_keys(dataset=dataset.name, upload_id=message.get("upload_id"))
+    started = time.perf_counter()
     out = publish_dataset(rt.store, rt.settings, rt.registry, rt.cog, dataset, rt.clock())
+    if out.created:
+        metrics.add_metric(name="VersionsPublished", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="RowsPublished", unit=MetricUnit.Count, value=sum(out.rows.values()))
+        metrics.add_metric(name="PublishSeconds", unit=MetricUnit.Seconds,
+                           value=round(time.perf_counter() - started, 3))
     logger.info(
         "published new version" if out.created else "already published",
         extra={"version": out.version, "rows": out.rows, "uploads": list(out.upload_ids)},
     )
 
 
+@metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

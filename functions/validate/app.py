@@ -11,7 +11,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -27,6 +28,7 @@ from opendepot.keys import decode_event_key
 from opendepot.report import format_human
 
 logger = Logger(service="opendepot-validate")
+metrics = Metrics(namespace="opendepot", service="validate")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
@@ -57,6 +59,7 @@ def record_handler(record: SQSRecord) -> None:
         out = ingest(rt.store, rt.queue, rt.settings, rt.registry, rt.cog, event)
         logger.append_keys(dataset=out.dataset, producer=out.producer, upload_id=out.upload_id)
         extra = {"status": out.status, "report_key": out.report_key}
+        metrics.add_metric(name=f"Files{out.status.capitalize()}", unit=MetricUnit.Count, value=1)
         if out.status == "accepted":
             logger.info(format_human(out.report or {}, max_lines=0), extra=extra)
         elif out.status == "rejected":
@@ -65,6 +68,7 @@ def record_handler(record: SQSRecord) -> None:
             logger.info(f"{out.status}: {out.message}", extra=extra)
 
 
+@metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(
