@@ -658,6 +658,9 @@ def _series_warnings(
         col = df[k].to_numpy()
         same[1:] &= col[1:] == col[:-1]
     same[0] = False
+    line_arr = df["__line"].to_numpy()
+    date_arr = df[date].to_numpy()  # formatted only for the rows reported
+    series_arr = [df[k].to_numpy() for k in series]
     for m in cumulative:
         values = df[m].to_numpy(dtype="float64", na_value=np.nan)
         prev = np.roll(values, 1)
@@ -665,19 +668,19 @@ def _series_warnings(
         flagged = np.flatnonzero(down)
         shown = flagged[: warnings.room()]
         for i in shown:
-            row = df.iloc[i]
-            before = df.iloc[i - 1]
-            area = _fmt_key(tuple(series), tuple(row[k] for k in series))
+            area = _fmt_key(tuple(series), tuple(col[i] for col in series_arr))
+            line, before_line = int(line_arr[i]), int(line_arr[i - 1])
+            now, before = int(values[i]), int(values[i - 1])
             warnings.add(
                 Issue(
                     "cumulative-decrease",
-                    f"Line {int(row['__line'])}, column {m}, {area}: cumulative count goes down "
-                    f"from {int(before[m])} on {before[date]} to {int(row[m])} on {row[date]}",
-                    int(row["__line"]),
+                    f"Line {line}, column {m}, {area}: cumulative count goes down from {before} "
+                    f"on {date_arr[i - 1]} to {now} on {date_arr[i]}",
+                    line,
                     m,
                     None,
-                    str(int(row[m])),
-                    note=f"previous {int(before[m])} on {before[date]} (line {int(before['__line'])})",
+                    str(now),
+                    note=f"previous {before} on {date_arr[i - 1]} (line {before_line})",
                 )
             )
         warnings.count(flagged.size - shown.size)
