@@ -15,20 +15,19 @@ registry does not allow, an object over the size limit. Their report goes to
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from opendepot.config import Settings
 from opendepot.keys import KeyRejected, route, upload_id
 from opendepot.consolidate import upload_order
 from opendepot.publication import staged_records
 from opendepot.registry import Cog, Dataset, Registry
+from opendepot.render import PARQUET_MIME, to_parquet
 from opendepot.report import build_report, issue_dict, refusal_report
 from opendepot.storage import Queue, Store
 from opendepot.validate import Issue, validate
@@ -186,9 +185,7 @@ def ingest(
                              report=report, **ids)
     if v.accepted and v.table is not None:
         staged_key = f"staging/{dataset.name}/{routed.producer}/{uid}.parquet"
-        sink = io.BytesIO()
-        pq.write_table(v.table, sink, compression="zstd")
-        store.put(settings.internal_bucket, staged_key, sink.getvalue(), "application/vnd.apache.parquet")
+        store.put(settings.internal_bucket, staged_key, to_parquet(v.table), PARQUET_MIME)
         record = {
             **context,
             **ids,

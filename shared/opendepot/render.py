@@ -3,6 +3,8 @@
 - CSV in the dialect Santé publique France's reusers already read: ``;`` separator, UTF-8
   without BOM, LF, ISO dates, text quoted, numbers bare, empty cell for missing.
 - Parquet: zstd, typed columns (codes are strings, counts int64, dates date32), null for missing.
+  The AWS SDK for pandas Lambda layer builds Arrow without zstd; there (only) the codec falls back
+  to snappy, which every Parquet reader also reads. ``PARQUET_CODEC`` says which one is in use.
 """
 
 from __future__ import annotations
@@ -56,10 +58,14 @@ def to_csv(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+PARQUET_CODEC = "zstd" if pa.Codec.is_available("zstd") else "snappy"
+"""Parquet compression: zstd, or snappy where this Arrow build lacks zstd (see module docstring)."""
+
+
 def to_parquet(table: pa.Table) -> bytes:
-    """Parquet bytes, zstd-compressed."""
+    """Parquet bytes, compressed with ``PARQUET_CODEC``."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression=PARQUET_CODEC)
     return sink.getvalue()
 
 
@@ -105,6 +111,8 @@ def datapackage(
             "rows": f.rows,
             "schema": schemas[f.level],
         }
+        if f.format == "parquet":
+            r["codec"] = PARQUET_CODEC  # not "compression": that names a whole-file zip/gz
         if f.format == "csv":
             r["encoding"] = "utf-8"
             r["dialect"] = {"delimiter": ";", "quoteChar": '"', "header": True}
