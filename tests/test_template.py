@@ -1,0 +1,486 @@
+"""template.yaml: cfn-lint passes, the SAM transform gives the resources the design asks for.
+
+The template is read with a small CloudFormation-aware YAML loader (short forms ``!Sub``... as
+their long forms), its local ``CodeUri``/``ContentUri`` are replaced by S3 URIs as ``sam package``
+does, then ``samtranslator`` turns it into plain CloudFormation, offline. Tests skip only when
+cfn-lint or aws-sam-translator is not installed (both are in the ``dev`` extra).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+REGION = "eu-west-3"
+
+BUCKETS = ("IncomingBucket", "InternalBucket", "PublishedBucket")
+FUNCTIONS = ("ValidateFunction", "PublishFunction", "IndexApiFunction")
+SETTINGS = (
+    "OPENDEPOT_INCOMING_BUCKET",
+    "OPENDEPOT_INTERNAL_BUCKET",
+    "OPENDEPOT_PUBLISHED_BUCKET",
+    "OPENDEPOT_PUBLIC_BASE_URL",
+    "POWERTOOLS_SERVICE_NAME",
+)
+ALL_PUBLIC_ACCESS_BLOCKED = {
+    "BlockPublicAcls": True,
+    "BlockPublicPolicy": True,
+    "IgnorePublicAcls": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader reading CloudFormation short forms (``!Ref``, ``!Sub``...) as long forms."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def _load() -> dict[str, Any]:
+    with TEMPLATE.open(encoding="utf-8") as f:
+        doc = yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    assert isinstance(doc, dict)
+    return doc
+
+
+class _NoManagedPolicies:
+    """Managed-policy loader for an offline transform (SAM then builds the ARNs itself)."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def _props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return template["Resources"][logical_id].get("Properties", {})
+
+
+def _statements(role: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for policy in role["Properties"].get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        yield from [statements] if isinstance(statements, dict) else statements
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement.get("Action", [])
+    return [action] if isinstance(action, str) else list(action)
+
+
+def _buckets_named(value: Any) -> set[str]:
+    """Logical ids of the buckets a policy resource refers to (by Ref, Sub or GetAtt)."""
+    text = json.dumps(value)
+    return {b for b in BUCKETS if b in text}
+
+
+def _s3_access(transformed: dict[str, Any], function: str, action: str) -> set[str]:
+    """Buckets the function's role may apply ``action`` (or a wildcard covering it) to."""
+    role_id = transformed["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    out: set[str] = set()
+    for st in _statements(transformed["Resources"][role_id]):
+        if st.get("Effect") != "Allow":
+            continue
+        if any(a in (action, "s3:*", "*") for a in _actions(st)):
+            out |= _buckets_named(st.get("Resource"))
+    return out
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    if not TEMPLATE.is_file():
+        pytest.fail(f"{TEMPLATE} is missing")
+    return _load()
+
+
+@pytest.fixture(scope="module")
+def transformed(template: dict[str, Any]) -> dict[str, Any]:
+    """The SAM template turned into plain CloudFormation by aws-sam-translator."""
+    transform = pytest.importorskip("samtranslator.translator.transform").transform
+    sam = copy.deepcopy(template)
+    for res in sam["Resources"].values():
+        props = res.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
+                props[key] = f"s3://opendepot-artifacts/{props[key].strip('/')}.zip"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        mp.setenv("AWS_REGION", REGION)
+        out: dict[str, Any] = transform(sam, {}, _NoManagedPolicies())
+    return out
+
+
+# ------------------------------------------------------------------------------ lint
+
+
+def test_template__passes_cfn_lint_without_errors_or_warnings() -> None:
+    api = pytest.importorskip("cfnlint.api")
+
+    matches = api.lint_file(TEMPLATE, config=api.ManualArgs(regions=[REGION, "us-east-1"]))
+
+    assert [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches] == []
+
+
+# ------------------------------------------------------------------------------ source template
+
+
+def test_template_sections__come_in_the_house_order(template: dict[str, Any]) -> None:
+    sections = [k for k in template if k in ("Parameters", "Globals", "Resources", "Outputs")]
+    assert sections == ["Parameters", "Globals", "Resources", "Outputs"]
+
+
+def test_code_paths__point_at_the_handlers_and_the_shared_package(
+    template: dict[str, Any],
+) -> None:
+    for fn in FUNCTIONS:
+        props = _props(template, fn)
+        handler = props.get("Handler", template["Globals"]["Function"]["Handler"])
+        module = handler.rpartition(".")[0]
+        assert (ROOT / props["CodeUri"] / f"{module}.py").is_file(), fn
+    layer = _props(template, "SharedLayer")
+    assert (ROOT / layer["ContentUri"] / "opendepot" / "__init__.py").is_file()
+    assert template["Resources"]["SharedLayer"]["Metadata"]["BuildMethod"] == "python3.12"
+
+
+def test_layer_parameters__default_to_python312_x86_64_layers(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    arch = template["Globals"]["Function"]["Architectures"]
+
+    assert arch == ["x86_64"]
+    assert ":layer:AWSSDKPandas-Python312:" in params["PandasLayerArn"]["Default"]
+    assert "-python312-x86_64:" in params["PowertoolsLayerArn"]["Default"]
+
+
+def test_bucket_and_queue_names__are_deterministic_subs_of_stack_and_account(
+    template: dict[str, Any],
+) -> None:
+    names = {
+        lid: r["Properties"].get("BucketName", r["Properties"].get("QueueName"))
+        for lid, r in template["Resources"].items()
+        if r["Type"] in ("AWS::S3::Bucket", "AWS::SQS::Queue")
+    }
+
+    assert names == {
+        "IncomingBucket": {"Fn::Sub": "${AWS::StackName}-incoming-${AWS::AccountId}"},
+        "InternalBucket": {"Fn::Sub": "${AWS::StackName}-internal-${AWS::AccountId}"},
+        "PublishedBucket": {"Fn::Sub": "${AWS::StackName}-published-${AWS::AccountId}"},
+        "ValidateQueue": {"Fn::Sub": "${AWS::StackName}-validate"},
+        "ValidateDeadLetterQueue": {"Fn::Sub": "${AWS::StackName}-validate-dlq"},
+        "PublishQueue": {"Fn::Sub": "${AWS::StackName}-publish.fifo"},
+        "PublishDeadLetterQueue": {"Fn::Sub": "${AWS::StackName}-publish-dlq.fifo"},
+    }
+
+
+# ------------------------------------------------------------------------------ transformed
+
+
+def test_sam_transform__gives_the_buckets_queues_functions_layer_and_api(
+    transformed: dict[str, Any],
+) -> None:
+    count = {
+        kind: len(_of_type(transformed, kind))
+        for kind in (
+            "AWS::S3::Bucket",
+            "AWS::SQS::Queue",
+            "AWS::Lambda::Function",
+            "AWS::Lambda::LayerVersion",
+            "AWS::Lambda::EventSourceMapping",
+            "AWS::ApiGatewayV2::Api",
+            "AWS::CloudWatch::Alarm",
+        )
+    }
+
+    assert count == {
+        "AWS::S3::Bucket": 3,
+        "AWS::SQS::Queue": 4,
+        "AWS::Lambda::Function": 3,
+        "AWS::Lambda::LayerVersion": 1,
+        "AWS::Lambda::EventSourceMapping": 2,
+        "AWS::ApiGatewayV2::Api": 1,
+        "AWS::CloudWatch::Alarm": 2,
+    }
+    assert set(BUCKETS) | set(FUNCTIONS) <= set(transformed["Resources"])
+
+
+def test_event_source_mappings__feed_each_queue_to_its_function_with_partial_failures(
+    transformed: dict[str, Any],
+) -> None:
+    mappings = {
+        (
+            m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0],
+            m["Properties"]["FunctionName"]["Ref"],
+        ): m["Properties"]
+        for m in _of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
+    }
+
+    assert set(mappings) == {
+        ("ValidateQueue", "ValidateFunction"),
+        ("PublishQueue", "PublishFunction"),
+    }
+    assert mappings["ValidateQueue", "ValidateFunction"]["BatchSize"] == 10
+    assert mappings["PublishQueue", "PublishFunction"]["BatchSize"] == 1
+    for props in mappings.values():
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_queue_visibility_timeouts__are_at_least_six_times_their_function_timeout(
+    transformed: dict[str, Any],
+) -> None:
+    pairs = (("ValidateQueue", "ValidateFunction"), ("PublishQueue", "PublishFunction"))
+    for queue, function in pairs:
+        timeout = _props(transformed, function)["Timeout"]
+        assert _props(transformed, queue)["VisibilityTimeout"] >= 6 * timeout, queue
+
+
+def test_queues__redrive_to_their_dead_letter_queues_and_fifo_stays_fifo(
+    transformed: dict[str, Any],
+) -> None:
+    validate, publish = _props(transformed, "ValidateQueue"), _props(transformed, "PublishQueue")
+    publish_dlq = _props(transformed, "PublishDeadLetterQueue")
+
+    assert validate["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ValidateDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert publish["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["PublishDeadLetterQueue", "Arn"]
+    }
+    assert publish["FifoQueue"] is True and publish["ContentBasedDeduplication"] is True
+    assert publish_dlq["FifoQueue"] is True
+    assert "FifoQueue" not in validate
+    for lid in _of_type(transformed, "AWS::SQS::Queue"):
+        assert _props(transformed, lid)["SqsManagedSseEnabled"] is True, lid
+
+
+def test_incoming_bucket__notifies_the_validate_queue_once_its_policy_exists(
+    transformed: dict[str, Any],
+) -> None:
+    bucket = transformed["Resources"]["IncomingBucket"]
+    configs = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+
+    assert configs == [
+        {"Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": ["ValidateQueue", "Arn"]}}
+    ]
+    depends = bucket.get("DependsOn", [])
+    assert "ValidateQueuePolicy" in ([depends] if isinstance(depends, str) else depends)
+
+
+def test_validate_queue_policy__admits_only_s3_from_the_incoming_bucket_and_account(
+    transformed: dict[str, Any],
+) -> None:
+    props = _props(transformed, "ValidateQueuePolicy")
+    (statement,) = props["PolicyDocument"]["Statement"]
+
+    assert props["Queues"] == [{"Ref": "ValidateQueue"}]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    # built from the deterministic name: a GetAtt on the bucket would be a cycle
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::StackName}-incoming-${AWS::AccountId}"
+    }
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {
+        "Ref": "AWS::AccountId"
+    }
+
+
+@pytest.mark.parametrize("bucket", ["IncomingBucket", "InternalBucket"])
+def test_private_buckets__block_all_public_access_and_keep_versions(
+    transformed: dict[str, Any], bucket: str
+) -> None:
+    props = _props(transformed, bucket)
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+
+    assert props["PublicAccessBlockConfiguration"] == ALL_PUBLIC_ACCESS_BLOCKED
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (lifecycle,) = props["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 30
+    assert transformed["Resources"][bucket]["DeletionPolicy"] == "Retain"
+
+
+def test_published_bucket__is_public_read_for_objects_only_with_cors(
+    transformed: dict[str, Any],
+) -> None:
+    props = _props(transformed, "PublishedBucket")
+    policies = [
+        p["Properties"]
+        for p in _of_type(transformed, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": "PublishedBucket"}
+    ]
+    public = [
+        st
+        for p in policies
+        for st in p["PolicyDocument"]["Statement"]
+        if st["Effect"] == "Allow" and st.get("Principal") == "*"
+    ]
+
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": False,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": False,
+    }
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert public == [
+        {
+            "Sid": "PublicReadObjects",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PublishedBucket}/*"},
+        }
+    ]
+    (cors,) = props["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedOrigins"] == ["*"]
+    assert set(cors["AllowedMethods"]) == {"GET", "HEAD"}
+
+
+def test_function_roles__read_and_write_only_their_own_buckets(
+    transformed: dict[str, Any],
+) -> None:
+    reads = {fn: _s3_access(transformed, fn, "s3:GetObject") for fn in FUNCTIONS}
+    writes = {fn: _s3_access(transformed, fn, "s3:PutObject") for fn in FUNCTIONS}
+    deletes = {fn: _s3_access(transformed, fn, "s3:DeleteObject") for fn in FUNCTIONS}
+
+    assert reads == {
+        "ValidateFunction": {"IncomingBucket", "InternalBucket"},
+        "PublishFunction": {"InternalBucket", "PublishedBucket"},
+        "IndexApiFunction": {"PublishedBucket"},
+    }
+    # one writer per bucket, and no function writes where it is triggered
+    assert writes == {
+        "ValidateFunction": {"InternalBucket"},
+        "PublishFunction": {"PublishedBucket"},
+        "IndexApiFunction": set(),
+    }
+    assert deletes == {fn: set() for fn in FUNCTIONS}
+
+
+def test_validate_role__may_send_to_the_publish_queue_only(transformed: dict[str, Any]) -> None:
+    sends = {
+        fn: [
+            st["Resource"]
+            for st in _statements(transformed["Resources"][f"{fn}Role"])
+            if any(a.startswith("sqs:SendMessage") for a in _actions(st))
+        ]
+        for fn in FUNCTIONS
+    }
+
+    (resource,) = sends["ValidateFunction"]
+    assert "PublishQueue" in json.dumps(resource)
+    assert sends["PublishFunction"] == sends["IndexApiFunction"] == []
+
+
+def test_functions__run_python312_x86_64_with_the_layers(transformed: dict[str, Any]) -> None:
+    layer_ids = set(_of_type(transformed, "AWS::Lambda::LayerVersion"))
+    for fn in FUNCTIONS:
+        props = _props(transformed, fn)
+        layers = props["Layers"]
+        assert props["Runtime"] == "python3.12", fn
+        assert props["Architectures"] == ["x86_64"], fn
+        assert props["Handler"] == "app.lambda_handler", fn
+        assert {"Ref": "PowertoolsLayerArn"} in layers, fn
+        assert any(layer.get("Ref") in layer_ids for layer in layers), fn
+    for fn in ("ValidateFunction", "PublishFunction"):
+        assert {"Ref": "PandasLayerArn"} in _props(transformed, fn)["Layers"], fn
+
+
+def test_function_environments__carry_the_settings_the_code_reads(
+    transformed: dict[str, Any],
+) -> None:
+    env = {fn: _props(transformed, fn)["Environment"]["Variables"] for fn in FUNCTIONS}
+    bucket_names = {b: _props(transformed, b)["BucketName"] for b in BUCKETS}
+
+    for fn, variables in env.items():
+        assert set(SETTINGS) <= set(variables), fn
+        assert variables["OPENDEPOT_INCOMING_BUCKET"] == bucket_names["IncomingBucket"], fn
+        assert variables["OPENDEPOT_INTERNAL_BUCKET"] == bucket_names["InternalBucket"], fn
+        assert variables["OPENDEPOT_PUBLISHED_BUCKET"] == bucket_names["PublishedBucket"], fn
+    assert env["ValidateFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
+    assert env["ValidateFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-validate"
+    assert env["PublishFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-publish"
+    assert env["IndexApiFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-index-api"
+    published = "${AWS::StackName}-published-${AWS::AccountId}"
+    assert env["ValidateFunction"]["OPENDEPOT_PUBLIC_BASE_URL"] == {
+        "Fn::Sub": f"https://{published}.s3.${{AWS::Region}}.${{AWS::URLSuffix}}"
+    }
+
+
+def test_http_api__routes_get_and_head_to_the_index_with_open_cors(
+    transformed: dict[str, Any],
+) -> None:
+    body = _props(transformed, "HttpApi")["Body"]
+    routes = {(path, method) for path, ops in body["paths"].items() for method in ops}
+
+    assert routes == {
+        ("/api/1/{proxy+}", "get"),
+        ("/api/1/{proxy+}", "head"),
+        ("/catalog.jsonld", "get"),
+    }
+    for ops in body["paths"].values():
+        for op in ops.values():
+            uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            assert "${IndexApiFunction.Arn}" in uri
+    cors = body["x-amazon-apigateway-cors"]
+    assert cors["allowOrigins"] == ["*"]
+    assert set(cors["allowMethods"]) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_dead_letter_queues__each_have_a_depth_alarm(transformed: dict[str, Any]) -> None:
+    watched = set()
+    for alarm in _of_type(transformed, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        assert props["Namespace"] == "AWS/SQS"
+        assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert props["ComparisonOperator"] == "GreaterThanThreshold"
+        assert props["Threshold"] == 0
+        (dimension,) = props["Dimensions"]
+        assert dimension["Name"] == "QueueName"
+        watched.add(dimension["Value"]["Fn::GetAtt"][0])
+
+    assert watched == {"ValidateDeadLetterQueue", "PublishDeadLetterQueue"}
+
+
+def test_outputs__name_buckets_queues_and_the_api_url(transformed: dict[str, Any]) -> None:
+    outputs = {name: o["Value"] for name, o in transformed["Outputs"].items()}
+
+    assert outputs["IncomingBucketName"] == {"Ref": "IncomingBucket"}
+    assert outputs["InternalBucketName"] == {"Ref": "InternalBucket"}
+    assert outputs["PublishedBucketName"] == {"Ref": "PublishedBucket"}
+    assert outputs["ValidateQueueUrl"] == {"Ref": "ValidateQueue"}
+    assert outputs["PublishQueueUrl"] == {"Ref": "PublishQueue"}
+    assert outputs["ApiUrl"] == {
+        "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    }
