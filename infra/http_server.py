@@ -1,0 +1,258 @@
+"""A local API Gateway (HTTP API, payload format 2.0) in front of a Lambda handler.
+
+``LocalHttpApi`` serves ``handler(event, context)`` on ``http://127.0.0.1:PORT`` with the
+standard library's ``ThreadingHTTPServer``, in a background thread. Each request becomes an HTTP
+API v2 event (``version`` "2.0", ``routeKey`` "$default", ``rawPath``, ``rawQueryString``,
+lower-cased ``headers``, ``queryStringParameters``, ``cookies``, ``requestContext.http``,
+``body``, ``isBase64Encoded``); the handler's response (``statusCode``, ``headers``,
+``multiValueHeaders``, ``cookies``, ``body``, ``isBase64Encoded``) is written back. As on API
+Gateway, a handler that raises gives a 500 ``{"message": "Internal Server Error"}``, and a
+response that is not a dict with ``statusCode`` is sent as a 200 JSON body.
+
+    with LocalHttpApi(index_api.lambda_handler, port=8080) as api:
+        print(api.url)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from infra.pump import LambdaContext
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+log = logging.getLogger(__name__)
+
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+def build_event(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    source_ip: str = "127.0.0.1",
+    protocol: str = "HTTP/1.1",
+    stage: str = "$default",
+    api_id: str = "local",
+) -> dict[str, Any]:
+    """The HTTP API payload v2 event for one request."""
+    split = urlsplit(target)
+    raw_path = split.path or "/"
+    raw_query = split.query
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        name = name.lower()
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        merged[name] = f"{merged[name]},{value}" if name in merged else value
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        params[name] = f"{params[name]},{value}" if name in params else value
+    content_type = merged.get("content-type", "")
+    body_text: str | None = None
+    if content_type.startswith(_TEXT_TYPES) or "charset" in content_type:
+        try:
+            body_text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            body_text = None
+    is_text = not body or body_text is not None
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": api_id,
+            "domainName": merged.get("host", "127.0.0.1"),
+            "domainPrefix": merged.get("host", "127.0.0.1").split(".")[0],
+            "http": {
+                "method": method.upper(),
+                "path": unquote(raw_path),
+                "protocol": protocol,
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "$default",
+            "stage": stage,
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": not is_text,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if params:
+        event["queryStringParameters"] = params
+    if body:
+        event["body"] = (
+            body_text if body_text is not None else base64.b64encode(body).decode("ascii")
+        )
+    return event
+
+
+def _response_parts(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body bytes from a handler's return value (payload v2 rules)."""
+    if not isinstance(response, dict) or "statusCode" not in response:
+        text = response if isinstance(response, str) else json.dumps(response)
+        return 200, [("content-type", "application/json")], text.encode("utf-8")
+    headers: list[tuple[str, str]] = []
+    for name, value in (response.get("headers") or {}).items():
+        headers.append((name, str(value)))
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(v)) for v in values)
+    for cookie in response.get("cookies") or []:
+        headers.append(("set-cookie", cookie))
+    raw = response.get("body")
+    if raw is None:
+        body = b""
+    elif response.get("isBase64Encoded"):
+        body = base64.b64decode(raw)
+    else:
+        body = str(raw).encode("utf-8")
+    return int(response["statusCode"]), headers, body
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        event = build_event(
+            self.command,
+            self.path,
+            list(self.headers.items()),
+            body,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
+        context = LambdaContext(
+            function_name=self.server.function_name,
+            invoked_function_arn=(
+                f"arn:aws:lambda:eu-west-3:123456789012:function:{self.server.function_name}"
+            ),
+            log_group_name=f"/aws/lambda/{self.server.function_name}",
+            timeout_s=29,
+        )
+        started = time.monotonic()
+        try:
+            status, headers, payload = _response_parts(self.server.handler(event, context))
+        except Exception:
+            log.exception("%s raised on %s %s", self.server.function_name, self.command, self.path)
+            status = 500
+            headers = [("content-type", "application/json")]
+            payload = b'{"message":"Internal Server Error"}'
+        if status in (204, 304):
+            payload = b""
+        self.send_response(status)
+        names = {n.lower() for n, _ in headers}
+        for name, value in headers:
+            if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
+                self.send_header(name, value)
+        if "content-type" not in names and payload:
+            self.send_header("content-type", "application/json")
+        self.send_header("apigw-requestid", event["requestContext"]["requestId"])
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD" and payload:
+            self.wfile.write(payload)
+        if self.server.access_log:
+            ms = (time.monotonic() - started) * 1000
+            log.info("%s %s -> %s (%.0f ms)", self.command, self.path, status, ms)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.access_log:
+            super().log_message(format, *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: Handler, function_name: str, access_log: bool
+    ) -> None:
+        super().__init__(address, _RequestHandler)
+        self.handler = handler
+        self.function_name = function_name
+        self.access_log = access_log
+
+
+class LocalHttpApi:
+    """Serves a Lambda HTTP handler on localhost from a background thread (context manager)."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        function_name: str = "opendepot-IndexApiFunction",
+        access_log: bool = False,
+    ) -> None:
+        """``port`` 0 picks a free port; ``access_log`` prints one line per request."""
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.function_name = function_name
+        self.access_log = access_log
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread. Raises OSError when the port is taken."""
+        self._server = _Server(
+            (self.host, self.port), self.handler, self.function_name, self.access_log
+        )
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="local-http-api", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

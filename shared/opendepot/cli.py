@@ -1,0 +1,145 @@
+"""The ``opendepot`` console script.
+
+Subcommands register themselves in ``SUBCOMMANDS`` with ``@subcommand(name, help)`` on a
+function that adds the subcommand's arguments and returns the function that runs it::
+
+    @subcommand("validate", "validate a file against a dataset's schema, print the report")
+    def _validate(parser: argparse.ArgumentParser) -> Run:
+        parser.add_argument("file", type=Path)
+        def run(args: argparse.Namespace) -> int:
+            ...
+            return 0
+        return run
+
+Each ``run`` returns the process exit code. Heavy imports (the local stack, moto, boto3) happen
+inside ``run``, so this module stays importable from the Lambda layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Run = Callable[[argparse.Namespace], int]
+"""Runs a parsed subcommand; returns the exit code."""
+Configure = Callable[[argparse.ArgumentParser], Run]
+"""Adds a subcommand's arguments to its parser; returns its ``Run``."""
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``opendepot <name>`` subcommand."""
+
+    name: str
+    """Word typed after ``opendepot``."""
+    help: str
+    """One line shown by ``opendepot --help``."""
+    configure: Configure
+    """Adds the arguments and returns the function that runs the subcommand."""
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+"""Registered subcommands, in registration order (the order of ``--help``)."""
+
+
+def subcommand(name: str, help: str) -> Callable[[Configure], Configure]:
+    """Register a subcommand (decorator on its ``Configure`` function)."""
+
+    def register(configure: Configure) -> Configure:
+        if name in SUBCOMMANDS:
+            raise ValueError(f"subcommand {name!r} is registered twice")
+        SUBCOMMANDS[name] = Subcommand(name, help, configure)
+        return configure
+
+    return register
+
+
+# ---------------------------------------------------------------------------------- demo
+
+
+@subcommand("demo", "run the whole pipeline locally (moto S3/SQS, queue pump, HTTP index)")
+def _demo(parser: argparse.ArgumentParser) -> Run:
+    parser.description = (
+        "Start moto as S3 and SQS with the buckets and queues of template.yaml, serve the HTTP "
+        "index on localhost, drop the input CSV files into the incoming bucket one publication "
+        "after the other, run the validate and publish functions on each, print what happened, "
+        "then keep serving until Ctrl-C (or exit with --once)."
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a CSV file or a folder of CSV files (searched recursively); default: "
+        "../shared/data/real/{dataset}/ beside the checkout, else a generated sample",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port of the HTTP index (8080)")
+    parser.add_argument(
+        "--once", action="store_true", help="exit after publishing instead of serving"
+    )
+    parser.add_argument(
+        "--dataset", default="donnees-hospitalieres-covid19", help="dataset slug (%(default)s)"
+    )
+    parser.add_argument("--producer", default="spf", help="producer id (%(default)s)")
+    parser.add_argument(
+        "--moto-port", type=int, default=0, help="port of the moto server (0: a free port)"
+    )
+    parser.add_argument(
+        "--template",
+        type=Path,
+        help="the SAM template whose buckets and queues the local stack creates "
+        "(default: template.yaml of the checkout)",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="show the functions' logs and HTTP requests"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from infra.demo import DemoOptions, run_demo
+
+        options = DemoOptions(
+            data=args.data,
+            port=args.port,
+            once=args.once,
+            dataset=args.dataset,
+            producer=args.producer,
+            moto_port=args.moto_port,
+            verbose=args.verbose,
+        )
+        if args.template is not None:
+            options = dataclasses.replace(options, template=args.template)
+        return run_demo(options)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``opendepot`` parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="opendepot",
+        description="opendepot: validate, consolidate and publish open data files.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in SUBCOMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p.set_defaults(run=cmd.configure(p))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``opendepot`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
