@@ -115,6 +115,62 @@ def _demo(parser: argparse.ArgumentParser) -> Run:
     return run
 
 
+# ------------------------------------------------------------------------------ validate
+
+
+@subcommand("validate", "validate a local file against a dataset's schema, offline")
+def _validate(parser: argparse.ArgumentParser) -> Run:
+    parser.description = (
+        "Check a file before dropping it: the same decoding and Table Schema checks as the "
+        "validate function, offline. Prints the report (file, line, column, value, what is "
+        "expected); exits 0 when the file would be published, 1 when it would be rejected "
+        "(with --strict: when it has any error), 2 on a usage error."
+    )
+    parser.add_argument("file", type=Path, help="the file (CSV, gzip, Excel)")
+    parser.add_argument(
+        "--dataset", help="dataset name (default: the registered name the file name starts with)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the Frictionless-shaped JSON report")
+    parser.add_argument("--max-errors", type=int, default=1000, help="errors kept (%(default)s)")
+    parser.add_argument("--max-lines", type=int, default=20, help="issues printed (%(default)s)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 on any error, even left out")
+
+    def run(args: argparse.Namespace) -> int:
+        import json  # noqa: PLC0415
+
+        from opendepot.registry import load_cog, load_registry  # noqa: PLC0415
+        from opendepot.report import build_report, format_human  # noqa: PLC0415
+        from opendepot.validate import validate  # noqa: PLC0415
+
+        registry = load_registry()
+        names = [d.name for d in registry]
+        name = args.dataset or next(
+            (n for n in sorted(names, key=len, reverse=True) if args.file.name.startswith(n)), None
+        )
+        dataset = registry.get(name or "")
+        if dataset is None:
+            print(
+                f"opendepot validate: unknown dataset {name!r}; use --dataset, one of: "
+                + ", ".join(names),
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            raw = args.file.read_bytes()
+        except OSError as exc:
+            print(f"opendepot validate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        v = validate(raw, dataset, load_cog(), name=args.file.name, max_errors=args.max_errors)
+        report = build_report(v, raw, {"key": str(args.file), "dataset": dataset.name})
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+        else:
+            print(format_human(report, max_lines=args.max_lines))
+        return 0 if v.accepted and not (args.strict and v.errors.total) else 1
+
+    return run
+
+
 # ---------------------------------------------------------------------------------- main
 
 
