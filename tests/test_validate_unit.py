@@ -158,3 +158,19 @@ def test_random_csv_shapes_and_encodings__report_and_original_kept(raw):
     assert p.store.get(p.settings.incoming_bucket, f"{HOSP}/spf/random.csv") == raw
     if out.status == "accepted":
         assert p.publish().created
+
+
+def test_national_file_without_area_column__series_checked_per_other_dimensions():
+    descriptor = {
+        "name": "t-national", "title": "t", "organization": {"name": "t", "slug": "t"},
+        "producers": ["spf"], "geography": {"field": None, "level": "fra"},
+        "measures": {"dc": "cumulative"},
+        "schema": {"fields": [{"name": "jour", "type": "date"}, {"name": "cl_age90", "type": "string"},
+                              {"name": "dc", "type": "integer"}],
+                   "primaryKey": ["jour", "cl_age90"], "missingValues": ["", "NA"]},
+    }
+    body = "jour;cl_age90;dc\n2020-03-18;09;5\n2020-03-18;19;7\n2020-03-19;09;4\n2020-03-21;19;8\n"
+    v = run(body, parse_dataset(descriptor))
+    assert v.accepted
+    assert [(w.type, w.row_number) for w in v.warnings.items] == [
+        ("cumulative-decrease", 4), ("missing-day", 5)]
