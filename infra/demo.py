@@ -2,9 +2,10 @@
 
 1. Start the local stack (moto as S3 and SQS with the buckets and queues of ``template.yaml``)
    and the HTTP index on ``--port``.
-2. Find the input files: ``--data``, else ``../shared/data/real/{dataset}/`` beside the checkout,
-   else a generated sample (said on screen).
-3. Drop each CSV into ``s3://INCOMING/{dataset}/{producer}/{name}``, oldest publication first,
+2. Find the input files: ``--data``; else every real file of ``../shared/data/real/`` beside
+   the checkout, each under the dataset and producer that ``infra/real_sources/*.json`` give it
+   (only ``--dataset``'s folder when one is named); else a generated sample (said on screen).
+3. Drop each file into ``s3://INCOMING/{dataset}/{producer}/{name}``, oldest publication first,
    and pump the queues into the validate and publish functions after each drop.
 4. Print what happened to each file (from its validation report), then the published dataset
    (from its manifest) and ``curl`` lines to try.
@@ -46,8 +47,8 @@ class DemoOptions:
     """Port of the HTTP index (0: a free port)."""
     once: bool = False
     """Exit after publishing instead of serving."""
-    dataset: str = "donnees-hospitalieres-covid19"
-    """Dataset slug: first segment of the incoming keys."""
+    dataset: str | None = None
+    """Dataset slug: first segment of the incoming keys (None: every real dataset)."""
     producer: str = "spf"
     """Producer id: second segment of the incoming keys."""
     moto_port: int = 0
@@ -70,6 +71,10 @@ class InputFile:
     """Publication date found in its name or folders (``YYYY-MM-DD``)."""
     body: bytes | None = None
     """Content of a generated file."""
+    dataset: str | None = None
+    """Dataset it goes to (None: the one given by --dataset)."""
+    producer: str | None = None
+    """Producer that drops it (None: --producer)."""
 
     def read(self) -> bytes:
         if self.body is not None:
@@ -165,6 +170,49 @@ def collect_files(root: Path) -> list[InputFile]:
     ordered = sorted(paths, key=lambda p: (dates[p] is None, dates[p] or "", str(p)))
     names = unique_names(ordered)
     return [InputFile(p, names[p], dates[p]) for p in ordered]
+
+
+SOURCES_DIR = Path(__file__).resolve().parent / "real_sources"
+NOT_INPUTS = ("SOURCES.md", "cog-insee/", "metadonnees-spf/")
+"""Files under ../shared/data/real that are references or documentation, not producer uploads."""
+
+
+def real_sources() -> list[dict[str, str]]:
+    """The glob -> (dataset, producer) entries of ``infra/real_sources/*.json``, in file order."""
+    out: list[dict[str, str]] = []
+    for f in sorted(SOURCES_DIR.glob("*.json")):
+        out.extend(json.loads(f.read_text("utf-8")))
+    return out
+
+
+def real_root_candidates() -> list[Path]:
+    """Where ``shared/data/real`` may be: beside the checkout, then from the CWD."""
+    return [p.parent for p in default_data_candidates("x")]
+
+
+def collect_real(root: Path) -> tuple[list[InputFile], list[str]]:
+    """Every real file mapped to a dataset and producer, oldest publication first; and the
+    relative paths of the files no mapping covers (references excluded)."""
+    assigned: dict[Path, tuple[str, str]] = {}
+    for entry in real_sources():
+        for p in sorted(root.glob(entry["glob"])):
+            if p.is_file():
+                assigned.setdefault(p, (entry["dataset"], entry["producer"]))
+    unmapped = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file()
+        and p not in assigned
+        and not str(p.relative_to(root)).startswith(NOT_INPUTS)
+    )
+    dates = {p: publication_date(p.relative_to(root)) for p in assigned}
+    ordered = sorted(assigned, key=lambda p: (dates[p] is None, dates[p] or "", str(p)))
+    names = unique_names(ordered)
+    files = [
+        InputFile(p, names[p], dates[p], dataset=assigned[p][0], producer=assigned[p][1])
+        for p in ordered
+    ]
+    return files, unmapped
 
 
 def sample_inputs() -> list[InputFile]:
@@ -490,6 +538,35 @@ def print_summary(stack: LocalStack, api_url: str, dataset: str) -> bool:
     return True
 
 
+def print_catalog(stack: LocalStack, api_url: str) -> bool:
+    """Print every published dataset from ``catalog.json``; False when there is none."""
+    try:
+        raw = stack.s3.get_object(Bucket=stack.published_bucket, Key="catalog.json")
+    except stack.s3.exceptions.NoSuchKey:
+        _out("Nothing published (no catalog.json in the published bucket).")
+        return False
+    datasets = json.loads(raw["Body"].read()).get("datasets") or []
+    _out(f"Published: {len(datasets)} datasets")
+    _out("-" * 22)
+    for d in datasets:
+        rows = ", ".join(f"{lvl} {n}" for lvl, n in (d.get("rows") or {}).items())
+        cov = d.get("temporal_coverage") or {}
+        span = f"{cov.get('start')} to {cov.get('end')}" if cov else ""
+        _out(f"  {d['name']:<48} {d.get('version')}  {rows}  {span}")
+    _out()
+    status, doc = _get_json(f"{api_url}/api/1/datasets/?page_size=100")
+    total = doc.get("total") if isinstance(doc, dict) else None
+    _out(f"The index lists {total} datasets (GET /api/1/datasets/ -> {status}). Try:")
+    first = datasets[0]["name"] if datasets else "donnees-hospitalieres-covid19"
+    _out(f"  curl -s {api_url}/api/1/datasets/")
+    _out(f"  curl -s {api_url}/api/1/datasets/{first}/")
+    resources = datasets[0].get("resources") if datasets else None
+    if resources:
+        _out(f"  curl -L {api_url}/api/1/datasets/r/{resources[0]['id']}")
+    _out()
+    return bool(datasets)
+
+
 # ------------------------------------------------------------------------------ the run
 
 
@@ -531,7 +608,19 @@ def _inputs(options: DemoOptions) -> list[InputFile] | None:
         files = collect_files(root)
         _out(f"Input: {root} ({len(files)} CSV file{'s' if len(files) != 1 else ''})")
         return files
-    candidates = default_data_candidates(options.dataset)
+    if options.dataset is None:
+        for root in real_root_candidates():
+            if root.is_dir():
+                files, unmapped = collect_real(root)
+                datasets = sorted({f.dataset for f in files if f.dataset})
+                _out(
+                    f"Input: {root} ({len(files)} real files for {len(datasets)} datasets, "
+                    "mapped by infra/real_sources/*.json)"
+                )
+                for rel in unmapped:
+                    _out(f"       not dropped (no dataset declared for it): {rel}")
+                return files
+    candidates = default_data_candidates(options.dataset or "donnees-hospitalieres-covid19")
     for root in candidates:
         if root.is_dir():
             files = collect_files(root)
@@ -666,7 +755,14 @@ def _run_on_stack(
             crashed = True
         if any(o.report is None for o in outcomes):
             crashed = True
-        published = print_summary(stack, api.url, options.dataset)
+        datasets = list(dict.fromkeys(
+            o.key.split("/", 1)[0] for o in outcomes if _status_of(o.report) == "accepted"
+        ))
+        if len(datasets) > 1:
+            published = print_catalog(stack, api.url)
+        else:
+            only = datasets[0] if datasets else options.dataset or "donnees-hospitalieres-covid19"
+            published = print_summary(stack, api.url, only)
         if not published and any(_status_of(o.report) == "accepted" for o in outcomes):
             _out("WARNING: files were accepted but nothing was published")
             crashed = True
@@ -683,9 +779,10 @@ def _drop_all(
     stack: LocalStack, pump: Any, status: Status, files: list[InputFile], options: DemoOptions
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
-    prefix = f"{options.dataset}/{options.producer}/"
     for i, f in enumerate(files, 1):
-        key = prefix + f.name
+        dataset = f.dataset or options.dataset or "donnees-hospitalieres-covid19"
+        producer = f.producer or options.producer
+        key = f"{dataset}/{producer}/{f.name}"
         _out(
             f"[{i}/{len(files)}] {f.name} ({_human_bytes(f.size)}"
             + (f", published {f.date}" if f.date else "")
@@ -706,7 +803,7 @@ def _drop_all(
         outcome.crashes = list(stats.errors)
         outcome.failed = stats.failed
         outcome.report = find_report(
-            _report_list(stack, options.dataset, options.producer), key, outcome.version_id
+            _report_list(stack, dataset, producer), key, outcome.version_id
         )
         counts = ", ".join(
             f"{q.removesuffix('Queue').lower()} {h}" + (f" ({fl} failed)" if fl else "")
@@ -734,7 +831,8 @@ def _serve(stack: LocalStack, pump: Any, api: Any, options: DemoOptions) -> None
     _out("New uploads are processed as they arrive, e.g.:")
     _out(
         f"  aws --endpoint-url {stack.endpoint} s3 cp FILE.csv "
-        f"s3://{stack.incoming_bucket}/{options.dataset}/{options.producer}/FILE.csv"
+        f"s3://{stack.incoming_bucket}/{options.dataset or 'donnees-hospitalieres-covid19'}/"
+        f"{options.producer}/FILE.csv"
     )
 
     def interrupt(signum: int, frame: Any) -> None:

@@ -431,7 +431,7 @@ def test_cli__offers_the_demo_subcommand_with_its_defaults() -> None:
     assert (args.port, args.once, args.dataset, args.producer, args.data) == (
         8080,
         False,
-        "donnees-hospitalieres-covid19",
+        None,
         "spf",
         None,
     )

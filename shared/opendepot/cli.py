@@ -80,7 +80,10 @@ def _demo(parser: argparse.ArgumentParser) -> Run:
         "--once", action="store_true", help="exit after publishing instead of serving"
     )
     parser.add_argument(
-        "--dataset", default="donnees-hospitalieres-covid19", help="dataset slug (%(default)s)"
+        "--dataset",
+        default=None,
+        help="dataset slug of --data's files, or the one real dataset to drop "
+        "(default: every real dataset, mapped by infra/real_sources/*.json)",
     )
     parser.add_argument("--producer", default="spf", help="producer id (%(default)s)")
     parser.add_argument(
