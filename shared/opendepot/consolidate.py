@@ -70,12 +70,11 @@ def select_uploads(dataset: Dataset, records: Sequence[dict]) -> list[dict]:
     producer's newest upload (it is that producer's full history); ``append``: every upload.
     """
     ordered = sorted(current_versions(records), key=upload_order)
-    if dataset.mode == "append":
-        return ordered
-    newest: dict[str, dict] = {}
-    for r in ordered:
-        newest[r["producer"]] = r
-    return sorted(newest.values(), key=upload_order)
+    keep: dict[tuple[str, str], dict] = {}
+    for r in ordered:  # snapshot producers: the newest upload replaces the older ones
+        snapshot = dataset.mode_of(r["producer"]) == "snapshot"
+        keep[(r["producer"], "" if snapshot else r["upload_id"])] = r
+    return sorted(keep.values(), key=upload_order)
 
 
 PROVENANCE = ("producer", "upload_id")
@@ -110,7 +109,9 @@ def consolidate(dataset: Dataset, uploads: Sequence[StagedUpload]) -> pa.Table:
     return table.sort_by([(k, "ascending") for k in pk]) if pk else table
 
 
-def prioritise(table: pa.Table, key: list[str], field: str, order: list[str]) -> pa.Table:
+def prioritise(
+    table: pa.Table, key: list[str], field: str, order: list[str], then: dict | None = None
+) -> pa.Table:
     """One row per ``key``: the row whose ``field`` comes first in ``order`` (values not in
     ``order`` come after, in the order of the table: the newest upload's rows are last, so among
     equals the last row wins). Input rows are never merged or summed. Sorted by ``key``."""
@@ -118,6 +119,10 @@ def prioritise(table: pa.Table, key: list[str], field: str, order: list[str]) ->
     values = table[field].to_pylist()
     n = table.num_rows
     score = np.array([rank.get(v, len(order)) for v in values], dtype=np.int64)
+    if then:  # between equal ranks, values of ``then.field`` listed in ``then.last`` come last
+        last = set(then.get("last", []))
+        later = np.array([v in last for v in table[then["field"]].to_pylist()], dtype=np.int64)
+        score = score * 2 + later
     # lower rank wins; among equal ranks the later row (newer upload) wins
     priority = score * (n + 1) + (n - np.arange(n))
     ranked = table.append_column("__priority", pa.array(priority))
@@ -155,7 +160,8 @@ def rollup(dataset: Dataset, table: pa.Table, cog: Cog) -> dict[str, pa.Table]:
     spec = dataset.descriptor.get("consolidated")
     if spec:
         out[spec.get("name", "consolidated")] = prioritise(
-            table, list(spec["key"]), spec["priority"]["field"], list(spec["priority"]["order"])
+            table, list(spec["key"]), spec["priority"]["field"], list(spec["priority"]["order"]),
+            spec["priority"].get("then"),
         )
     if geo.field is None or not geo.rollups:
         return out

@@ -74,7 +74,7 @@ def shrink_check(
     """Hold a ``snapshot`` upload that loses more than the declared share of rows or areas of
     the producer's previous accepted upload (``shrinkGuard`` in the registry)."""
     guard = dataset.descriptor.get("shrinkGuard")
-    if not guard or dataset.mode != "snapshot":
+    if not guard or dataset.mode_of(producer) != "snapshot":
         return None
     previous = [
         r for r in staged_records(store, settings, dataset.name) if r.get("producer") == producer

@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from opendepot import feeds
 from opendepot.config import Settings
 from opendepot.consolidate import StagedUpload, consolidate, rollup, select_uploads
 from opendepot.registry import Cog, Dataset, Registry
@@ -71,6 +72,18 @@ def next_version(now: datetime, manifest: dict | None) -> str:
         if candidate <= current:
             candidate = current + timedelta(seconds=1)
     return version_id(candidate)
+
+
+def published_key(dataset: Dataset, level: str) -> list[str]:
+    """Primary key of one published table: the declared key with the area column of the level,
+    plus ``producer`` when rows carry provenance; a ``consolidated`` table has its own key."""
+    spec = dataset.descriptor.get("consolidated") or {}
+    if level == spec.get("name", "consolidated") and spec:
+        return list(spec["key"])
+    key = [level if c == dataset.geography.field else c for c in dataset.primary_key]
+    if dataset.provenance and level == dataset.geography.level and "producer" not in key:
+        key.append("producer")
+    return key
 
 
 def _put_immutable(store: Store, bucket: str, key: str, body: bytes, mime: str) -> None:
@@ -133,7 +146,12 @@ def publish_dataset(
     if not records:
         return PublishOutcome(dataset.name, manifest and manifest["version"], False, {}, ())
     selected = select_uploads(dataset, records)
-    ids = tuple(r["upload_id"] for r in selected)
+    # Declared feeds (registry ``feeds``, see opendepot.feeds): rows of other datasets' current
+    # published versions join this publication, and those versions join its identity (ids), so a
+    # new version of a fed dataset makes a new publication. No feeds: nothing changes.
+    fed = feeds.resolve(store, settings.published_bucket, dataset)
+    selected_and_fed = [*selected, *fed.records]
+    ids = tuple(r["upload_id"] for r in selected_and_fed)
     if manifest is not None and tuple(u["upload_id"] for u in manifest["uploads"]) == ids:
         _refresh_latest(store, settings, manifest)
         rebuild_catalog(store, settings, registry, now)
@@ -143,14 +161,13 @@ def publish_dataset(
         StagedUpload(r, pq.read_table(io.BytesIO(store.get(settings.internal_bucket, r["staged_key"]))))
         for r in selected
     ]
-    table = consolidate(dataset, uploads)
+    table = fed.extend(consolidate(dataset, uploads), cog)  # uploads, then fed rows
     levels = rollup(dataset, table, cog)
     version = next_version(now, manifest)
     files: list[RenderedFile] = []
     schemas: dict[str, dict[str, Any]] = {}
     for level, t in levels.items():
-        key_cols = [level if c == dataset.geography.field else c for c in dataset.primary_key]
-        schemas[level] = level_schema(t, dataset.schema, key_cols)
+        schemas[level] = level_schema(t, dataset.schema, published_key(dataset, level))
         files.extend(render_level(dataset.name, level, t))
     prefix = f"{dataset.name}/{version}"
     for f in files:
@@ -158,7 +175,7 @@ def publish_dataset(
     package = datapackage(dataset, version, files, schemas)
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
     _put_immutable(store, settings.published_bucket, f"{prefix}/datapackage.json", body, JSON_MIME)
-    new = _manifest(dataset, version, now, selected, files, schemas, levels, manifest)
+    new = _manifest(dataset, version, now, selected_and_fed, files, schemas, levels, manifest)
     body = json.dumps(new, ensure_ascii=False, indent=1, default=str).encode("utf-8")
     store.put(
         settings.published_bucket,
@@ -203,7 +220,7 @@ def _manifest(
         for f in files
     ]
     rows = {level: t.num_rows for level, t in levels.items()}
-    date = dataset.date_field
+    date = dataset.time_field  # a date, or an ISO week label (both sort as text)
     coverage = None
     if date:
         mm = pc.min_max(levels[dataset.geography.level][date])

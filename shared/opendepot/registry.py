@@ -131,6 +131,10 @@ class Dataset:
     def levels(self) -> tuple[str, ...]:
         return (self.geography.level, *self.geography.rollups)
 
+    def mode_of(self, producer: str) -> Mode:
+        """The consolidation mode of one producer's uploads: ``producerModes`` (ours), else ``mode``."""
+        return self.descriptor.get("producerModes", {}).get(producer, self.mode)
+
 
 OUR_FIELD_KEYS = {"dateFormats", "optional", "padSingleDigit", "defaultYear"}
 """Field properties that are opendepot's own (documented in docs/design.md), not Table Schema."""

@@ -446,6 +446,31 @@ def validate_decoded(
         )
         bad |= blank
 
+    # Exact duplicate rows (every cell equal): with ``errorBudget.exactDuplicateRows`` set to
+    # ``leave-out`` they are row errors (``duplicate-row``), left out within the error budget,
+    # instead of primary-key conflicts: nothing is picked between different values.
+    dup = np.zeros(n, dtype=bool)
+    if dataset.descriptor.get("errorBudget", {}).get("exactDuplicateRows") == "leave-out":
+        frame = pd.DataFrame({i: c.to_numpy(zero_copy_only=False) for i, c in trimmed.items()})
+        dup = frame.duplicated(keep="first").to_numpy() & ~blank
+        if dup.any():
+            first = pd.Series(lines).groupby([frame[c] for c in frame.columns], sort=False)
+            first_line = first.transform("first").to_numpy()
+            _report_mask(
+                errors,
+                dup,
+                lines,
+                table.column(0),
+                lambda line, _v, i: Issue(
+                    "duplicate-row",
+                    f"Line {line}: the row repeats line {int(first_line[i])} exactly; left out",
+                    line,
+                    note=f"first at line {int(first_line[i])}",
+                ),
+                table,
+            )
+            bad |= dup
+
     missing_set = pa.array(list(dataset.missing_values), pa.string())
     typed: dict[str, Any] = {}
     geo = dataset.geography
@@ -570,7 +595,8 @@ def validate_decoded(
 
     # Primary key: every row, bad rows included (a duplicate is never hidden by another error
     # on the same row).
-    pk_rejects = _check_primary_key(out, line_col, dataset, errors)
+    keep = pa.array(~dup)  # a duplicate row is reported once, as duplicate-row
+    pk_rejects = _check_primary_key(out.filter(keep), line_col.filter(keep), dataset, errors)
 
     bad_rows = int(bad.sum()) + len(bad_lines)
     good = out.filter(pa.array(~bad))
@@ -705,7 +731,8 @@ def _series_warnings(
         warnings.add(
             Issue(
                 "missing-day",
-                f"Line {int(days['__line'].iloc[i + 1])}: no row for {geo} {g[i + 1]} on "
+                f"Line {int(days['__line'].iloc[i + 1])}: no row "
+                f"{'' if geo == '__area' else f'for {geo} {g[i + 1]} '}on "
                 f"{shown} (between {start} and {end}); the gap is not filled",
                 int(days["__line"].iloc[i + 1]),
                 date,

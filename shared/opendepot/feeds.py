@@ -1,0 +1,224 @@
+"""Feeds: rows a dataset takes from another dataset's current published version.
+
+A descriptor declares them under ``feeds`` (see docs/design.md, "Dataset registry")::
+
+    "feeds": [{"dataset": "donnees-hospitalieres-covid19", "producer": "<feed id>",
+               "level": "dep", "filter": {"sexe": 0},
+               "columns": {"date": "jour", "hospitalises": "hosp"},
+               "templates": {"maille_code": "DEP-{dep}"},
+               "names": {"maille_nom": "dep"},
+               "constants": {"granularite": "departement"}}]
+
+- ``filter``: rows kept (column == value, all must hold);
+- ``columns``: target column <- source column, cast to the target's type;
+- ``templates``: target column <- text built from source columns (``DEP-{dep}``);
+- ``names``: target column <- INSEE COG name of the department code in a source column;
+- ``constants``: target column <- one value for every row;
+- ``producer``: the provenance of the fed rows (must not be a producer that may upload, so a
+  fed row and an uploaded row never share a key); their ``upload_id`` is
+  ``{dataset}@{version}``, the fed version they were read from.
+
+Fed rows are read from the immutable version files the fed dataset's manifest points to (never
+``latest/``), through the storage port. ``resolve`` reads manifests only; ``Feeds.extend``
+reads the Parquet files. A fed dataset not published yet contributes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from opendepot.registry import Cog, Dataset, Registry
+from opendepot.storage import Store
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One declared feed (see module docstring)."""
+
+    dataset: str
+    """The fed dataset (its published version is read)."""
+    producer: str
+    """Provenance of the fed rows."""
+    level: str
+    """Published level of the fed dataset to read (``dep``)."""
+    filter: dict[str, Any]
+    columns: dict[str, str]
+    templates: dict[str, str]
+    names: dict[str, str]
+    constants: dict[str, Any]
+
+    @classmethod
+    def parse(cls, d: dict[str, Any], target: Dataset) -> Feed:
+        feed = cls(
+            dataset=d["dataset"],
+            producer=d["producer"],
+            level=d.get("level", "dep"),
+            filter=dict(d.get("filter", {})),
+            columns=dict(d.get("columns", {})),
+            templates=dict(d.get("templates", {})),
+            names=dict(d.get("names", {})),
+            constants=dict(d.get("constants", {})),
+        )
+        if feed.producer in target.producers:
+            raise ValueError(f"{target.name}: feed producer {feed.producer!r} may also upload; "
+                             "fed and uploaded rows would share keys")
+        targets = [*feed.columns, *feed.templates, *feed.names, *feed.constants]
+        unknown = set(targets) - set(target.field_names)
+        if unknown or len(targets) != len(set(targets)):
+            raise ValueError(f"{target.name}: feed from {feed.dataset}: columns {sorted(unknown)} "
+                             "are not fields, or a column is given twice")
+        return feed
+
+    def sources(self) -> set[str]:
+        """Columns of the fed table this feed reads."""
+        used = {*self.filter, *self.columns.values(), *self.names.values()}
+        for template in self.templates.values():
+            used |= {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        return used
+
+
+def declared(dataset: Dataset) -> tuple[Feed, ...]:
+    """The feeds ``dataset`` declares (none for most datasets)."""
+    return tuple(Feed.parse(d, dataset) for d in dataset.descriptor.get("feeds", []))
+
+
+def dependents(registry: Registry, name: str) -> list[str]:
+    """Datasets fed by ``name``: to republish when ``name`` publishes a new version."""
+    return [ds.name for ds in registry if any(f.dataset == name for f in declared(ds))]
+
+
+def _template(template: str, table: pa.Table) -> pa.Array:
+    pieces: list[Any] = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if literal:
+            pieces.append(literal)
+        if name:
+            pieces.append(pc.cast(table[name], pa.string()))
+    if not any(isinstance(p, pa.ChunkedArray | pa.Array) for p in pieces):
+        return pa.array([template] * table.num_rows, pa.string())
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def fed_rows(feed: Feed, source: pa.Table, target: pa.Schema, upload_id: str, cog: Cog) -> pa.Table:
+    """The rows ``feed`` takes from ``source``, shaped as ``target`` (the consolidated table's
+    schema: the dataset's fields, then ``producer`` and ``upload_id``). Pure."""
+    missing = feed.sources() - set(source.column_names)
+    if missing:
+        raise ValueError(f"feed from {feed.dataset}: columns {sorted(missing)} not in its "
+                         f"published {feed.level} table")
+    table = source
+    for column, value in feed.filter.items():
+        table = table.filter(pc.equal(table[column], pa.scalar(value).cast(table[column].type)))
+    n = table.num_rows
+    names = {code: d["name"] for code, d in cog.departments.items()}
+    columns: dict[str, Any] = {}
+    for f in target:
+        if f.name in feed.columns:
+            value: Any = pc.cast(table[feed.columns[f.name]], f.type)
+        elif f.name in feed.templates:
+            value = _template(feed.templates[f.name], table)
+        elif f.name in feed.names:
+            codes = table[feed.names[f.name]].to_pylist()
+            value = pa.array([names.get(c) for c in codes], pa.string())
+        elif f.name in feed.constants:
+            value = pa.array([feed.constants[f.name]] * n, f.type)
+        elif f.name == "producer":
+            value = pa.array([feed.producer] * n, pa.string())
+        elif f.name == "upload_id":
+            value = pa.array([upload_id] * n, pa.string())
+        else:
+            value = pa.nulls(n, f.type)
+        columns[f.name] = pc.cast(value, f.type)
+    return pa.table(columns, schema=target)
+
+
+@dataclass(frozen=True)
+class FedVersion:
+    """A feed and the fed dataset's version it reads now."""
+
+    feed: Feed
+    version: str
+    published_at: str
+    path: str
+    """Key of the fed level's Parquet file in the published bucket (immutable version file)."""
+
+    @property
+    def upload_id(self) -> str:
+        return f"{self.feed.dataset}@{self.version}"
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """Stands for the fed version among the publication's uploads (manifest ``uploads``):
+        its ``upload_id`` changes with the fed version, so a new one makes a new publication."""
+        return {
+            "upload_id": self.upload_id,
+            "producer": self.feed.producer,
+            "feed": {"dataset": self.feed.dataset, "version": self.version,
+                     "level": self.feed.level, "path": self.path},
+            "received_at": self.published_at,
+        }
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """A dataset's feeds resolved to the fed datasets' current versions."""
+
+    dataset: Dataset
+    versions: tuple[FedVersion, ...] = ()
+    store: Store | None = field(default=None, compare=False)
+    bucket: str = ""
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [v.record for v in self.versions]
+
+    def extend(self, table: pa.Table, cog: Cog) -> pa.Table:
+        """``table`` (the consolidated uploads) plus every fed row, sorted like ``consolidate``
+        sorts (primary key, then ``producer``). Unchanged when nothing is fed."""
+        if not self.versions or self.store is None:
+            return table
+        parts = [table]
+        for v in self.versions:
+            source = pq.read_table(io.BytesIO(self.store.get(self.bucket, v.path)))
+            parts.append(fed_rows(v.feed, source, table.schema, v.upload_id, cog))
+        out = pa.concat_tables(parts)
+        key = list(self.dataset.primary_key)
+        if "producer" in out.column_names and "producer" not in key:
+            key.append("producer")
+        return out.sort_by([(k, "ascending") for k in key]) if key else out
+
+
+def _parquet_path(manifest: dict[str, Any], level: str) -> str | None:
+    for r in manifest.get("resources", []):
+        if r.get("level") == level and r.get("format") == "parquet":
+            return str(r["path"])
+    return None
+
+
+def resolve(
+    store: Store, bucket: str, dataset: Dataset, feeds: Iterable[Feed] | None = None
+) -> Feeds:
+    """The current version of each dataset ``dataset`` is fed by (manifests only)."""
+    versions = []
+    for feed in declared(dataset) if feeds is None else feeds:
+        key = f"{feed.dataset}/{MANIFEST}"
+        if store.head(bucket, key) is None:
+            continue  # not published yet: nothing to feed
+        manifest = json.loads(store.get(bucket, key))
+        path = _parquet_path(manifest, feed.level)
+        if path is None:
+            raise ValueError(f"{dataset.name}: fed dataset {feed.dataset} publishes no "
+                             f"{feed.level} Parquet file")
+        versions.append(FedVersion(feed, manifest["version"], manifest["published_at"], path))
+    return Feeds(dataset, tuple(versions), store, bucket)
