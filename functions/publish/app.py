@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opendepot import runtime
+from opendepot import feeds, runtime
 from opendepot.publication import publish_dataset
 
 logger = Logger(service="opendepot-publish")
@@ -38,6 +38,15 @@ def record_handler(record: SQSRecord) -> None:
     started = time.perf_counter()
     out = publish_dataset(rt.store, rt.settings, rt.registry, rt.cog, dataset, rt.clock())
     if out.created:
+        # datasets fed by this one (registry ``feeds``) publish again with its new version; the
+        # feed graph is acyclic (tests/test_registry_feeds.py), so this always ends
+        for dependent in feeds.dependents(rt.registry, dataset.name):
+            rt.queue.send(
+                rt.settings.publish_queue_url,
+                {"dataset": dependent, "upload_id": f"{dataset.name}@{out.version}"},
+                group_id=dependent,
+            )
+            logger.info("asked a dependent dataset to publish", extra={"dependent": dependent})
         metrics.add_metric(name="VersionsPublished", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="RowsPublished", unit=MetricUnit.Count, value=sum(out.rows.values()))
         metrics.add_metric(name="PublishSeconds", unit=MetricUnit.Seconds,
