@@ -263,8 +263,8 @@ def test_nouveaux_na_measures__publish_null_and_blank_the_region_and_national_to
 def test_classe_age_real_files__accepted_nine_na_regions_left_out(family):
     pub = family(AGE)
     assert pub.summary() == {
-        f"{AGE}-2020-11-07-19h00.csv": ("accepted", 46332, 3507, 0),
-        f"{AGE}-2020-11-14-19h00.csv": ("accepted", 47724, 3587, 9),  # region "NA"
+        f"{AGE}-2020-11-07-19h00.csv": ("accepted", 46332, 538, 0),
+        f"{AGE}-2020-11-14-19h00.csv": ("accepted", 47724, 618, 9),  # region "NA"
         f"{AGE}-2021-03-18-17h03.csv": ("accepted", 72468, 803, 0),
         f"{AGE}-2021-05-06-19h05.csv": ("accepted", 82170, 839, 0),
     }
@@ -279,10 +279,13 @@ def test_classe_age_bare_9__published_as_09_with_padded_code_warnings(family, re
     pub = family(AGE)
     name = "donnees-hospitalieres-classe-age-covid19-2020-11-07-19h00.csv"
     src = source(real_dir / AGE / name, [])
-    warnings = pub.outcomes[name].report["opendepot"]["warnings"]
-    assert len(warnings) == 1000  # the kept ones; 3507 in all
-    kinds = {(w["type"], w["fieldName"], w["cell"]) for w in warnings}
-    assert kinds == {("padded-code", "cl_age90", "9")}
+    report = pub.outcomes[name].report
+    # one warning for the 2,970 bare 9s, so the 519 decreases and 18 missing days stay visible
+    assert report["tasks"][0]["stats"]["warningsByType"] == {
+        "cumulative-decrease": 519, "missing-day": 18, "padded-code": 1}
+    [padded] = [w for w in report["opendepot"]["warnings"] if w["type"] == "padded-code"]
+    assert (padded["fieldName"], padded["cell"], padded["rowNumber"]) == ("cl_age90", "9", 3)
+    assert "(2970 rows, first at line 3)" in padded["message"]
     published = pub.table("reg", version=3)  # the 2020-11-07 file
     assert "9" not in set(published.cl_age90)
     assert (published.cl_age90 == "09").sum() == src.cl_age90.isin(["9", "09"]).sum() == 4212
@@ -443,8 +446,8 @@ def test_etablissements_published_values__services_summed_by_region_and_for_fran
 def test_incid_reg_real_files__accepted_723_unplaced_rows_left_out_in_2022(family):
     pub = family(ICU)
     assert pub.summary() == {
-        "covid-hospit-incid-reg-2021-05-06-19h05.csv": ("accepted", 7452, 2070, 0),
-        "covid-hospit-incid-reg-2022-03-11-19h00.csv": ("accepted", 13737, 3615, 723),
+        "covid-hospit-incid-reg-2021-05-06-19h05.csv": ("accepted", 7452, 5, 0),
+        "covid-hospit-incid-reg-2022-03-11-19h00.csv": ("accepted", 13737, 5, 723),
     }
     report = pub.outcomes["covid-hospit-incid-reg-2022-03-11-19h00.csv"].report
     assert report["opendepot"]["encoding"] == "cp1252"
@@ -452,9 +455,9 @@ def test_incid_reg_real_files__accepted_723_unplaced_rows_left_out_in_2022(famil
         "jour": "jour", "libelle": "nomReg", "reg": "numReg", "incid_rea": "incid_rea"}
     assert {(e["type"], e["fieldName"], e["cell"]) for e in report["tasks"][0]["errors"]} == {
         ("constraint-error", "reg", "NA")}
-    # region numbers 1..6 written without their zero (the first 1000 warnings are kept)
-    assert {(w["type"], w["cell"]) for w in report["opendepot"]["warnings"]} <= {
-        ("padded-code", c) for c in "12346"}
+    # region numbers 1..6 written without their zero: one warning per code, 723 rows each
+    assert sorted((w["type"], w["cell"]) for w in report["opendepot"]["warnings"]) == [
+        ("padded-code", c) for c in "12346"]
 
 
 def test_incid_reg_published_values__renamed_latin1_file_matches_source(family, real_dir):

@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-Measure = Literal["stock", "cumulative", "incidence"]
+Measure = Literal["stock", "cumulative", "incidence", "rate"]
 Mode = Literal["snapshot", "append"]
 LEVELS = ("dep", "reg", "fra")
 NATIONAL_CODE = "FR"

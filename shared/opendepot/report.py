@@ -155,6 +155,8 @@ def build_report(
             "fields": len(v.labels),
             "errors": v.errors.total,
             "warnings": v.warnings.total,
+            "errorsByType": dict(sorted(v.errors.by_type.items())),
+            "warningsByType": dict(sorted(v.warnings.by_type.items())),
             "seconds": round(v.seconds, 4),
         },
         "errors": [issue_dict(e, v.labels) for e in v.errors.items],

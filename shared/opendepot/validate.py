@@ -86,18 +86,23 @@ class IssueList:
     limit: int
     items: list[Issue] = field(default_factory=list)
     total: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    """True count per issue type (``stats.errorsByType`` / ``warningsByType`` of the report)."""
 
     def add(self, issue: Issue) -> None:
         self.total += 1
+        self.by_type[issue.type] = self.by_type.get(issue.type, 0) + 1
         if len(self.items) < self.limit:
             self.items.append(issue)
 
     def room(self) -> int:
         return max(self.limit - len(self.items), 0)
 
-    def count(self, n: int) -> None:
-        """Count ``n`` issues that were not materialised (past the limit)."""
-        self.total += n
+    def count(self, n: int, kind: str) -> None:
+        """Count ``n`` issues of type ``kind`` that were not materialised (past the limit)."""
+        if n > 0:
+            self.total += n
+            self.by_type[kind] = self.by_type.get(kind, 0) + n
 
     @property
     def truncated(self) -> bool:
@@ -272,10 +277,16 @@ def _report_mask(
     if rows is not None and shown.size:
         cols = [c.to_pylist() for c in rows.take(taken).columns]
         cells = [tuple(col[j] for col in cols) for j in range(len(values))]
+    kind = ""
     for i, value, row in zip(shown, values, cells, strict=True):
         issue = make(int(lines[i]), value, int(i))
+        kind = issue.type
         sink.add(replace(issue, cells=row) if row is not None else issue)
-    sink.count(idx.size - shown.size)
+    if idx.size > shown.size:
+        if not kind:  # nothing shown: build one issue just to learn its type
+            kind = make(int(lines[idx[0]]), raw.take(pa.array(idx[:1], pa.int64()))[0].as_py(),
+                        int(idx[0])).type
+        sink.count(idx.size - shown.size, kind)
 
 
 def _np(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -485,21 +496,25 @@ def validate_decoded(
             short = _np(pc.match_substring_regex(col, r"^[1-9]$")) & ~blank
             if short.any():
                 padded = pc.binary_join_element_wise("0", col, "")
-                _report_mask(
-                    warnings,
-                    short,
-                    lines,
-                    raw,
-                    lambda line, value, _i, f=f: Issue(
-                        "padded-code",
-                        f"Line {line}, column {f.name}: code {value!r} padded to '0{value.strip()}'",
-                        line,
-                        f.name,
-                        pos + 1,
-                        value,
-                        note=f"0{value.strip()}",
-                    ),
-                )
+                # one warning per distinct code (a spreadsheet drops every leading zero of a
+                # column: 2,970 identical warnings would hide everything else)
+                idx = np.flatnonzero(short)
+                codes = np.asarray(col.take(pa.array(idx, pa.int64())).to_pylist(), dtype=object)
+                for code in sorted(set(codes)):
+                    where = idx[codes == code]
+                    line, n_rows = int(lines[where[0]]), int(where.size)
+                    more = f" ({n_rows} rows, first at line {line})" if n_rows > 1 else ""
+                    warnings.add(
+                        Issue(
+                            "padded-code",
+                            f"Line {line}, column {f.name}: code {code!r} padded to '0{code}'{more}",
+                            line,
+                            f.name,
+                            pos + 1,
+                            code,
+                            note=f"0{code}",
+                        )
+                    )
                 col = pc.if_else(pa.array(short), padded, col)
         missing = _np(pc.is_in(col, value_set=missing_set)) & ~blank
         value, type_bad, expected = _cast_field(f, col, missing)
@@ -665,7 +680,7 @@ def _check_primary_key(
                 note=f"first at line {int(first_line)}",
             )
         )
-    errors.count(len(repeats) - len(shown))
+    errors.count(len(repeats) - len(shown), "primary-key")
     return int(len(repeats))
 
 
@@ -700,7 +715,8 @@ def _series_warnings(
         flagged = np.flatnonzero(down)
         shown = flagged[: warnings.room()]
         for i in shown:
-            area = _fmt_key(tuple(series), tuple(col[i] for col in series_arr))
+            area = _fmt_key(tuple(series), tuple(col[i] for col in series_arr)).replace(
+                "__area=FR", "France")
             line, before_line = int(line_arr[i]), int(line_arr[i - 1])
             now, before = int(values[i]), int(values[i - 1])
             warnings.add(
@@ -715,7 +731,7 @@ def _series_warnings(
                     note=f"previous {before} on {date_arr[i - 1]} (line {before_line})",
                 )
             )
-        warnings.count(flagged.size - shown.size)
+        warnings.count(flagged.size - shown.size, "cumulative-decrease")
     # Missing days: per area, consecutive dates more than one day apart.
     days = df[[geo, date, "__line"]].drop_duplicates(subset=[geo, date]).sort_values([geo, date])
     d = days[date].to_numpy(dtype="datetime64[D]")
@@ -741,14 +757,16 @@ def _series_warnings(
                 note=f"{len(missing)} day(s) missing",
             )
         )
-    warnings.count(gaps.size - shown_gaps.size)
+    warnings.count(gaps.size - shown_gaps.size, "missing-day")
 
 
 def _total_warnings(
     table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
 ) -> None:
-    """A total row (``sexe`` 0) smaller than the sum of its parts, where every part has a value."""
-    measures = [m for m in dataset.measures if m in table.column_names]
+    """A total row (``sexe`` 0) smaller than the sum of its parts, where every part has a value
+    (additive measures only: a rate is not the sum of its parts)."""
+    measures = [m for m, kind in dataset.measures.items()
+                if m in table.column_names and kind in {"stock", "cumulative", "incidence"}]
     for dim, code in dataset.totals.items():
         others = [k for k in dataset.primary_key if k != dim]
         if dim not in table.column_names or not others or not measures:
@@ -783,7 +801,7 @@ def _total_warnings(
                         note=f"parts sum to {sum_parts}",
                     )
                 )
-            warnings.count(len(below) - len(shown))
+            warnings.count(len(below) - len(shown), "total-below-parts")
 
 
 def validate(
