@@ -1,22 +1,30 @@
-"""The HTTP index: udata API v1 shapes, pager, filters, redirects, caching, one error envelope.
+"""The HTTP index: udata API v1 shapes, pager, filters, quality, versions, schemas, Data Package,
+CSV export, redirects, caching, gzip, OpenAPI routes and one error envelope.
 
 Runs ``functions.index_api.app.lambda_handler`` on API Gateway HTTP API v2 events (fixtures in
-``tests/events/http_*.json``) over a ``MemoryStore`` holding a ``catalog.json`` shaped as in
-``docs/design.md``.
+``tests/events/http_*.json``) over a ``MemoryStore`` holding a ``catalog.json``, manifests and a
+``datapackage.json`` shaped as in ``docs/design.md``, with a fixed clock. The helpers here
+(``event``, ``call``, ``body``...) are imported by the other ``test_index_api_*`` modules.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import csv
+import gzip
 import hashlib
+import io
 import json
+import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opendepot import index
+from opendepot import index, openapi
 from opendepot.config import Settings
 from opendepot.storage import MemoryStore, ObjectInfo
 
@@ -26,11 +34,14 @@ EVENTS = Path(__file__).parent / "events"
 BUCKET = "opendepot-published-123456789012"
 FILES = "https://files.opendepot.example.fr"
 API = "https://api.opendepot.example.fr"
+HOST = "https://abcdef1234.execute-api.eu-west-3.amazonaws.com"
+"""Base URL of the fixture events (API Gateway's domain): links when no API base is set."""
 COVID = "donnees-hospitalieres-covid19"
 REA = "capacites-lits-reanimation"
 V1 = "2026-11-28-07h30m05s"
 V2 = "2026-11-29-07h30m12s"
 ROWS = {"dep": 110595, "reg": 41001, "fra": 2187}
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -49,6 +60,21 @@ def sha256(text: str) -> str:
 
 def rid(dataset: str, level: str, fmt: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{dataset}:{level}:{fmt}"))
+
+
+def level_schema(level: str) -> dict[str, Any]:
+    return {
+        "fields": [
+            {"name": level, "type": "string", "title": f"Code {level}"},
+            {"name": "jour", "type": "date"},
+            {"name": "hosp", "type": "integer"},
+        ],
+        "missingValues": [""],
+        "primaryKey": [level, "jour"],
+    }
+
+
+SCHEMAS = {level: level_schema(level) for level in ("dep", "reg", "fra")}
 
 
 def manifest_resources(
@@ -95,6 +121,7 @@ def catalog_entry(version: str = V2, published_at: str = "2026-11-29T07:30:12Z")
         "temporal_coverage": {"start": "2020-03-18", "end": "2021-03-16"},
         "levels": ["dep", "reg", "fra"],
         "resources": manifest_resources(COVID, title, version, published_at),
+        "schemas": SCHEMAS,
         "manifest_path": f"{COVID}/manifest.json",
     }
 
@@ -118,27 +145,99 @@ def rea_entry() -> dict[str, Any]:
         "temporal_coverage": {"start": "2020-01-06", "end": "2021-03-15"},
         "levels": ["dep", "reg", "fra"],
         "resources": manifest_resources(REA, title, "2026-11-25-12h00m00s", published_at),
+        "schemas": SCHEMAS,
         "manifest_path": f"{REA}/manifest.json",
     }
 
 
+def version_entry(
+    dataset: str, version: str, published_at: str, upload_ids: list[str]
+) -> dict[str, Any]:
+    return {
+        "version": version,
+        "published_at": published_at,
+        "upload_ids": upload_ids,
+        "rows": ROWS,
+        "resources": [
+            {k: r[k] for k in ("name", "format", "path", "sha256", "bytes", "rows")}
+            for r in manifest_resources(dataset, "t", version, published_at)
+        ],
+    }
+
+
+UPLOAD_1 = "20261128T072900Z-0a1b2c3d4e5f"
+UPLOAD_2 = "20261129T072900Z-1b2c3d4e5f60"
+
+
+def covid_manifest(latest: str = V2, published_at: str = "2026-11-29T07:30:12Z") -> dict[str, Any]:
+    entry = catalog_entry(latest, published_at)
+    history = [version_entry(COVID, V1, "2026-11-28T07:30:05Z", [UPLOAD_1])]
+    if latest != V1:
+        history.insert(0, version_entry(COVID, V2, "2026-11-29T07:30:12Z", [UPLOAD_2]))
+    if latest not in (V1, V2):
+        history.insert(0, version_entry(COVID, latest, published_at, [UPLOAD_2]))
+    return {
+        "dataset": COVID,
+        "version": latest,
+        "published_at": published_at,
+        "created_at": entry["created_at"],
+        "uploads": [{"upload_id": UPLOAD_2, "producer": "spf", "dataset": COVID}],
+        "rows": ROWS,
+        "rows_left_out": 3,
+        "temporal_coverage": entry["temporal_coverage"],
+        "resources": entry["resources"],
+        "datapackage_path": f"{COVID}/{latest}/datapackage.json",
+        "schema": SCHEMAS["dep"],
+        "schemas": SCHEMAS,
+        "versions": history,
+    }
+
+
+def datapackage(version: str = V2) -> dict[str, Any]:
+    return {
+        "name": COVID,
+        "title": "Données hospitalières",
+        "version": version,
+        "resources": [
+            {
+                "name": f"{COVID}-{level}-{fmt}",
+                "path": f"{COVID}-{level}.{fmt}",
+                "format": fmt,
+                "bytes": ROWS[level],
+                "hash": "sha256:" + sha256(f"{level}{fmt}"),
+                "rows": ROWS[level],
+                "schema": SCHEMAS[level],
+            }
+            for level in ("dep", "reg", "fra")
+            for fmt in ("csv", "parquet")
+        ],
+    }
+
+
+def put_json(store: MemoryStore, key: str, doc: Any) -> None:
+    store.put(BUCKET, key, json.dumps(doc, ensure_ascii=False).encode(), "application/json")
+
+
 def put_catalog(store: MemoryStore, *entries: dict[str, Any]) -> None:
-    body = json.dumps({"generated_at": "2026-11-29T07:30:13Z", "datasets": list(entries)})
-    store.put(BUCKET, "catalog.json", body.encode(), "application/json")
+    put_json(
+        store, "catalog.json", {"generated_at": "2026-11-29T07:30:13Z", "datasets": list(entries)}
+    )
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts reads of ``catalog.json``."""
+    """A MemoryStore that counts reads, per key."""
 
-    heads: int = 0
-    gets: int = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: dict[str, int] = {}
+        self.gets: dict[str, int] = {}
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        self.heads += 1
+        self.heads[key] = self.heads.get(key, 0) + 1
         return super().head(bucket, key)
 
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
-        self.gets += 1
+        self.gets[key] = self.gets.get(key, 0) + 1
         return super().get(bucket, key, version_id=version_id)
 
 
@@ -146,6 +245,8 @@ class CountingStore(MemoryStore):
 def store() -> CountingStore:
     s = CountingStore()
     put_catalog(s, catalog_entry(), rea_entry())
+    put_json(s, f"{COVID}/manifest.json", covid_manifest())
+    put_json(s, f"{COVID}/{V2}/datapackage.json", datapackage())
     return s
 
 
@@ -156,7 +257,7 @@ def settings() -> Settings:
 
 @pytest.fixture(autouse=True)
 def configured(store: CountingStore, settings: Settings) -> None:
-    index_api.configure(store, settings)
+    index_api.configure(store, settings, clock=lambda: NOW)
 
 
 def event(
@@ -183,12 +284,28 @@ def call(e: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+def raw(response: dict[str, Any]) -> bytes:
+    """The body bytes a client sees after undoing base64 and gzip."""
+    data = response.get("body") or ""
+    out = base64.b64decode(data) if response.get("isBase64Encoded") else data.encode("utf-8")
+    if response["headers"].get("Content-Encoding") == "gzip":
+        out = gzip.decompress(out)
+    return out
+
+
+def text(response: dict[str, Any]) -> str:
+    return raw(response).decode("utf-8")
+
+
 def body(response: dict[str, Any]) -> Any:
-    return json.loads(response["body"])
+    return json.loads(raw(response))
 
 
 def get(path: str, query: str = "", **kw: Any) -> dict[str, Any]:
     return call(event(path=path, query=query, **kw))
+
+
+PLAIN = {"accept-encoding": "identity"}
 
 
 # --- the list -----------------------------------------------------------------------------------
@@ -209,21 +326,21 @@ def test_list_without_trailing_slash__same_pager() -> None:
     assert body(get("/api/1/datasets")) == body(get("/api/1/datasets/"))
 
 
-def test_page_size_1__links_next_and_previous_pages() -> None:
+def test_page_size_1__full_urls_to_next_and_previous_pages() -> None:
     first = body(get("/api/1/datasets/", "page_size=1"))
     assert (first["total"], len(first["data"])) == (2, 1)
     assert first["data"][0]["slug"] == REA
-    assert first["next_page"] == "/api/1/datasets/?page_size=1&page=2"
+    assert first["next_page"] == f"{HOST}/api/1/datasets/?page_size=1&page=2"
     assert first["previous_page"] is None
 
     second = body(get("/api/1/datasets/", "page_size=1&page=2"))
     assert second["data"][0]["slug"] == COVID
     assert second["page"] == 2
     assert second["next_page"] is None
-    assert second["previous_page"] == "/api/1/datasets/?page_size=1&page=1"
+    assert second["previous_page"] == f"{HOST}/api/1/datasets/?page_size=1&page=1"
 
 
-def test_pager_links_with_api_base_url__absolute_and_keep_filters(store: CountingStore) -> None:
+def test_pager_links_with_api_base_url__setting_wins_and_filters_kept(store: CountingStore) -> None:
     index_api.configure(
         store, Settings(published_bucket=BUCKET, public_base_url=FILES, api_base_url=API)
     )
@@ -234,11 +351,56 @@ def test_pager_links_with_api_base_url__absolute_and_keep_filters(store: Countin
     assert page["data"][0]["uri"] == f"{API}/api/1/datasets/{REA}/"
 
 
+def test_stage_and_forwarded_proto__in_links() -> None:
+    e = event(path=f"/prod/api/1/datasets/{COVID}/", headers={"x-forwarded-proto": "http"})
+    e["requestContext"]["stage"] = "prod"
+    d = body(call(e))
+    assert (
+        d["uri"]
+        == "http://abcdef1234.execute-api.eu-west-3.amazonaws.com/prod/api/1/datasets/"
+        + COVID
+        + "/"
+    )
+
+
 def test_page_past_the_end__empty_data_with_previous_link() -> None:
     page = body(get("/api/1/datasets/", "page=3&page_size=1"))
     assert page["data"] == [] and page["total"] == 2
     assert page["next_page"] is None
-    assert page["previous_page"] == "/api/1/datasets/?page_size=1&page=2"
+    assert page["previous_page"] == f"{HOST}/api/1/datasets/?page_size=1&page=2"
+
+
+def many_entries(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        e = rea_entry()
+        e["name"] = f"jeu-{i:02d}"
+        e["title"] = f"Jeu {i:02d}"
+        e["created_at"] = f"2026-11-{10 + (i * 7) % 13:02d}T09:00:00Z"
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 3, 6, 7, 8, 100])
+def test_pages_of_any_size__cover_the_list_once_with_consistent_links(
+    store: CountingStore, page_size: int
+) -> None:
+    put_catalog(store, *many_entries(7))
+    seen: list[str] = []
+    url: str | None = f"{HOST}/api/1/datasets/?sort=-created&page_size={page_size}"
+    pages = 0
+    while url:
+        query = url.split("?", 1)[1]
+        page = body(get("/api/1/datasets/", query))
+        pages += 1
+        assert page["total"] == 7
+        assert len(page["data"]) == min(page_size, 7 - (page["page"] - 1) * page_size)
+        assert (page["previous_page"] is None) == (page["page"] == 1)
+        seen += [d["slug"] for d in page["data"]]
+        url = page["next_page"]
+    assert pages == -(-7 // page_size)
+    expected = sorted(many_entries(7), key=lambda e: e["created_at"], reverse=True)
+    assert seen == [e["name"] for e in expected]
 
 
 @pytest.mark.parametrize(
@@ -272,12 +434,23 @@ def test_q__matches_words_in_title_description_tags(q: str, slugs: list[str]) ->
             [REA],
         ),
         ("organization=sante-publique-france&tag=lits", []),
+        ("format=csv", [REA, COVID]),
+        ("format=PARQUET", [REA, COVID]),
+        ("format=xlsx", []),
+        ("format=csv&organization=drees", [REA]),
     ],
 )
-def test_tag_and_organization__filter_datasets(query: str, slugs: list[str]) -> None:
+def test_tag_organization_format__filter_datasets(query: str, slugs: list[str]) -> None:
     page = body(get("/api/1/datasets/", query))
     assert [d["slug"] for d in page["data"]] == slugs
     assert page["total"] == len(slugs)
+
+
+def test_format_filter__needs_a_resource_of_that_format(store: CountingStore) -> None:
+    csv_only = rea_entry()
+    csv_only["resources"] = [r for r in csv_only["resources"] if r["format"] == "csv"]
+    put_catalog(store, catalog_entry(), csv_only)
+    assert [d["slug"] for d in body(get("/api/1/datasets/", "format=parquet"))["data"]] == [COVID]
 
 
 @pytest.mark.parametrize(
@@ -302,6 +475,9 @@ def test_sort__orders_datasets(sort: str, slugs: list[str]) -> None:
         ("page_size=0", "page_size=0 must be at least 1 and at most 100"),
         ("page=0", "page=0 must be at least 1"),
         ("page=deux", "page='deux' is not an integer"),
+        ("page=-1", "page='-1' is not an integer"),
+        ("page=1.5", "page='1.5' is not an integer"),
+        ("page_size=%EF%BC%91", "page_size='１' is not an integer"),  # fullwidth digit
         (
             "sort=views",
             "sort='views' is not one of title, created, last_update (prefix - to reverse)",
@@ -313,6 +489,7 @@ def test_bad_list_parameter__400_envelope(query: str, message: str) -> None:
     assert r["statusCode"] == 400
     assert body(r) == {"status": 400, "message": message}
     assert r["headers"]["Access-Control-Allow-Origin"] == "*"
+    assert r["headers"]["Cache-Control"] == "no-cache"
 
 
 def test_page_size_100__accepted() -> None:
@@ -321,23 +498,29 @@ def test_page_size_100__accepted() -> None:
 
 # --- one dataset, one resource --------------------------------------------------------------------
 
+NoneType = type(None)
 DATASET_TYPES = {
     "id": str,
     "slug": str,
     "title": str,
+    "acronym": NoneType,
     "description": str,
     "created_at": str,
     "last_modified": str,
     "last_update": str,
     "tags": list,
     "frequency": str,
+    "frequency_date": str,
     "organization": dict,
     "license": str,
     "temporal_coverage": dict,
     "spatial": dict,
+    "schema": dict,
     "extras": dict,
+    "quality": dict,
     "resources": list,
     "uri": str,
+    "page": str,
 }
 RESOURCE_TYPES = {
     "id": str,
@@ -353,7 +536,21 @@ RESOURCE_TYPES = {
     "mime": str,
     "created_at": str,
     "last_modified": str,
+    "schema": dict,
     "extras": dict,
+}
+QUALITY_TYPES = {
+    "license": bool,
+    "temporal_coverage": bool,
+    "spatial": bool,
+    "update_frequency": bool,
+    "update_fulfilled_in_time": bool,
+    "dataset_description_quality": bool,
+    "has_resources": bool,
+    "has_open_format": bool,
+    "all_resources_available": bool,
+    "resources_documentation": bool,
+    "score": float,
 }
 
 
@@ -362,10 +559,14 @@ def test_dataset_fixture_event__every_udata_key_with_its_type() -> None:
     assert r["statusCode"] == 200
     d = body(r)
     assert {k: type(v) for k, v in d.items()} == DATASET_TYPES
+    assert {k: type(v) for k, v in d["quality"].items()} == QUALITY_TYPES
+    assert set(d["spatial"]) == {"granularity", "zones", "geom"}
+    assert set(d["schema"]) == {"name", "version", "url"}
     assert len(d["resources"]) == 6
     for res in d["resources"]:
         assert {k: type(v) for k, v in res.items()} == RESOURCE_TYPES
         assert set(res["checksum"]) == {"type", "value"}
+        assert set(res["schema"]) == {"name", "version", "url"}
         assert set(res["extras"]) == {"rows", "level", "version"}
 
 
@@ -375,13 +576,14 @@ def test_dataset__real_values() -> None:
     assert d["id"] == index.dataset_id(COVID)
     assert d["slug"] == COVID
     assert d["title"] == "Données hospitalières relatives à l'épidémie de COVID-19"
+    assert d["acronym"] is None
     assert (d["created_at"], d["last_modified"], d["last_update"]) == (
         "2026-11-20T18:02:44Z",
         "2026-11-29T07:30:12Z",
         "2026-11-29T07:30:12Z",
     )
     assert d["tags"] == ["covid19", "hopital", "sante-publique-france", "si-vic"]
-    assert d["frequency"] == "daily"
+    assert (d["frequency"], d["frequency_date"]) == ("daily", "2026-11-30T07:30:12Z")
     assert d["license"] == "lov2"
     assert d["organization"] == {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "opendepot:organization:sante-publique-france")),
@@ -389,16 +591,41 @@ def test_dataset__real_values() -> None:
         "slug": "sante-publique-france",
     }
     assert d["temporal_coverage"] == {"start": "2020-03-18", "end": "2021-03-16"}
-    assert d["spatial"] == {"granularity": "fr:departement"}
-    assert d["extras"] == {"version": V2, "rows": ROWS, "rows_left_out": 3}
-    assert d["uri"] == f"/api/1/datasets/{COVID}/"
+    assert d["spatial"] == {"granularity": "fr:departement", "zones": ["country:fr"], "geom": None}
+    assert d["schema"] == {
+        "name": COVID,
+        "version": index.schema_version(SCHEMAS["dep"]),
+        "url": f"{HOST}/api/1/datasets/{COVID}/schema/",
+    }
+    assert d["extras"] == {
+        "version": V2,
+        "rows": ROWS,
+        "rows_left_out": 3,
+        "levels": ["dep", "reg", "fra"],
+        "versions": f"{HOST}/api/1/datasets/{COVID}/versions/",
+        "datapackage": f"{HOST}/api/1/datasets/{COVID}/datapackage.json",
+    }
+    assert d["uri"] == d["page"] == f"{HOST}/api/1/datasets/{COVID}/"
+    assert d["quality"] == {
+        "license": True,
+        "temporal_coverage": True,
+        "spatial": True,
+        "update_frequency": True,
+        "update_fulfilled_in_time": True,
+        "dataset_description_quality": True,
+        "has_resources": True,
+        "has_open_format": True,
+        "all_resources_available": True,
+        "resources_documentation": True,
+        "score": 1.0,
+    }
     assert [(r["extras"]["level"], r["format"]) for r in d["resources"]] == [
         ("dep", "csv"), ("dep", "parquet"), ("reg", "csv"),
         ("reg", "parquet"), ("fra", "csv"), ("fra", "parquet"),
     ]  # fmt: skip
 
 
-def test_dataset_resource__links_checksum_and_size() -> None:
+def test_dataset_resource__links_checksum_size_schema() -> None:
     res = body(get(f"/api/1/datasets/{COVID}/"))["resources"][0]
     dep_csv = rid(COVID, "dep", "csv")
     assert res == {
@@ -409,14 +636,104 @@ def test_dataset_resource__links_checksum_and_size() -> None:
         "filetype": "file",
         "format": "csv",
         "url": f"{FILES}/{COVID}/{V2}/{COVID}-dep.csv",
-        "latest": f"/api/1/datasets/r/{dep_csv}",
+        "latest": f"{HOST}/api/1/datasets/r/{dep_csv}",
         "checksum": {"type": "sha256", "value": sha256(f"{COVID}/{V2}/{COVID}-dep.csv")},
         "filesize": 110595 * 21,
         "mime": "text/csv",
         "created_at": "2026-11-20T18:02:44Z",
         "last_modified": "2026-11-29T07:30:12Z",
+        "schema": {
+            "name": COVID,
+            "version": index.schema_version(SCHEMAS["dep"]),
+            "url": f"{HOST}/api/1/datasets/{COVID}/schema/?level=dep",
+        },
         "extras": {"rows": 110595, "level": "dep", "version": V2},
     }
+
+
+def test_catalog_without_schemas__schema_version_null(store: CountingStore) -> None:
+    entry = catalog_entry()
+    del entry["schemas"]
+    put_catalog(store, entry)
+    d = body(get(f"/api/1/datasets/{COVID}/"))
+    assert d["schema"]["version"] is None
+    assert d["resources"][2]["schema"] == {
+        "name": COVID,
+        "version": None,
+        "url": f"{HOST}/api/1/datasets/{COVID}/schema/?level=reg",
+    }
+
+
+@pytest.mark.parametrize(
+    ("now", "in_time"),
+    [
+        (datetime(2026, 11, 29, 12, 0, tzinfo=UTC), True),  # before the due date
+        (datetime(2026, 12, 1, 7, 30, 12, tzinfo=UTC), True),  # due 30/11 07:30:12, one day late
+        (datetime(2026, 12, 1, 7, 30, 13, tzinfo=UTC), False),  # one day and a second late
+        (datetime(2027, 1, 1, tzinfo=UTC), False),
+    ],
+)
+def test_daily_dataset_quality__in_time_until_one_day_past_due(
+    store: CountingStore, settings: Settings, now: datetime, in_time: bool
+) -> None:
+    index_api.configure(store, settings, clock=lambda: now)
+    q = body(get(f"/api/1/datasets/{COVID}/"))["quality"]
+    assert q["update_fulfilled_in_time"] is in_time
+    assert q["score"] == (1.0 if in_time else round(8 / 9, 4))
+
+
+@pytest.mark.parametrize(
+    ("frequency", "frequency_date", "in_time"),
+    [
+        ("weekly", "2026-12-06T07:30:12Z", True),
+        ("hourly", "2026-11-29T08:30:12Z", True),  # due 08:30:12: 3.5 h late is within the grace
+        ("irregular", None, True),
+        ("continuous", None, True),
+        ("unknown", None, None),
+    ],
+)
+def test_frequency__due_date_and_in_time(
+    store: CountingStore, frequency: str, frequency_date: str | None, in_time: bool | None
+) -> None:
+    entry = catalog_entry()
+    entry["frequency"] = frequency
+    put_catalog(store, entry)
+    d = body(get(f"/api/1/datasets/{COVID}/"))
+    assert d["frequency_date"] == frequency_date
+    assert d["quality"]["update_fulfilled_in_time"] is in_time
+    assert d["quality"]["update_frequency"] is (frequency != "unknown")
+
+
+def test_sparse_entry__quality_criteria_false(store: CountingStore) -> None:
+    put_catalog(
+        store,
+        {
+            "name": "vide",
+            "title": "Vide",
+            "description": "court",
+            "published_at": "2026-11-01T00:00:00Z",
+        },
+    )
+    d = body(get("/api/1/datasets/vide/"))
+    assert d["quality"] == {
+        "license": False,
+        "temporal_coverage": False,
+        "spatial": False,
+        "update_frequency": False,
+        "update_fulfilled_in_time": None,
+        "dataset_description_quality": False,
+        "has_resources": False,
+        "has_open_format": False,
+        "all_resources_available": False,
+        "resources_documentation": False,
+        "score": 0.0,
+    }
+    assert (d["license"], d["spatial"], d["temporal_coverage"], d["organization"]) == (
+        "notspecified",
+        None,
+        None,
+        None,
+    )
 
 
 def test_dataset_by_id__same_document_as_by_slug() -> None:
@@ -444,6 +761,11 @@ def test_one_resource__same_document_as_in_dataset() -> None:
     )
 
 
+def test_resource_without_trailing_slash__same_document() -> None:
+    path = f"/api/1/datasets/{COVID}/resources/{rid(COVID, 'fra', 'csv')}"
+    assert body(get(path)) == body(get(path + "/"))
+
+
 def test_resource_of_another_dataset__404_envelope() -> None:
     r = get(f"/api/1/datasets/{REA}/resources/{rid(COVID, 'dep', 'csv')}/")
     assert r["statusCode"] == 404
@@ -458,11 +780,17 @@ def test_resource_of_another_dataset__404_envelope() -> None:
     [
         ("/api/1/datasets/no-such-dataset/", "dataset 'no-such-dataset' not found"),
         ("/api/1/datasets/no-such-dataset/resources/x/", "dataset 'no-such-dataset' not found"),
+        ("/api/1/datasets/no-such-dataset/versions/", "dataset 'no-such-dataset' not found"),
+        ("/api/1/datasets/no-such-dataset/schema/", "dataset 'no-such-dataset' not found"),
+        ("/api/1/datasets/no-such-dataset/datapackage.json", "dataset 'no-such-dataset' not found"),
         ("/api/1/datasets/r/no-such-resource", "resource 'no-such-resource' not found"),
+        (f"/api/1/datasets/{COVID}/versions/2020-01-01-00h00m00s/",
+         f"version '2020-01-01-00h00m00s' not found in dataset '{COVID}'"),
+        (f"/api/1/datasets/{REA}/versions/", f"dataset '{REA}' has no published version"),
         ("/api/1/organizations/", "no route for /api/1/organizations/"),
         ("/", "no route for /"),
     ],
-)
+)  # fmt: skip
 def test_unknown_path__404_envelope(path: str, message: str) -> None:
     r = get(path)
     assert r["statusCode"] == 404
@@ -473,14 +801,22 @@ def test_unknown_path__404_envelope(path: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-def test_write_method__405_envelope_with_allow(method: str) -> None:
-    r = get(f"/api/1/datasets/{COVID}/", method=method)
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/1/datasets/{COVID}/",
+        "/api/1/datasets/",
+        f"/api/1/datasets/{COVID}/versions/{V1}/",
+        f"/api/1/datasets/{COVID}/datapackage.json",
+        "/catalog.jsonld",
+        "/api/1/openapi.json",
+    ],
+)
+def test_write_method__405_envelope_with_allow(method: str, path: str) -> None:
+    r = get(path, method=method)
     assert r["statusCode"] == 405
     assert r["headers"]["Allow"] == "GET, HEAD, OPTIONS"
-    assert body(r) == {
-        "status": 405,
-        "message": f"{method} is not allowed on /api/1/datasets/{COVID}/",
-    }
+    assert body(r) == {"status": 405, "message": f"{method} is not allowed on {path}"}
 
 
 def test_unexpected_failure__500_envelope(store: CountingStore) -> None:
@@ -502,11 +838,11 @@ def test_latest_fixture_event__302_to_current_version_file() -> None:
     assert not r["body"]
 
 
-def test_latest_head__302_without_body() -> None:
-    fra_parquet = rid(COVID, "fra", "parquet")
-    r = get(f"/api/1/datasets/r/{fra_parquet}", method="HEAD")
+def test_latest_head_fixture_event__302_without_body() -> None:
+    r = call(event("http_head_resource_latest.json"))
     assert r["statusCode"] == 302
     assert r["headers"]["Location"] == f"{FILES}/{COVID}/{V2}/{COVID}-fra.parquet"
+    assert r["headers"]["Access-Control-Allow-Origin"] == "*"
     assert not r["body"]
 
 
@@ -523,28 +859,264 @@ def test_new_version__same_resource_ids_new_etag_and_redirect(store: CountingSto
     assert r["headers"]["Location"] == f"{FILES}/{COVID}/2026-11-30-07h30m09s/{COVID}-dep.csv"
 
 
-# --- caching, CORS, HEAD --------------------------------------------------------------------------
+# --- versions -------------------------------------------------------------------------------------
 
 
-def test_json_answer__etag_cache_control_and_cors() -> None:
-    r = get(f"/api/1/datasets/{COVID}/")
+def test_versions_fixture_event__newest_first_with_uploads_rows_files() -> None:
+    r = call(event("http_get_versions.json"))
+    assert r["statusCode"] == 200
+    page = body(r)
+    assert (page["page"], page["page_size"], page["total"]) == (1, 20, 2)
+    assert (page["next_page"], page["previous_page"]) == (None, None)
+    assert [v["version"] for v in page["data"]] == [V2, V1]
+    v2 = page["data"][0]
+    assert set(v2) == {
+        "version", "published_at", "uploads", "producers", "rows", "resources", "datapackage", "uri",
+    }  # fmt: skip
+    assert v2["published_at"] == "2026-11-29T07:30:12Z"
+    assert v2["uploads"] == [{"upload_id": UPLOAD_2, "producer": "spf"}]
+    assert v2["producers"] == ["spf"]
+    assert v2["rows"] == ROWS
+    assert v2["datapackage"] == f"{FILES}/{COVID}/{V2}/datapackage.json"
+    assert v2["uri"] == f"{HOST}/api/1/datasets/{COVID}/versions/{V2}/"
+    assert v2["resources"][1] == {
+        "id": rid(COVID, "dep", "parquet"),
+        "name": f"{COVID}-dep",
+        "level": "dep",
+        "format": "parquet",
+        "mime": "application/vnd.apache.parquet",
+        "url": f"{FILES}/{COVID}/{V2}/{COVID}-dep.parquet",
+        "checksum": {"type": "sha256", "value": sha256(f"{COVID}/{V2}/{COVID}-dep.parquet")},
+        "filesize": 110595 * 4,
+        "rows": 110595,
+    }
+    # the producer of an upload the manifest no longer lists is unknown, not guessed
+    assert page["data"][1]["uploads"] == [{"upload_id": UPLOAD_1, "producer": None}]
+    assert page["data"][1]["producers"] == []
+
+
+def test_version_entries_with_uploads__give_every_producer(store: CountingStore) -> None:
+    m = covid_manifest()
+    m["versions"][1]["uploads"] = [{"upload_id": UPLOAD_1, "producer": "ars-idf"}]
+    put_json(store, f"{COVID}/manifest.json", m)
+    v1 = body(get(f"/api/1/datasets/{COVID}/versions/{V1}/"))
+    assert v1["uploads"] == [{"upload_id": UPLOAD_1, "producer": "ars-idf"}]
+    assert v1["producers"] == ["ars-idf"]
+
+
+def test_versions_page_size_1__pager_links_and_empty_page_past_end() -> None:
+    first = body(get(f"/api/1/datasets/{COVID}/versions/", "page_size=1"))
+    assert [v["version"] for v in first["data"]] == [V2]
+    assert first["next_page"] == f"{HOST}/api/1/datasets/{COVID}/versions/?page_size=1&page=2"
+    second = body(get(f"/api/1/datasets/{COVID}/versions/", "page_size=1&page=2"))
+    assert [v["version"] for v in second["data"]] == [V1]
+    assert second["next_page"] is None
+    past = body(get(f"/api/1/datasets/{COVID}/versions", "page_size=1&page=5"))
+    assert (past["data"], past["total"]) == ([], 2)
+    assert past["previous_page"] == f"{HOST}/api/1/datasets/{COVID}/versions/?page_size=1&page=4"
+
+
+def test_versions_by_dataset_id__same_as_by_slug() -> None:
+    by_id = body(get(f"/api/1/datasets/{index.dataset_id(COVID)}/versions/"))
+    assert by_id == body(get(f"/api/1/datasets/{COVID}/versions/"))
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("page_size=500", "page_size=500 must be at least 1 and at most 100"),
+     ("page=x", "page='x' is not an integer")],
+)  # fmt: skip
+def test_bad_versions_page__400(query: str, message: str) -> None:
+    r = get(f"/api/1/datasets/{COVID}/versions/", query)
+    assert (r["statusCode"], body(r)) == (400, {"status": 400, "message": message})
+
+
+def test_version_detail__same_as_in_list_and_cached_long() -> None:
+    listed = body(get(f"/api/1/datasets/{COVID}/versions/"))["data"][1]
+    r = get(f"/api/1/datasets/{COVID}/versions/{V1}/")
+    assert r["statusCode"] == 200
+    assert body(r) == listed
+    assert body(r)["resources"][0]["url"] == f"{FILES}/{COVID}/{V1}/{COVID}-dep.csv"
+    assert r["headers"]["Cache-Control"] == "public, max-age=86400"
+    assert body(get(f"/api/1/datasets/{COVID}/versions/{V1}")) == listed
+
+
+def test_manifest_unchanged__read_once_then_one_head_per_request(store: CountingStore) -> None:
+    for _ in range(3):
+        assert get(f"/api/1/datasets/{COVID}/versions/")["statusCode"] == 200
+    key = f"{COVID}/manifest.json"
+    assert (store.gets[key], store.heads[key]) == (1, 3)
+    assert (store.gets["catalog.json"], store.heads["catalog.json"]) == (1, 3)
+
+
+def test_manifest_switched__versions_reread(store: CountingStore) -> None:
+    assert len(body(get(f"/api/1/datasets/{COVID}/versions/"))["data"]) == 2
+    put_json(
+        store,
+        f"{COVID}/manifest.json",
+        covid_manifest("2026-11-30-07h30m09s", "2026-11-30T07:30:09Z"),
+    )
+    page = body(get(f"/api/1/datasets/{COVID}/versions/"))
+    assert [v["version"] for v in page["data"]] == ["2026-11-30-07h30m09s", V2, V1]
+    assert store.gets[f"{COVID}/manifest.json"] == 2
+
+
+# --- schema and data package ----------------------------------------------------------------------
+
+
+def test_schema__primary_level_with_version() -> None:
+    r = get(f"/api/1/datasets/{COVID}/schema/")
+    assert r["statusCode"] == 200
+    assert body(r) == {**SCHEMAS["dep"], "version": index.schema_version(SCHEMAS["dep"])}
+    assert body(r)["version"] == body(get(f"/api/1/datasets/{COVID}/"))["schema"]["version"]
+
+
+@pytest.mark.parametrize("level", ["dep", "reg", "fra"])
+def test_schema_of_level__that_level_with_the_version_its_resources_give(level: str) -> None:
+    s = body(get(f"/api/1/datasets/{COVID}/schema/", f"level={level}"))
+    assert s["primaryKey"] == [level, "jour"]
+    res = next(
+        r
+        for r in body(get(f"/api/1/datasets/{COVID}/"))["resources"]
+        if r["extras"]["level"] == level
+    )
+    assert s["version"] == res["schema"]["version"] == index.schema_version(SCHEMAS[level])
+
+
+def test_schema_version__changes_only_with_the_schema() -> None:
+    same = copy.deepcopy(SCHEMAS["dep"])
+    assert index.schema_version(same) == index.schema_version(SCHEMAS["dep"])
+    same["fields"][2]["type"] = "number"
+    assert index.schema_version(same) != index.schema_version(SCHEMAS["dep"])
+    assert len(index.schema_version(same) or "") == 12
+
+
+def test_schema_unknown_level__400() -> None:
+    r = get(f"/api/1/datasets/{COVID}/schema/", "level=commune")
+    assert r["statusCode"] == 400
+    assert body(r) == {"status": 400, "message": "level='commune' is not one of dep, reg, fra"}
+
+
+def test_datapackage__current_version_with_absolute_paths(store: CountingStore) -> None:
+    r = get(f"/api/1/datasets/{COVID}/datapackage.json")
+    assert r["statusCode"] == 200
+    pkg = body(r)
+    assert (pkg["name"], pkg["version"]) == (COVID, V2)
+    assert [x["path"] for x in pkg["resources"][:2]] == [
+        f"{FILES}/{COVID}/{V2}/{COVID}-dep.csv",
+        f"{FILES}/{COVID}/{V2}/{COVID}-dep.parquet",
+    ]
+    assert pkg["resources"][0]["hash"] == "sha256:" + sha256("depcsv")
+    assert pkg["resources"][0]["schema"] == SCHEMAS["dep"]
+    get(f"/api/1/datasets/{COVID}/datapackage.json")
+    assert store.gets[f"{COVID}/{V2}/datapackage.json"] == 1  # immutable: read once
+
+
+def test_datapackage_missing__404(store: CountingStore) -> None:
+    store.buckets[BUCKET].pop(f"{COVID}/{V2}/datapackage.json")
+    r = get(f"/api/1/datasets/{COVID}/datapackage.json")
+    assert (r["statusCode"], body(r)["message"]) == (
+        404,
+        f"dataset '{COVID}' has no datapackage.json",
+    )
+
+
+# --- CSV export -----------------------------------------------------------------------------------
+
+
+def test_datasets_csv__one_semicolon_row_per_dataset() -> None:
+    r = get("/api/1/site/datasets.csv", headers=PLAIN)
+    assert r["statusCode"] == 200
+    assert r["headers"]["Content-Type"] == "text/csv; charset=utf-8"
+    assert r["headers"]["ETag"] == index.etag(r["body"])
+    rows = list(csv.DictReader(io.StringIO(text(r)), delimiter=";"))
+    assert list(rows[0]) == list(index.CSV_COLUMNS)
+    assert [row["slug"] for row in rows] == [REA, COVID]
+    covid = rows[1]
+    assert covid["id"] == index.dataset_id(COVID)
+    assert covid["title"] == "Données hospitalières relatives à l'épidémie de COVID-19"
+    assert covid["url"] == f"{HOST}/api/1/datasets/{COVID}/"
+    assert (covid["organization"], covid["license"], covid["frequency"]) == (
+        "Santé publique France", "lov2", "daily",
+    )  # fmt: skip
+    assert (covid["created_at"], covid["last_modified"]) == (
+        "2026-11-20T18:02:44Z",
+        "2026-11-29T07:30:12Z",
+    )
+    assert (covid["temporal_coverage.start"], covid["temporal_coverage.end"]) == (
+        "2020-03-18",
+        "2021-03-16",
+    )
+    assert covid["tags"] == "covid19,hopital,sante-publique-france,si-vic"
+    assert (covid["resources_count"], covid["resources_formats"]) == ("6", "csv,parquet")
+    assert (covid["quality_score"], covid["version"], covid["rows"]) == (
+        "1.0",
+        V2,
+        str(sum(ROWS.values())),
+    )
+
+
+# --- caching, gzip, CORS, HEAD --------------------------------------------------------------------
+
+
+def test_json_answer__etag_cache_control_vary_and_cors() -> None:
+    r = get(f"/api/1/datasets/{COVID}/", headers=PLAIN)
+    assert "Content-Encoding" not in r["headers"] and not r["isBase64Encoded"]
     assert r["headers"]["ETag"] == index.etag(r["body"])
     assert r["headers"]["ETag"].startswith('"') and len(r["headers"]["ETag"]) == 34
     assert r["headers"]["Cache-Control"] == "public, max-age=60"
+    assert r["headers"]["Vary"] == "Accept-Encoding"
     assert r["headers"]["Access-Control-Allow-Origin"] == "*"
     assert "ETag" in r["headers"]["Access-Control-Expose-Headers"]
 
 
+def test_accept_gzip__base64_gzip_body_and_weak_etag() -> None:
+    plain = get(f"/api/1/datasets/{COVID}/", headers=PLAIN)
+    r = get(f"/api/1/datasets/{COVID}/", headers={"accept-encoding": "gzip, deflate, br"})
+    assert r["isBase64Encoded"] is True
+    assert r["headers"]["Content-Encoding"] == "gzip"
+    assert raw(r) == plain["body"].encode("utf-8")
+    assert len(base64.b64decode(r["body"])) < len(plain["body"]) / 2
+    assert r["headers"]["ETag"] == "W/" + plain["headers"]["ETag"]
+
+
+def test_small_answer__not_gzipped() -> None:
+    r = get("/api/1/datasets/", "tag=nothing", headers={"accept-encoding": "gzip"})
+    assert "Content-Encoding" not in r["headers"]
+    assert body(r)["total"] == 0
+
+
 @pytest.mark.parametrize("form", ["{tag}", "W/{tag}", '"other", {tag}', "*"])
 def test_if_none_match_current_etag__304_without_body(form: str) -> None:
-    first = get("/api/1/datasets/", "page_size=1")
+    first = get("/api/1/datasets/", "page_size=1", headers=PLAIN)
     tag = first["headers"]["ETag"]
-    again = get("/api/1/datasets/", "page_size=1", headers={"if-none-match": form.format(tag=tag)})
+    again = get(
+        "/api/1/datasets/", "page_size=1", headers={**PLAIN, "if-none-match": form.format(tag=tag)}
+    )
     assert again["statusCode"] == 304
     assert not again["body"]
+    assert "Content-Encoding" not in again["headers"]
     assert again["headers"]["ETag"] == tag
     assert again["headers"]["Cache-Control"] == "public, max-age=60"
     assert again["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/1/datasets/{COVID}/versions/",
+        f"/api/1/datasets/{COVID}/versions/{V1}/",
+        f"/api/1/datasets/{COVID}/schema/",
+        f"/api/1/datasets/{COVID}/datapackage.json",
+        f"/api/1/datasets/{COVID}/resources/{rid(COVID, 'dep', 'csv')}/",
+        "/api/1/site/datasets.csv",
+        "/catalog.jsonld",
+        "/api/1/openapi.json",
+    ],
+)
+def test_every_answer__304_on_its_own_etag(path: str) -> None:
+    tag = get(path)["headers"]["ETag"]
+    assert get(path, headers={"if-none-match": tag})["statusCode"] == 304
 
 
 def test_if_none_match_old_etag_after_new_version__200(store: CountingStore) -> None:
@@ -556,14 +1128,15 @@ def test_if_none_match_old_etag_after_new_version__200(store: CountingStore) -> 
 
 
 def test_head_dataset__headers_without_body() -> None:
-    got = get(f"/api/1/datasets/{COVID}/")
+    got = get(f"/api/1/datasets/{COVID}/", headers=PLAIN)
     head = get(f"/api/1/datasets/{COVID}/", method="HEAD")
     assert head["statusCode"] == 200
     assert not head["body"]
+    assert "Content-Encoding" not in head["headers"]
     assert head["headers"]["ETag"] == got["headers"]["ETag"]
 
 
-def test_cors_preflight__204_with_allowed_methods() -> None:
+def test_cors_preflight__204_with_allowed_methods_and_headers() -> None:
     r = get("/api/1/datasets/", method="OPTIONS")
     assert r["statusCode"] == 204
     assert r["headers"]["Access-Control-Allow-Origin"] == "*"
@@ -572,6 +1145,7 @@ def test_cors_preflight__204_with_allowed_methods() -> None:
         "HEAD",
         "OPTIONS",
     }
+    assert "If-None-Match" in r["headers"]["Access-Control-Allow-Headers"]
 
 
 # --- reading catalog.json --------------------------------------------------------------------------
@@ -580,7 +1154,8 @@ def test_cors_preflight__204_with_allowed_methods() -> None:
 def test_catalog_unchanged__read_once_then_one_head_per_request(store: CountingStore) -> None:
     for _ in range(3):
         assert get("/api/1/datasets/")["statusCode"] == 200
-    assert (store.gets, store.heads) == (1, 3)
+    assert (store.gets["catalog.json"], store.heads["catalog.json"]) == (1, 3)
+    assert f"{COVID}/manifest.json" not in store.heads  # the list needs no manifest
 
 
 def test_missing_catalog__empty_pager_and_404(settings: Settings) -> None:
@@ -605,6 +1180,39 @@ def test_stage_prefix__stripped_before_routing() -> None:
     assert body(call(e))["slug"] == COVID
 
 
+# --- OpenAPI --------------------------------------------------------------------------------------
+
+
+def resolver_routes() -> set[tuple[str, str]]:
+    """(method, path) of every route registered on the Powertools resolver, OpenAPI-style."""
+    routes = index_api.app._static_routes + index_api.app._dynamic_routes
+    return {(r.method.lower(), re.sub(r"<(\w+)>", r"{\1}", r.path)) for r in routes}
+
+
+def test_openapi_paths__exactly_the_resolver_routes() -> None:
+    doc = body(get("/api/1/openapi.json"))
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    registered = resolver_routes()
+    # every registered route is documented (trailing-slash twins under their documented path)
+    assert {(m, p if p in doc["paths"] else (p + "/" if p + "/" in doc["paths"] else p.rstrip("/")))
+            for m, p in registered} == documented  # fmt: skip
+    # and every documented operation answers (no 404 "no route", no 405)
+    assert {(m, p) for m, p in registered if p in doc["paths"]} == documented
+    assert sorted(index_api.ROUTES) == sorted(
+        re.sub(r"\{(\w+)\}", r"<\1>", p) for p in doc["paths"]
+    )
+
+
+def test_openapi_document__valid_openapi_3_1_with_server_url() -> None:
+    from openapi_spec_validator import validate
+
+    doc = body(get("/api/1/openapi.json"))
+    validate(doc)
+    assert doc["openapi"] == "3.1.0"
+    assert doc["servers"] == [{"url": HOST}]
+    assert openapi.openapi_document()["paths"] == doc["paths"]
+
+
 # --- pure helpers ---------------------------------------------------------------------------------
 
 
@@ -624,36 +1232,7 @@ def test_documents__are_json_serialisable_without_ascii_escapes() -> None:
     assert doc["resources"][0]["latest"] == f"{API}/api/1/datasets/r/{rid(COVID, 'dep', 'csv')}"
 
 
-# --- against the real publication -------------------------------------------------------------------
+def test_resource_id__same_formula_as_publication() -> None:
+    from opendepot.publication import resource_id
 
-
-def test_catalog_written_by_publish__links_resolve_to_published_bytes(
-    cases_dir: Path, pipeline: Any
-) -> None:
-    settings = Settings(
-        publish_queue_url="memory://publish.fifo", public_base_url=FILES, api_base_url=API
-    )
-    pipeline.settings = settings
-    key = f"{COVID}/spf/C01-separator-change-semicolon.csv"
-    assert (
-        pipeline.drop(key, (cases_dir / "C01-separator-change-semicolon.csv").read_bytes()).status
-        == "accepted"
-    )
-    version = pipeline.publish().version
-    index_api.configure(pipeline.store, settings)
-
-    d = body(get(f"/api/1/datasets/{COVID}/"))
-    assert d["extras"]["version"] == version
-    assert d["extras"]["rows"] == {"dep": 4, "reg": 4, "fra": 1}
-    assert d["temporal_coverage"] == {"start": "2020-03-27", "end": "2020-03-27"}
-    assert sorted((r["extras"]["level"], r["format"]) for r in d["resources"]) == sorted(
-        (level, fmt) for level in ("dep", "reg", "fra") for fmt in ("csv", "parquet")
-    )
-    for res in d["resources"]:
-        assert res["id"] == rid(COVID, res["extras"]["level"], res["format"])
-        assert res["url"].startswith(f"{FILES}/{COVID}/{version}/")
-        data = pipeline.published(res["url"].removeprefix(FILES + "/"))
-        assert res["checksum"]["value"] == hashlib.sha256(data).hexdigest()
-        assert res["filesize"] == len(data)
-        assert res["latest"] == f"{API}/api/1/datasets/r/{res['id']}"
-        assert get(f"/api/1/datasets/r/{res['id']}")["headers"]["Location"] == res["url"]
+    assert index.resource_id(COVID, "reg", "parquet") == resource_id(COVID, "reg", "parquet")

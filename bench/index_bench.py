@@ -1,0 +1,357 @@
+"""Benchmark of the HTTP index: requests per second and p50/p99 latency on localhost.
+
+    python -m bench.index_bench [--seconds 3] [--threads 4] [--datasets 20] [--versions 50]
+
+The index function (``functions.index_api.app.lambda_handler``) runs behind the local API
+Gateway of ``infra/http_server.py`` on 127.0.0.1, over an in-memory store holding a synthetic
+catalog (``--datasets`` datasets of ``--versions`` versions each: ``catalog.json``, manifests,
+``datapackage.json``). The handler is called one request at a time, as one warm Lambda instance
+serves them (the Powertools resolver keeps the current event on the app object). The load
+comes from a second process (``python -c`` running ``CLIENT`` below: ``http.client`` on kept-alive
+connections, a few threads, bounded in time and count). Prints a table and writes
+``bench/index_results.json``. TCP_NODELAY is set on the server's sockets (see ``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from opendepot.config import Settings
+from opendepot.storage import MemoryStore
+
+HOST = "127.0.0.1"
+BUCKET = "opendepot-published-123456789012"
+FILES = "https://files.opendepot.example.fr"
+RESULTS = Path(__file__).with_name("index_results.json")
+MAX_SECONDS = 10.0
+MAX_THREADS = 16
+MAX_REQUESTS = 50_000
+LEVELS = ("dep", "reg", "fra")
+FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+# --- the synthetic catalog ------------------------------------------------------------------------
+
+
+def _version(day: int, n: int) -> tuple[str, str]:
+    """Version id and timestamp of the n-th daily publication."""
+    t = time.gmtime(1_780_000_000 + day * 86_400 + n * 60)
+    return time.strftime("%Y-%m-%d-%Hh%Mm%Ss", t), time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+
+
+def _schema(level: str) -> dict[str, Any]:
+    return {
+        "fields": [
+            {"name": level, "type": "string", "title": "Zone"},
+            {"name": "sexe", "type": "integer"},
+            {"name": "jour", "type": "date"},
+            *({"name": m, "type": "integer"} for m in ("hosp", "rea", "rad", "dc")),
+        ],
+        "missingValues": [""],
+        "primaryKey": [level, "sexe", "jour"],
+    }
+
+
+def synthetic_store(datasets: int, versions: int) -> tuple[MemoryStore, list[str]]:
+    """A published bucket with ``datasets`` datasets of ``versions`` versions each."""
+    store = MemoryStore()
+    schemas = {level: _schema(level) for level in LEVELS}
+    entries, slugs = [], []
+    for i in range(datasets):
+        slug = f"jeu-de-donnees-{i:02d}"
+        slugs.append(slug)
+        history: list[dict[str, Any]] = []
+        for n in range(versions):
+            version, at = _version(n, i)
+            rows = {"dep": 1000 + n * 101, "reg": 200 + n * 18, "fra": 10 + n}
+            files = [
+                {
+                    "name": f"{slug}-{level}",
+                    "format": fmt,
+                    "path": f"{slug}/{version}/{slug}-{level}.{fmt}",
+                    "sha256": uuid.uuid5(uuid.NAMESPACE_URL, f"{slug}{version}{level}{fmt}").hex
+                    * 2,
+                    "bytes": rows[level] * (30 if fmt == "csv" else 6),
+                    "rows": rows[level],
+                }
+                for level in LEVELS
+                for fmt in FORMATS
+            ]
+            history.insert(
+                0,
+                {
+                    "version": version,
+                    "published_at": at,
+                    "upload_ids": [f"{version.replace('-', '')}-{i:012x}"],
+                    "rows": rows,
+                    "resources": files,
+                },
+            )
+        current = history[0]
+        resources = [
+            {
+                **f,
+                "id": str(
+                    uuid.uuid5(
+                        uuid.NAMESPACE_URL,
+                        f"opendepot:{slug}:{f['name'].rsplit('-', 1)[1]}:{f['format']}",
+                    )
+                ),
+                "title": f"Jeu {i:02d}, {f['name'].rsplit('-', 1)[1]} ({f['format'].upper()})",
+                "level": f["name"].rsplit("-", 1)[1],
+                "mime": FORMATS[f["format"]],
+                "latest_path": f"{slug}/latest/{f['name']}.{f['format']}",
+                "last_modified": current["published_at"],
+            }
+            for f in current["resources"]
+        ]
+        manifest = {
+            "dataset": slug,
+            "version": current["version"],
+            "published_at": current["published_at"],
+            "created_at": history[-1]["published_at"],
+            "uploads": [{"upload_id": current["upload_ids"][0], "producer": "spf"}],
+            "rows": current["rows"],
+            "rows_left_out": 0,
+            "temporal_coverage": {"start": "2020-03-18", "end": "2023-03-31"},
+            "resources": resources,
+            "datapackage_path": f"{slug}/{current['version']}/datapackage.json",
+            "schema": schemas["dep"],
+            "schemas": schemas,
+            "versions": history,
+        }
+        package = {
+            "name": slug,
+            "version": current["version"],
+            "resources": [
+                {"name": f"{r['name']}-{r['format']}", "path": r["path"].rsplit("/", 1)[1],
+                 "bytes": r["bytes"], "hash": f"sha256:{r['sha256']}", "schema": schemas[r["level"]]}
+                for r in resources
+            ],
+        }  # fmt: skip
+        _put(store, f"{slug}/manifest.json", manifest)
+        _put(store, manifest["datapackage_path"], package)
+        entries.append(
+            {
+                "name": slug,
+                "title": f"Jeu de données {i:02d} : hospitalisations par département",
+                "description": "Nombre de personnes hospitalisées, en réanimation, retournées à "
+                "domicile et décédées, par département, sexe et jour. " * 2,
+                "organization": {"name": "Santé publique France", "slug": "sante-publique-france"},
+                "license": "lov2",
+                "frequency": "daily",
+                "tags": ["covid19", "hopital", f"lot-{i % 4}"],
+                **{k: manifest[k] for k in ("version", "published_at", "created_at", "rows",
+                                            "rows_left_out", "temporal_coverage", "resources",
+                                            "schemas")},
+                "levels": list(LEVELS),
+                "manifest_path": f"{slug}/manifest.json",
+            }
+        )  # fmt: skip
+    _put(store, "catalog.json", {"generated_at": "2026-11-29T07:30:13Z", "datasets": entries})
+    return store, slugs
+
+
+def _put(store: MemoryStore, key: str, doc: Any) -> None:
+    store.put(BUCKET, key, json.dumps(doc, ensure_ascii=False).encode("utf-8"), "application/json")
+
+
+# --- the load generator (runs in a second process) ------------------------------------------------
+
+CLIENT = r"""
+import http.client, json, sys, threading, time
+cfg = json.load(sys.stdin)
+assert cfg["host"] == "127.0.0.1"
+def run(scenario):
+    paths, headers = scenario["paths"], scenario["headers"]
+    deadline = time.perf_counter() + cfg["seconds"]
+    lock = threading.Lock()
+    latencies, statuses, sizes = [], {}, []
+    budget = [cfg["max_requests"]]
+    def worker(k):
+        conn = http.client.HTTPConnection(cfg["host"], cfg["port"], timeout=10)
+        i = k
+        while time.perf_counter() < deadline:
+            with lock:
+                if budget[0] <= 0:
+                    break
+                budget[0] -= 1
+            path = paths[i % len(paths)]
+            i += cfg["threads"]
+            t0 = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            dt = time.perf_counter() - t0
+            with lock:
+                latencies.append(dt)
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+                sizes.append(len(data))
+        conn.close()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(cfg["threads"])]
+    t0 = time.perf_counter()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+    return {"name": scenario["name"], "requests": len(latencies), "seconds": round(elapsed, 3),
+            "rps": round(len(latencies) / elapsed, 1), "p50_ms": round(q(0.50), 2),
+            "p99_ms": round(q(0.99), 2), "max_ms": round(latencies[-1] * 1000, 2),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "mean_bytes": round(sum(sizes) / len(sizes))}
+print(json.dumps([run(s) for s in cfg["scenarios"]]))
+"""
+
+
+def scenarios(slugs: list[str], etags: dict[str, str]) -> list[dict[str, Any]]:
+    """What the client requests: (name, paths taken in turn, request headers)."""
+    plain = {"Accept-Encoding": "identity"}
+    detail = [f"/api/1/datasets/{s}/" for s in slugs]
+    cases: list[tuple[str, list[str], dict[str, str]]] = [
+        ("dataset detail", detail, plain),
+        ("dataset detail, gzip", detail, {"Accept-Encoding": "gzip"}),
+        ("dataset list (20/page)", ["/api/1/datasets/?page_size=20"], plain),
+        (
+            "dataset list, q + sort",
+            ["/api/1/datasets/?q=hospitalisations&tag=lot-1&sort=-last_update"],
+            plain,
+        ),
+        (
+            "versions (50/page)",
+            [f"/api/1/datasets/{s}/versions/?page_size=50" for s in slugs],
+            plain,
+        ),
+        ("detail poll, 304", [detail[0]], {**plain, "If-None-Match": etags[detail[0]]}),
+    ]
+    return [{"name": n, "paths": p, "headers": h} for n, p, h in cases]
+
+
+def _serve_and_load(
+    index_api: Any,
+    http_server: Any,
+    store: MemoryStore,
+    slugs: list[str],
+    seconds: float,
+    threads: int,
+) -> subprocess.CompletedProcess[str]:
+    """Serve the index on 127.0.0.1 and run the load generator process against it."""
+    lock = threading.Lock()
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        with lock:  # one request at a time, as one Lambda instance
+            return index_api.lambda_handler(event, context)
+
+    with http_server.LocalHttpApi(handler, host=HOST) as api:
+        index_api.configure(
+            store, Settings(published_bucket=BUCKET, public_base_url=FILES, api_base_url=api.url)
+        )
+        etags = {}
+        conn = http.client.HTTPConnection(HOST, api.port, timeout=10)
+        for path in [f"/api/1/datasets/{s}/" for s in slugs]:  # warm: catalog and documents
+            conn.request("GET", path, headers={"Accept-Encoding": "identity"})
+            r = conn.getresponse()
+            r.read()
+            etags[path] = r.getheader("ETag") or ""
+        conn.close()
+        config = {
+            "host": HOST,
+            "port": api.port,
+            "seconds": seconds,
+            "threads": threads,
+            "max_requests": MAX_REQUESTS,
+            "scenarios": scenarios(slugs, etags),
+        }
+        return subprocess.run(
+            [sys.executable, "-c", CLIENT],
+            input=json.dumps(config),
+            capture_output=True,
+            text=True,
+            timeout=len(config["scenarios"]) * (seconds + 15),
+            check=False,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per scenario (0.2 to 10)")
+    parser.add_argument("--threads", type=int, default=4, help="client threads (max 16)")
+    parser.add_argument("--datasets", type=int, default=20)
+    parser.add_argument("--versions", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON file")
+    args = parser.parse_args(argv)
+    seconds = min(max(args.seconds, 0.2), MAX_SECONDS)
+    threads = min(max(args.threads, 1), MAX_THREADS)
+
+    from functions.index_api import app as index_api
+    from infra import http_server
+
+    # The local server writes headers and body in two sends; without TCP_NODELAY, Nagle and
+    # delayed ACKs add ~40 ms to every small answer, which would measure the socket, not the
+    # index. StreamRequestHandler's own switch turns it off; everything is put back after.
+    saved = (
+        http_server._RequestHandler.disable_nagle_algorithm,
+        index_api.logger.log_level,
+        index_api._index,
+    )
+    http_server._RequestHandler.disable_nagle_algorithm = True
+    index_api.logger.setLevel("WARNING")
+    started = time.perf_counter()
+    store, slugs = synthetic_store(args.datasets, args.versions)
+    try:
+        proc = _serve_and_load(index_api, http_server, store, slugs, seconds, threads)
+    finally:
+        http_server._RequestHandler.disable_nagle_algorithm = saved[0]
+        index_api.logger.setLevel(saved[1])
+        index_api._index = saved[2]
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        return 1
+    results = json.loads(proc.stdout)
+    report = {
+        "setup": {
+            "datasets": args.datasets,
+            "versions_per_dataset": args.versions,
+            "client_threads": threads,
+            "seconds_per_scenario": seconds,
+            "server": "infra/http_server.py LocalHttpApi, handler serialised (one Lambda instance)",
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "catalog_bytes": len(store.get(BUCKET, "catalog.json")),
+            "manifest_bytes": len(store.get(BUCKET, f"{slugs[0]}/manifest.json")),
+        },
+        "results": results,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    args.out.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
+    print(
+        f"opendepot index on {HOST}: {args.datasets} datasets x {args.versions} versions, "
+        f"{threads} client threads, {seconds:g} s per scenario"
+    )
+    header = (
+        f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'bytes':>8}  statuses"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r['name']:<26} {r['requests']:>8} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} "
+            f"{r['p99_ms']:>8.2f} {r['mean_bytes']:>8}  {r['statuses']}"
+        )
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
