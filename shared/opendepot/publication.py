@@ -229,6 +229,7 @@ def _manifest(
         "version": version,
         "published_at": _iso(now),
         "upload_ids": [u["upload_id"] for u in uploads],
+        "uploads": [{"upload_id": u["upload_id"], "producer": u["producer"]} for u in uploads],
         "rows": rows,
         "resources": [
             {k: r[k] for k in ("name", "format", "path", "sha256", "bytes", "rows")}
@@ -281,6 +282,7 @@ def catalog_entry(dataset: Dataset, manifest: dict) -> dict[str, Any]:
         "temporal_coverage": manifest.get("temporal_coverage"),
         "levels": list(dataset.levels),
         "resources": manifest["resources"],
+        "schemas": manifest.get("schemas", {}),
         "manifest_path": f"{dataset.name}/{MANIFEST}",
     }
 

@@ -30,6 +30,21 @@ TABLE_SCHEMA_TYPES = {
 }
 
 
+LICENSES = {
+    "lov2": {
+        "name": "etalab-2.0",
+        "title": "Licence Ouverte / Open Licence version 2.0",
+        "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence",
+    },
+    "odc-odbl": {
+        "name": "ODbL-1.0",
+        "title": "Open Data Commons Open Database License 1.0",
+        "path": "https://opendatacommons.org/licenses/odbl/1-0/",
+    },
+}
+"""Data Package licence objects for the registry's udata licence ids."""
+
+
 @dataclass(frozen=True)
 class RenderedFile:
     """One published file's bytes and what the manifest says of it."""
@@ -122,12 +137,6 @@ def datapackage(
         "title": dataset.title,
         "description": dataset.description,
         "version": version,
-        "licenses": [
-            {
-                "name": "etalab-2.0",
-                "title": "Licence Ouverte / Open Licence version 2.0",
-                "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence",
-            }
-        ],
+        "licenses": [LICENSES.get(dataset.license, {"name": dataset.license})],
         "resources": resources,
     }
