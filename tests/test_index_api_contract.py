@@ -155,7 +155,8 @@ QUERY_VALUES = st.one_of(
 )  # fmt: skip
 
 
-def test_random_requests__no_5xx_and_every_answer_as_documented(published: dict[str, Any]) -> None:
+def request_strategy(published: dict[str, Any]) -> st.SearchStrategy[tuple[str, str, str, dict[str, str]]]:
+    """Random requests over the documented routes (and some undocumented ones)."""
     m = published["manifest"]
     datasets = st.one_of(st.sampled_from([HOSP, index.dataset_id(HOSP), "r", "inconnu"]), SEGMENT)
     rids = st.one_of(
@@ -186,19 +187,59 @@ def test_random_requests__no_5xx_and_every_answer_as_documented(published: dict[
         )
         return path, query, method, headers
 
-    @settings(
-        max_examples=300,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(requests())
+    return requests()
+
+
+RANDOM = settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def test_random_requests__no_5xx_and_every_answer_as_documented(published: dict[str, Any]) -> None:
+    @RANDOM
+    @given(request_strategy(published))
     def check(request: tuple[str, str, str, dict[str, str]]) -> None:
         path, query, method, headers = request
         r = get(path, query, method, **headers)
         check_against_openapi(path, method, r)
 
     check()
+
+
+def test_random_requests_over_http_on_the_local_server__no_5xx_and_as_documented(
+    published: dict[str, Any],
+) -> None:
+    """The same random requests as real HTTP to the local stack's server on localhost (which
+    turns them into API Gateway HTTP API events), so the HTTP layer is part of what is checked."""
+    import base64
+    import http.client
+    from urllib.parse import quote, unquote
+
+    from infra.http_server import LocalHttpApi
+
+    with LocalHttpApi(index_api.lambda_handler, port=0) as api:
+
+        @RANDOM
+        @given(request_strategy(published))
+        def check(request: tuple[str, str, str, dict[str, str]]) -> None:
+            path, query, method, headers = request
+            target = quote(path, safe="/") + (f"?{query}" if query else "")
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+            try:
+                conn.request(method, target, headers={"Origin": "https://reuser.example", **headers})
+                response = conn.getresponse()
+                payload = response.read()
+                answer = {
+                    "statusCode": response.status,
+                    "headers": dict(response.getheaders()),
+                    "body": base64.b64encode(payload).decode() if payload else "",
+                    "isBase64Encoded": True,
+                }
+            finally:
+                conn.close()
+            check_against_openapi(unquote(quote(path, safe="/")), method, answer)
+
+        check()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
