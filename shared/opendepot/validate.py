@@ -296,8 +296,20 @@ def _np(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def _cast_field(
     f: Field, col: pa.ChunkedArray, missing: np.ndarray
 ) -> tuple[pa.ChunkedArray | pa.Array, np.ndarray, str]:
-    """Cast a trimmed string column to the field's type; return (typed, type_error_mask, expected)."""
+    """Cast a trimmed string column to the field's type; return (typed, type_error_mask, expected).
+
+    Fast path: Arrow's own strict cast (ISO dates, plain integers and decimals) of the whole
+    column; only when it fails are the rows checked one rule at a time, to find the bad ones."""
     present = pa.array(~missing)
+    fast = {"integer": pa.int64(), "year": pa.int64(), "number": pa.float64()}.get(f.type)
+    if f.type == "date" and f.date_formats[0] == "%Y-%m-%d":
+        fast = pa.date32()
+    if fast is not None:
+        try:
+            typed = pc.cast(pc.if_else(present, col, pa.scalar(None, pa.string())), fast)
+            return typed, np.zeros(len(col), bool), ""
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # some value is not in Arrow's strict form: find which, rule by rule
     if f.type == "integer" or f.type == "year":
         ok = _np(pc.match_substring_regex(col, INTEGER_RE))
         keep = pc.if_else(pa.array(ok & ~missing), col, pa.scalar(None, pa.string()))
@@ -684,10 +696,27 @@ def _check_primary_key(
     return int(len(repeats))
 
 
+def _codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Integer codes of a column's values (equal values, equal codes; missing is -1)."""
+    encoded = pc.dictionary_encode(col)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    return np.asarray(
+        pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+
+
+def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64 with NaN for missing."""
+    filled = pc.fill_null(pc.cast(col, pa.float64()), np.nan)
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
 def _series_warnings(
     table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
 ) -> None:
-    """Cumulative counts that go down and missing days, per area and dimension."""
+    """Cumulative counts that go down and missing days, per area and dimension (Arrow sort,
+    NumPy comparisons; values are formatted only for the rows reported)."""
     date = dataset.date_field
     geo = dataset.geography.field
     if date is None or table.num_rows == 0:
@@ -697,60 +726,63 @@ def _series_warnings(
         geo = "__area"
     series = [k for k in dataset.primary_key if k != date] or [geo]
     cumulative = [m for m, kind in dataset.measures.items() if kind == "cumulative"]
-    df = table.select(list(dict.fromkeys([*series, geo, date, *cumulative]))).to_pandas()
-    df["__line"] = lines.to_numpy()
-    df = df.sort_values([*series, date], kind="stable")
-    same = np.ones(len(df), dtype=bool)
+    t = table.select(list(dict.fromkeys([*series, geo, date, *cumulative])))
+    t = t.append_column("__line", lines).sort_by([(k, "ascending") for k in [*series, date]])
+    line_arr = np.asarray(t["__line"].to_numpy(), dtype=np.int64)
+    same = np.ones(t.num_rows, dtype=bool)
     for k in series:
-        col = df[k].to_numpy()
-        same[1:] &= col[1:] == col[:-1]
+        code = _codes(t[k])
+        same[1:] &= code[1:] == code[:-1]
     same[0] = False
-    line_arr = df["__line"].to_numpy()
-    date_arr = df[date].to_numpy()  # formatted only for the rows reported
-    series_arr = [df[k].to_numpy() for k in series]
     for m in cumulative:
-        values = df[m].to_numpy(dtype="float64", na_value=np.nan)
-        prev = np.roll(values, 1)
-        down = same & (values < prev)  # NaN compares False: no warning across a null
+        values = _floats(t[m])
+        down = same & (values < np.roll(values, 1))  # NaN compares False: none across a null
         flagged = np.flatnonzero(down)
         shown = flagged[: warnings.room()]
         for i in shown:
-            area = _fmt_key(tuple(series), tuple(col[i] for col in series_arr)).replace(
-                "__area=FR", "France")
+            i = int(i)
+            where = tuple(t[k][i].as_py() for k in series)
+            area = _fmt_key(tuple(series), where).replace("__area=FR", "France")
+            day, day_before = t[date][i].as_py(), t[date][i - 1].as_py()
             line, before_line = int(line_arr[i]), int(line_arr[i - 1])
             now, before = int(values[i]), int(values[i - 1])
             warnings.add(
                 Issue(
                     "cumulative-decrease",
                     f"Line {line}, column {m}, {area}: cumulative count goes down from {before} "
-                    f"on {date_arr[i - 1]} to {now} on {date_arr[i]}",
+                    f"on {day_before} to {now} on {day}",
                     line,
                     m,
                     None,
                     str(now),
-                    note=f"previous {before} on {date_arr[i - 1]} (line {before_line})",
+                    note=f"previous {before} on {day_before} (line {before_line})",
                 )
             )
         warnings.count(flagged.size - shown.size, "cumulative-decrease")
     # Missing days: per area, consecutive dates more than one day apart.
-    days = df[[geo, date, "__line"]].drop_duplicates(subset=[geo, date]).sort_values([geo, date])
-    d = days[date].to_numpy(dtype="datetime64[D]")
-    g = days[geo].to_numpy()
+    days = (
+        t.group_by([geo, date], use_threads=False)
+        .aggregate([("__line", "min")])
+        .sort_by([(geo, "ascending"), (date, "ascending")])
+    )
+    days = days.filter(pc.is_valid(days[date]))
+    d = np.asarray(days[date].to_numpy(zero_copy_only=False)).astype("datetime64[D]")
+    g = _codes(days[geo])
     step = np.diff(d).astype(np.int64)
-    gap = (step > 1) & (g[1:] == g[:-1])
-    gaps = np.flatnonzero(gap)
+    gaps = np.flatnonzero((step > 1) & (g[1:] == g[:-1]))
     shown_gaps = gaps[: warnings.room()]
     for i in shown_gaps:
         start, end = d[i], d[i + 1]
+        line = int(days["__line_min"][int(i) + 1].as_py())
+        area = days[geo][int(i) + 1].as_py()
         missing = [str(start + k) for k in range(1, int(step[i]))]
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         warnings.add(
             Issue(
                 "missing-day",
-                f"Line {int(days['__line'].iloc[i + 1])}: no row "
-                f"{'' if geo == '__area' else f'for {geo} {g[i + 1]} '}on "
+                f"Line {line}: no row {'' if geo == '__area' else f'for {geo} {area} '}on "
                 f"{shown} (between {start} and {end}); the gap is not filled",
-                int(days["__line"].iloc[i + 1]),
+                line,
                 date,
                 None,
                 str(end),
@@ -764,44 +796,49 @@ def _total_warnings(
     table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
 ) -> None:
     """A total row (``sexe`` 0) smaller than the sum of its parts, where every part has a value
-    (additive measures only: a rate is not the sum of its parts)."""
+    (additive measures only: a rate is not the sum of its parts). Arrow group-by and join."""
     measures = [m for m, kind in dataset.measures.items()
                 if m in table.column_names and kind in {"stock", "cumulative", "incidence"}]
     for dim, code in dataset.totals.items():
         others = [k for k in dataset.primary_key if k != dim]
         if dim not in table.column_names or not others or not measures:
             continue
-        df = table.select([*others, dim, *measures]).to_pandas()
-        df["__line"] = lines.to_numpy()
-        is_total = df[dim] == code
-        parts = df[~is_total].groupby(others, dropna=False)
-        sums = parts[measures].sum(min_count=1)
-        complete = parts[measures].count().eq(parts.size(), axis=0)
-        totals = df[is_total].set_index(others)
+        t = table.select([*others, dim, *measures]).append_column("__line", lines)
+        is_total = pc.fill_null(pc.equal(t[dim], pa.scalar(code).cast(t[dim].type)), False)
+        aggs = [(m, "sum") for m in measures] + [(m, "count") for m in measures]
+        parts = t.filter(pc.invert(is_total)).group_by(others, use_threads=False).aggregate(
+            [*aggs, ([], "count_all")])
+        joined = t.filter(is_total).join(parts, keys=others, join_type="inner")
+        if joined.num_rows == 0:
+            continue
+        joined = joined.sort_by("__line")
+        size = np.asarray(joined["count_all"].to_numpy(), dtype=np.int64)
         for m in measures:
-            joined = totals[[m, "__line"]].join(
-                sums[m].where(complete[m]).rename("__parts"), how="inner"
-            )
-            total, parts = joined[m].to_numpy(dtype="float64"), joined["__parts"].to_numpy(dtype="float64")
+            total, psum = _floats(joined[m]), _floats(joined[f"{m}_sum"])
+            complete = np.asarray(joined[f"{m}_count"].to_numpy(), dtype=np.int64) == size
             # decimal measures (populations) carry rounding noise: compare with a tolerance
-            below = joined[(total < parts) & ~np.isclose(total, parts, rtol=1e-9, atol=1e-9)]
-            shown = below.head(warnings.room())
-            for idx, row in shown.iterrows():
-                where = _fmt_key(tuple(others), idx if isinstance(idx, tuple) else (idx,))
-                value, sum_parts = _num(row[m]), _num(row["__parts"])
+            below = np.flatnonzero(
+                complete & (total < psum) & ~np.isclose(total, psum, rtol=1e-9, atol=1e-9)
+            )
+            shown = below[: warnings.room()]
+            for i in shown:
+                i = int(i)
+                where = _fmt_key(tuple(others), tuple(joined[k][i].as_py() for k in others))
+                value, sum_parts = _num(total[i]), _num(psum[i])
+                line = int(joined["__line"][i].as_py())
                 warnings.add(
                     Issue(
                         "total-below-parts",
-                        f"Line {int(row['__line'])}, column {m}, {where}: the total row "
-                        f"({dim} {code}) has {value}, less than the sum of its parts {sum_parts}",
-                        int(row["__line"]),
+                        f"Line {line}, column {m}, {where}: the total row ({dim} {code}) has "
+                        f"{value}, less than the sum of its parts {sum_parts}",
+                        line,
                         m,
                         None,
                         value,
                         note=f"parts sum to {sum_parts}",
                     )
                 )
-            warnings.count(len(below) - len(shown), "total-below-parts")
+            warnings.count(below.size - shown.size, "total-below-parts")
 
 
 def validate(
