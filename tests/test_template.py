@@ -9,7 +9,9 @@ cfn-lint or aws-sam-translator is not installed (both are in the ``dev`` extra).
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,92 @@ def _s3_access(transformed: dict[str, Any], function: str, action: str) -> set[s
         if any(a in (action, "s3:*", "*") for a in _actions(st)):
             out |= _buckets_named(st.get("Resource"))
     return out
+
+
+S3_WRITES = (
+    "s3:PutObject",
+    "s3:PutObjectAcl",
+    "s3:PutObjectTagging",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:RestoreObject",
+)
+"""Actions that change a bucket's objects (a statement's action patterns are matched to them)."""
+
+
+def _label(resource: Any) -> str:
+    """A policy resource, short: ``InternalBucket/reports/*`` for
+    ``!Sub arn:${AWS::Partition}:s3:::${InternalBucket}/reports/*``, ``PublishQueue`` for
+    ``!GetAtt PublishQueue.Arn``."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        name, attribute = resource["Fn::GetAtt"]
+        assert attribute == "Arn", resource
+        return str(name)
+    text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+    assert isinstance(text, str), resource
+    return re.sub(r"\$\{([^}]+)\}", r"\1", text.removeprefix("arn:${AWS::Partition}:s3:::"))
+
+
+def _grants(role: dict[str, Any]) -> set[tuple[str, str]]:
+    """(action, resource label) for every action and resource a role's statements allow."""
+    out = set()
+    for st in _statements(role):
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        out |= {(a, _label(r)) for a in _actions(st) for r in resources}
+    return out
+
+
+_IAM_NAMES = {"AWS::Partition": "aws", "IncomingBucket": "incoming", "InternalBucket": "internal"}
+
+
+def _iam_pattern(value: Any, producer: str | None) -> str | None:
+    """A statement's resource or condition value as IAM reads it for a principal tagged
+    ``producer`` (None when the tag is missing: the value then matches nothing)."""
+    text = value
+    if isinstance(value, dict):  # CloudFormation substitutes first; ${!x} is a literal ${x}
+        text = re.sub(r"\$\{([^!}][^}]*)\}", lambda m: _IAM_NAMES[m.group(1)], value["Fn::Sub"])
+        text = text.replace("${!", "${")
+    if "${aws:PrincipalTag/producer}" in text:
+        if producer is None:
+            return None
+        text = text.replace("${aws:PrincipalTag/producer}", producer)
+    return str(text)
+
+
+def _iam_like(pattern: str | None, value: str) -> bool:
+    """IAM's wildcard match: ``*`` is any run of characters (``/`` included), ``?`` one."""
+    if pattern is None:
+        return False
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value) is not None
+
+
+def _iam_allows(
+    statements: list[dict[str, Any]],
+    action: str,
+    resource: str,
+    producer: str | None,
+    context: dict[str, str],
+) -> bool:
+    """IAM's verdict for one request: an explicit Deny wins, else some Allow must match (only
+    the ``StringLike`` condition is understood, as the producer policy uses no other)."""
+
+    def matches(st: dict[str, Any]) -> bool:
+        if not any(_iam_like(a, action) for a in _actions(st)):
+            return False
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        if not any(_iam_like(_iam_pattern(r, producer), resource) for r in resources):
+            return False
+        for operator, tests in (st.get("Condition") or {}).items():
+            assert operator == "StringLike", operator
+            for key, pattern in tests.items():
+                value = context.get(key)
+                if value is None or not _iam_like(_iam_pattern(pattern, producer), value):
+                    return False
+        return True
+
+    hits = [st["Effect"] for st in statements if matches(st)]
+    return "Allow" in hits and "Deny" not in hits
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -388,7 +476,7 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     assert deletes == {fn: set() for fn in FUNCTIONS}
 
 
-def test_validate_role__may_send_to_the_publish_queue_only(transformed: dict[str, Any]) -> None:
+def test_function_roles__send_only_publish_requests(transformed: dict[str, Any]) -> None:
     sends = {
         fn: [
             st["Resource"]
@@ -398,9 +486,165 @@ def test_validate_role__may_send_to_the_publish_queue_only(transformed: dict[str
         for fn in FUNCTIONS
     }
 
-    (resource,) = sends["ValidateFunction"]
-    assert "PublishQueue" in json.dumps(resource)
-    assert sends["PublishFunction"] == sends["IndexApiFunction"] == []
+    # validate asks for publications; publish asks the datasets a new version feeds (the feed
+    # graph is acyclic: tests/test_registry_feeds.py)
+    assert sends == {
+        "ValidateFunction": [{"Fn::GetAtt": ["PublishQueue", "Arn"]}],
+        "PublishFunction": [{"Fn::GetAtt": ["PublishQueue", "Arn"]}],
+        "IndexApiFunction": [],
+    }
+
+
+def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resources(
+    transformed: dict[str, Any],
+) -> None:
+    grants = {fn: _grants(transformed["Resources"][f"{fn}Role"]) for fn in FUNCTIONS}
+    receive = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+    logs = ("logs:CreateLogStream", "logs:PutLogEvents")
+
+    assert grants == {
+        "ValidateFunction": {
+            *((a, "ValidateQueue") for a in receive),
+            ("s3:GetObject", "IncomingBucket/*"),
+            ("s3:GetObjectVersion", "IncomingBucket/*"),  # reads the notified version
+            *((a, f"InternalBucket/{p}/*") for a in ("s3:GetObject", "s3:PutObject")
+              for p in ("reports", "staging")),
+            ("s3:ListBucket", "InternalBucket"),  # staged uploads; 404 for a missing report
+            ("sqs:SendMessage", "PublishQueue"),
+            *((a, "ValidateLogGroup") for a in logs),
+        },
+        "PublishFunction": {
+            *((a, "PublishQueue") for a in receive),
+            ("s3:GetObject", "InternalBucket/staging/*"),
+            ("s3:ListBucket", "InternalBucket"),
+            ("s3:GetObject", "PublishedBucket/*"),
+            ("s3:PutObject", "PublishedBucket/*"),  # also copies, and conditional writes
+            ("s3:ListBucket", "PublishedBucket"),  # 404 for a missing manifest or catalog
+            ("sqs:SendMessage", "PublishQueue"),
+            *((a, "PublishLogGroup") for a in logs),
+        },
+        "IndexApiFunction": {
+            ("s3:GetObject", "PublishedBucket/*"),
+            ("s3:ListBucket", "PublishedBucket"),
+            *((a, "IndexApiLogGroup") for a in logs),
+        },
+    }
+    for fn in FUNCTIONS:
+        role = transformed["Resources"][f"{fn}Role"]["Properties"]
+        assert _props(transformed, fn)["Role"] == {"Fn::GetAtt": [f"{fn}Role", "Arn"]}
+        # SAM's managed policies would grant logs and sqs actions on every resource
+        assert "ManagedPolicyArns" not in role, fn
+        (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}, fn
+        assert all(st["Effect"] == "Allow" and "Condition" not in st for st in _statements(
+            transformed["Resources"][f"{fn}Role"]))
+
+
+def test_incoming_bucket__never_written_by_a_function_and_the_only_one_that_notifies(
+    transformed: dict[str, Any],
+) -> None:
+    resources = transformed["Resources"]
+    writers = {
+        lid
+        for lid, role in _of_type(transformed, "AWS::IAM::Role").items()
+        for st in _statements(role)
+        if st["Effect"] == "Allow"
+        and "IncomingBucket" in _buckets_named(st.get("Resource"))
+        and any(fnmatch.fnmatchcase(w, a) for a in _actions(st) for w in S3_WRITES)
+    }
+    notifying = {
+        lid: _props(transformed, lid)["NotificationConfiguration"]
+        for lid in _of_type(transformed, "AWS::S3::Bucket")
+        if "NotificationConfiguration" in _props(transformed, lid)
+    }
+    fed_by = {  # function -> queues that invoke it
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        for m in _of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
+    }
+    triggers = {  # function -> buckets whose notifications invoke it
+        fn: {b for b, n in notifying.items() for q in n.get("QueueConfigurations", [])
+             if q["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}}
+        for fn, queue in fed_by.items()
+    }
+
+    assert writers == {"ProducerRole"}
+    assert set(notifying) == {"IncomingBucket"}
+    assert set(notifying["IncomingBucket"]) == {"QueueConfigurations"}
+    assert triggers == {"ValidateFunction": {"IncomingBucket"}, "PublishFunction": set()}
+    for fn, buckets in triggers.items():
+        assert not buckets & _s3_access(transformed, fn, "s3:PutObject"), fn
+    # nothing else invokes a function from S3
+    for perm in _of_type(transformed, "AWS::Lambda::Permission").values():
+        assert perm["Properties"]["Principal"] != "s3.amazonaws.com"
+    assert all(
+        e["Type"] != "S3"
+        for r in _of_type(_load(), "AWS::Serverless::Function").values()
+        for e in (r["Properties"].get("Events") or {}).values()
+    )
+    assert resources["IncomingBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_producer_role__tagged_producers_drop_under_their_segment_and_read_their_reports(
+    transformed: dict[str, Any],
+) -> None:
+    role = transformed["Resources"]["ProducerRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    incoming = "arn:${AWS::Partition}:s3:::${IncomingBucket}"
+    internal = "arn:${AWS::Partition}:s3:::${InternalBucket}"
+    own = "${!aws:PrincipalTag/producer}"
+
+    assert trust["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    account = "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
+    assert trust["Principal"] == {"AWS": {"Fn::Sub": account}}
+    # a producer's session carries its own producer tag, and only that tag
+    assert trust["Condition"] == {
+        "Null": {"aws:PrincipalTag/producer": "false"},
+        "StringEquals": {"aws:RequestTag/producer": "${aws:PrincipalTag/producer}"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["producer"]},
+    }
+    assert [
+        (st["Effect"], st["Action"], st["Resource"], st.get("Condition"))
+        for st in _statements(transformed["Resources"]["ProducerRole"])
+    ] == [
+        ("Allow", "s3:PutObject", {"Fn::Sub": f"{incoming}/*/{own}/*"}, None),
+        ("Deny", "s3:PutObject", {"Fn::Sub": f"{incoming}/*/*/{own}/*"}, None),
+        ("Allow", "s3:GetObject", {"Fn::Sub": f"{internal}/reports/*/{own}/*"}, None),
+        ("Allow", "s3:ListBucket", {"Fn::Sub": internal},
+         {"StringLike": {"s3:prefix": "reports/*/${aws:PrincipalTag/producer}/*"}}),
+    ]
+    assert transformed["Outputs"]["ProducerRoleArn"]["Value"] == {
+        "Fn::GetAtt": ["ProducerRole", "Arn"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "prefix", "allowed"),
+    [
+        ("s3:PutObject", "incoming/ds/spf/file.csv", None, True),
+        ("s3:PutObject", "incoming/ds/spf/2020/file.csv", None, True),
+        ("s3:PutObject", "incoming/ds/ars/file.csv", None, False),
+        ("s3:PutObject", "incoming/ds/ars/spf/file.csv", None, False),  # routes to producer ars
+        ("s3:PutObject", "incoming/spf/file.csv", None, False),
+        ("s3:PutObject", "incoming/ds/spfx/file.csv", None, False),
+        ("s3:PutObject", "internal/reports/ds/spf/r.json", None, False),
+        ("s3:GetObject", "internal/reports/ds/spf/r.json", None, True),
+        ("s3:GetObject", "internal/reports/ds/ars/r.json", None, False),
+        ("s3:GetObject", "internal/staging/ds/spf/u.parquet", None, False),
+        ("s3:GetObject", "incoming/ds/ars/file.csv", None, False),
+        ("s3:ListBucket", "internal", "reports/ds/spf/", True),
+        ("s3:ListBucket", "internal", "reports/", False),
+        ("s3:ListBucket", "internal", "reports/ds/ars/", False),
+        ("s3:DeleteObject", "incoming/ds/spf/file.csv", None, False),
+    ],
+)
+def test_producer_policy__a_producer_writes_and_reads_only_as_itself(
+    transformed: dict[str, Any], action: str, resource: str, prefix: str | None, allowed: bool
+) -> None:
+    statements = list(_statements(transformed["Resources"]["ProducerRole"]))
+    context = {"s3:prefix": prefix} if prefix is not None else {}
+
+    assert _iam_allows(statements, action, f"arn:aws:s3:::{resource}", "spf", context) is allowed
+    assert _iam_allows(statements, action, f"arn:aws:s3:::{resource}", None, context) is False
 
 
 def test_functions__run_python312_x86_64_with_the_layers(transformed: dict[str, Any]) -> None:
@@ -429,6 +673,8 @@ def test_function_environments__carry_the_settings_the_code_reads(
         assert variables["OPENDEPOT_INTERNAL_BUCKET"] == bucket_names["InternalBucket"], fn
         assert variables["OPENDEPOT_PUBLISHED_BUCKET"] == bucket_names["PublishedBucket"], fn
     assert env["ValidateFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
+    assert env["PublishFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
+    assert "OPENDEPOT_PUBLISH_QUEUE_URL" not in env["IndexApiFunction"]
     assert env["ValidateFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-validate"
     assert env["PublishFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-publish"
     assert env["IndexApiFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-index-api"

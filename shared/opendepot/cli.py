@@ -174,6 +174,68 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
     return run
 
 
+# ------------------------------------------------------------------------------ redrive
+
+
+@subcommand("redrive", "move dead letters back to their queues, once their cause is fixed")
+def _redrive(parser: argparse.ArgumentParser) -> Run:
+    parser.description = (
+        "Move every message of a dead-letter queue back to its source queue (validate: S3 "
+        "notifications; publish: publish requests, with their FIFO group), deleting each from "
+        "the dead-letter queue only once it is sent. Queues are found by the stack's name "
+        "prefix and their redrive policies; AWS credentials, region and endpoint come from "
+        "the environment (AWS_ENDPOINT_URL for the local stack). Exits 0 when every message "
+        "was moved, 1 when some could not be (they stay), 2 when the queues are not found."
+    )
+    parser.add_argument(
+        "--queue",
+        choices=("validate", "publish", "all"),
+        default="all",
+        help="which source queue gets its dead letters back (%(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the dead letters, move nothing"
+    )
+    parser.add_argument(
+        "--stack", default="opendepot", help="stack name, the queues' name prefix (%(default)s)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        import boto3  # noqa: PLC0415
+
+        from opendepot.redrive import RedriveError, find_queue_pairs, redrive  # noqa: PLC0415
+
+        sqs = boto3.client("sqs")
+        try:
+            pairs = find_queue_pairs(sqs, args.stack)
+        except RedriveError as exc:
+            print(f"opendepot redrive: {exc}", file=sys.stderr)
+            return 2
+        names = sorted(pairs) if args.queue == "all" else [args.queue]
+        missing = [n for n in names if n not in pairs]
+        if missing:
+            print(
+                f"opendepot redrive: no dead-letter queue for {', '.join(missing)} in stack "
+                f"{args.stack!r} (found: {', '.join(pairs)})",
+                file=sys.stderr,
+            )
+            return 2
+        failed = 0
+        for name in names:
+            pair = pairs[name]
+            result = redrive(sqs, pair, dry_run=args.dry_run)
+            dlq, source = pair.dlq_url.rsplit("/", 1)[-1], pair.source_url.rsplit("/", 1)[-1]
+            verb = "would move" if args.dry_run else "moved"
+            print(
+                f"{name}: {verb} {len(result.moved)} message(s) from {dlq} to {source}"
+                + (f", {len(result.failed)} left in {dlq}" if result.failed else "")
+            )
+            failed += len(result.failed)
+        return 1 if failed else 0
+
+    return run
+
+
 # ---------------------------------------------------------------------------------- main
 
 
