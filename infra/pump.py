@@ -350,6 +350,9 @@ class Pump:
                 finally:
                     with self._lock:
                         self._active -= 1
+            if deadline is not None and time.monotonic() > deadline:  # even while busy: a
+                self._done.set()  # message failing forever on a queue without DLQ must not hang
+                raise PumpTimeout("queues still busy when the pump's time ran out")
             if got:
                 continue
             with self._lock:
@@ -357,9 +360,6 @@ class Pump:
             if nobody_busy and self.idle():
                 self._done.set()
                 return
-            if deadline is not None and time.monotonic() > deadline:
-                self._done.set()
-                raise PumpTimeout("queues still busy when the pump's time ran out")
             time.sleep(self.poll_interval)
 
     def run(self, timeout: float | None = None) -> PumpStats:

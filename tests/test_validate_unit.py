@@ -174,3 +174,22 @@ def test_national_file_without_area_column__series_checked_per_other_dimensions(
     assert v.accepted
     assert [(w.type, w.row_number) for w in v.warnings.items] == [
         ("cumulative-decrease", 4), ("missing-day", 5)]
+
+
+def test_gzip_bomb__rejected_with_its_size_and_the_configured_limit_nothing_staged():
+    from datetime import UTC, datetime
+
+    from opendepot.config import Settings
+    from opendepot.storage import MemoryQueue, MemoryStore
+
+    p = Pipeline(MemoryStore(), MemoryQueue(),
+                 Settings(publish_queue_url="memory://p.fifo", max_object_bytes=10_000),
+                 datetime(2026, 1, 1, tzinfo=UTC))
+    body = gzip.compress(HEADER.encode() + b"75;0;2020-03-24;1;1;1;1\n" * 2000)
+    out = p.drop(f"{HOSP}/spf/big.csv.gz", body)
+    assert out.status == "rejected"
+    message = out.report["tasks"][0]["errors"][0]["message"]
+    assert f"{len(body)}-byte gzip file" in message and "limit of 10000 bytes" in message
+    assert out.report["opendepot"]["size"] == len(body)
+    assert p.queue.sent == []
+    assert p.store.list(p.settings.internal_bucket, "staging/") == []

@@ -24,7 +24,7 @@ from opendepot.publication import publish_dataset
 
 logger = Logger(service="opendepot-publish")
 metrics = Metrics(namespace="opendepot", service="publish")
-processor = SqsFifoPartialProcessor()
+processor = SqsFifoPartialProcessor(logger=logger)  # failures logged as ours
 
 
 def record_handler(record: SQSRecord) -> None:

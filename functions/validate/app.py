@@ -29,7 +29,7 @@ from opendepot.report import format_human
 
 logger = Logger(service="opendepot-validate")
 metrics = Metrics(namespace="opendepot", service="validate")
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # failures logged as ours
 
 
 def object_events(body: dict[str, Any]) -> list[ObjectEvent]:

@@ -57,7 +57,8 @@ def gunzip(raw: bytes, max_bytes: int) -> bytes | DecodeProblem:
     if len(out) > max_bytes or inflater.unconsumed_tail:
         return DecodeProblem(
             "source-error",
-            f"the file expands past the size limit of {max_bytes} bytes once decompressed",
+            f"the {len(raw)}-byte gzip file expands past the size limit of {max_bytes} bytes "
+            f"once decompressed; it was not read further",
         )
     return out
 
