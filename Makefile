@@ -23,6 +23,9 @@ test: $(STAMP) ## every test (unit, functional on moto, end to end on the real f
 lint: $(STAMP) ## cfn-lint on the SAM template
 	$(BIN)/cfn-lint template.yaml
 
+bench: $(STAMP) ## benchmark vs the Arrow floor and Frictionless: table + bench/results.json (ARGS="--quick")
+	$(BIN)/python -m bench.run $(ARGS)
+
 cog: $(STAMP) ## rebuild the shipped INSEE COG reference from ../shared/data/real/cog-insee
 	$(BIN)/python -m infra.build_cog
 

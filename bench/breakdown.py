@@ -1,0 +1,125 @@
+"""Where validate and publish spend their time, without a profiler's overhead.
+
+cProfile sees a pyarrow.compute call as one opaque wrapper; ``Timers`` instead wraps, for one
+run, the domain's steps (``opendepot.validate._cast_field``...), the storage port's methods and
+each pyarrow.compute kernel the domain calls by attribute (``pc.strptime``...), and sums the
+wall time of each (inclusive: a step's time includes the kernels it calls) and how much the
+process's peak resident memory grew while it ran (``peak +MiB``: which step set new highs). Only the bench's own
+process is patched, and only inside ``with Timers() as t:``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from bench import memory
+
+KERNELS = (
+    "utf8_trim_whitespace", "equal", "match_substring_regex", "strptime", "strftime", "is_in",
+    "if_else", "cast", "coalesce", "is_valid", "fill_null", "less", "greater", "unique",
+    "binary_join_element_wise", "index_in", "min_max", "utf8_length", "extract_regex", "sort_indices",
+)
+STEPS = {
+    "opendepot.validate": ("decode", "validate_decoded", "_read_rows", "_cast_field",
+                           "_check_primary_key", "_series_warnings", "_total_warnings",
+                           "_report_mask", "_labels_to_fields"),
+    "opendepot.ingest": ("validate", "build_report", "shrink_check", "to_parquet", "_write_report",
+                         "staged_records"),
+    "opendepot.publication": ("staged_records", "read_manifest", "consolidate", "rollup",
+                              "render_level", "datapackage", "_manifest", "_put_immutable",
+                              "_refresh_latest", "rebuild_catalog", "select_uploads"),
+    "opendepot.render": ("to_csv", "to_parquet"),
+    "opendepot.decode": ("_to_utf8", "_normalise_line_ends", "gunzip"),
+    "opendepot.feeds": ("resolve",),
+    "pyarrow.parquet": ("read_table",),
+}
+STORE_METHODS = ("get", "put", "head", "list", "copy")
+
+
+class Timers:
+    """Context manager: wraps the functions above; ``rows()`` gives (label, calls, seconds)."""
+
+    def __init__(self, *, store_only: bool = False) -> None:
+        """``store_only``: wrap the storage port's methods only (the time spent in S3 calls)."""
+        self.store_only = store_only
+        self.calls: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.peak_growth: dict[str, float] = defaultdict(float)
+        """MiB by which the process's peak resident size grew while the step ran (inclusive)."""
+        self.outer: dict[str, float] = defaultdict(float)
+        """Seconds per group (``store``, ``pc``, ``validate``...) of its outermost calls only."""
+        self._depth: dict[str, int] = defaultdict(int)
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None or not callable(original):
+            return
+
+        group = label.split(".", 1)[0]
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            peak = memory.peak()
+            self._depth[group] += 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                self._depth[group] -= 1
+                if self._depth[group] == 0:  # S3Store.copy calls head: count the outer call
+                    self.outer[group] += elapsed
+                self.calls[label] += 1
+                self.seconds[label] += elapsed
+                self.peak_growth[label] += memory.peak() - peak
+
+        timed.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def __enter__(self) -> Timers:
+        import importlib
+
+        import pyarrow.compute as pc
+
+        from opendepot.storage import S3Store
+
+        for name in STORE_METHODS:
+            self._wrap(S3Store, name, f"store.{name}")
+        if self.store_only:
+            return self
+        for module_name, names in STEPS.items():
+            module = importlib.import_module(module_name)
+            short = module_name.replace("opendepot.", "")
+            for name in names:
+                self._wrap(module, name, f"{short}.{name}")
+        for name in KERNELS:
+            self._wrap(pc, name, f"pc.{name}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+    def total(self, group: str) -> float:
+        """Seconds spent in a group's calls (``store``: the storage port), nested calls once."""
+        return self.outer[group]
+
+    def rows(self) -> list[tuple[str, int, float, float]]:
+        return sorted(((k, self.calls[k], self.seconds[k], self.peak_growth[k])
+                       for k in self.seconds), key=lambda r: -r[2])
+
+
+def format_rows(rows: list[tuple[str, int, float, float]], total: float, title: str,
+                keep: Callable[[str], bool] = lambda _k: True) -> str:
+    lines = [title, f"{'step (inclusive)':40} {'calls':>6} {'seconds':>9} {'share':>7} "
+                    f"{'peak +MiB':>10}"]
+    for label, calls, seconds, grew in rows:
+        if keep(label) and (seconds >= 0.005 or grew >= 1):
+            lines.append(f"{label:40} {calls:6d} {seconds:9.3f} {100 * seconds / total:6.1f}% "
+                         f"{grew:10.0f}")
+    return "\n".join(lines)

@@ -1,0 +1,660 @@
+"""``make bench`` (``python -m bench.run [--quick]``): opendepot against the floor and the peer.
+
+For each workload (the real hospital file, ×10, ×100; ``--quick`` skips ×100 and the peer's long
+runs) and each repetition, in turn: (a) opendepot's validate handler, then its publish handler,
+each in a child process on moto in process (seconds around the handler call, peak resident
+memory while it ran); (b) the floor, pyarrow alone; (c) the peer, Frictionless. Medians are
+reported (peaks: the largest). The real file also goes through the local server stack (moto server
++ queue pump), and the daily increment is measured end to end on it. ×10 is profiled once.
+
+Output: a table on stdout, ``bench/results.json``, ``bench/profile.txt``. Targets are reported,
+never asserted. A measurement that fails (memory cap, time cap, crash) is recorded as
+``"failed: <reason>"`` and the bench goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import workloads
+from bench.aws import CHECKSUMS
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MIB_PER_GIB = 1024
+
+TARGETS = {
+    "ratio_to_floor_x10": 2.0,
+    "speedup_over_peer": 25.0,
+    "peak_rss_mib_x100": 1024.0,
+    "increment_seconds": 3.0,
+}
+
+
+@dataclass
+class Workload:
+    name: str
+    path: Path
+    rows: int
+    reps: int
+    peer_runs: int
+    peer_cap: float
+    timeout: float
+    """Seconds allowed to each opendepot child."""
+
+
+@dataclass
+class Child:
+    """The outcome of one child process."""
+
+    mode: str
+    doc: dict[str, Any]
+    seconds: float
+    failed: str | None = None
+    log: Path | None = None
+
+
+@dataclass
+class Collected:
+    validate: list[Child] = field(default_factory=list)
+    publish: list[Child] = field(default_factory=list)
+    floor: list[Child] = field(default_factory=list)
+    peer: list[Child] = field(default_factory=list)
+    server: Child | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Runner:
+    """Starts ``python -m bench.child`` processes with a time cap and a memory cap."""
+
+    def __init__(self, tmp: Path, mem_gib: float, verbose: bool) -> None:
+        self.tmp = tmp
+        self.mem_gib = mem_gib
+        self.verbose = verbose
+        self.count = 0
+        self.env = dict(os.environ)
+        self.env["AWS_REQUEST_CHECKSUM_CALCULATION"] = CHECKSUMS  # see bench.aws.CHECKSUMS
+        self.env.setdefault("PYTHONWARNINGS", "ignore")
+
+    def __call__(self, mode: str, *extra: str, timeout: float, label: str = "") -> Child:
+        self.count += 1
+        result = self.tmp / f"child-{self.count:03d}-{mode}.json"
+        log = self.tmp / f"child-{self.count:03d}-{mode}.log"
+        cmd = [sys.executable, "-m", "bench.child", mode, "--tmp", str(self.tmp),
+               "--result", str(result), "--mem-gib", str(self.mem_gib), *extra]
+        self._say(f"  {label or mode} ...")
+        started = time.perf_counter()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the child's own process group only
+                proc.wait()
+                code = None
+        seconds = time.perf_counter() - started
+        doc: dict[str, Any] = {}
+        if result.exists():
+            doc = json.loads(result.read_text())
+        failed = doc.get("failed")
+        if code is None:
+            failed = f"time cap: stopped after {timeout:.0f} s"
+        elif code < 0:
+            name = signal.Signals(-code).name
+            where = _crash_site(log)
+            failed = f"killed by {name} after {seconds:.0f} s{where}"
+            if name in {"SIGSEGV", "SIGBUS", "SIGABRT"}:
+                failed += (f" (the child runs under a {self.mem_gib:g} GiB address-space cap: "
+                           "an allocation that failed in native code ends this way)")
+        elif code != 0 or not doc:
+            failed = failed or f"exit status {code}: {_tail(log)}"
+        partial = result.with_suffix(".partial")
+        if failed and partial.exists() and "peak_rss_mib" not in doc:
+            try:
+                seen = json.loads(partial.read_text())
+            except ValueError:
+                seen = {}
+            if seen:
+                doc["peak_rss_mib_at_failure"] = round(seen["peak_rss_mib"], 1)
+                doc["seconds_at_failure"] = round(seen["seconds"], 1)
+                failed += (f"; peak resident memory {seen['peak_rss_mib']:.0f} MiB after "
+                           f"{seen['seconds']:.0f} s in the handler")
+        if failed and not failed.startswith("failed"):
+            failed = f"failed: {failed}"
+        self._say(f" {seconds:.1f} s" + (f"  {failed}" if failed else "") + "\n")
+        return Child(mode, doc, seconds, failed, log)
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+
+def _crash_site(log: Path) -> str:
+    """Where the crashing thread was (faulthandler's dump): its innermost frame and, if that is
+    a library, the innermost frame of opendepot's own code."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+
+    def frame(line: str) -> str:
+        # File "/.../validate.py", line 123 in _cast_field
+        path, _, rest = line.strip()[6:].partition('", line ')
+        return f"{Path(path).name}:{rest.replace(' in ', ' ')}"
+
+    for i, line in enumerate(text):
+        if line.startswith("Current thread"):
+            frames = [t for t in text[i + 1:i + 60] if t.strip().startswith("File ")]
+            if not frames:
+                return ""
+            where = [frame(frames[0])]
+            own = next((f for f in frames if "/opendepot/" in f or "/functions/" in f), None)
+            if own is not None and own != frames[0]:
+                where.append(f"called from {frame(own)}")
+            return " at " + ", ".join(where)
+    return ""
+
+
+def _tail(log: Path, lines: int = 3) -> str:
+    try:
+        text = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(t.strip()[:200] for t in text[-lines:])
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ok(children: list[Child]) -> list[Child]:
+    return [c for c in children if not c.failed]
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def measure(w: Workload, run: Runner, tmp: Path, *, server_reps: int) -> Collected:
+    c = Collected()
+    for rep in range(w.reps):
+        stage = tmp / f"stage-{w.name}-{rep}"
+        label = f"{w.name} #{rep + 1}"
+        v = run("validate", "--file", str(w.path), "--stage-dir", str(stage),
+                timeout=w.timeout, label=f"{label} opendepot validate")
+        c.validate.append(v)
+        publish: Child | None = None
+        if v.failed:
+            # measure publish anyway, on the same rows staged by the bench itself
+            s = run("stage", "--file", str(w.path), "--stage-dir", str(stage),
+                    timeout=w.timeout, label=f"{label} (staging for publish, not measured)")
+            if s.failed:
+                publish = Child("publish", {}, 0.0, f"failed: not run (staging: {s.failed})")
+            else:
+                c.notes.append("validate failed, so publish ran on rows staged by the bench "
+                               "(the typed Parquet and upload record the validate function writes)")
+        if publish is None and (stage / "staging.json").exists():
+            publish = run("publish", "--stage-dir", str(stage), timeout=w.timeout,
+                          label=f"{label} opendepot publish")
+        c.publish.append(publish or Child("publish", {}, 0.0, "failed: nothing staged"))
+        shutil.rmtree(stage, ignore_errors=True)
+        c.floor.append(run("floor", "--file", str(w.path), timeout=w.timeout,
+                           label=f"{label} floor (pyarrow)"))
+        if rep < w.peer_runs:
+            c.peer.append(run("peer", "--file", str(w.path), "--cap", str(w.peer_cap),
+                              timeout=w.peer_cap + 120, label=f"{label} peer (frictionless)"))
+    if server_reps:
+        c.server = run("server", "--file", str(w.path), "--reps", str(server_reps),
+                       "--timeout", str(w.timeout), timeout=w.timeout * (server_reps + 1) + 60,
+                       label=f"{w.name} local server stack x{server_reps}")
+    return c
+
+
+def summarise(w: Workload, c: Collected) -> dict[str, Any]:
+    """One workload's line of results.json."""
+    failures: dict[str, str] = {}
+    for what, runs in (("validate", c.validate), ("publish", c.publish), ("floor", c.floor),
+                       ("peer", c.peer)):
+        for r in runs:
+            if r.failed:
+                failures.setdefault(what, r.failed)
+
+    def secs(runs: list[Child]) -> list[float]:
+        return [r.doc["seconds"] for r in _ok(runs) if r.doc.get("seconds") is not None]
+
+    v_secs, p_secs = secs(c.validate), secs(c.publish)
+    pairs = [v.doc["seconds"] + p.doc["seconds"] for v, p in zip(c.validate, c.publish, strict=False)
+             if not v.failed and not p.failed]
+    total = _median(pairs)
+    compute = _median([v.doc["seconds"] - v.doc.get("storage_seconds", 0.0) + p.doc["seconds"]
+                       - p.doc.get("storage_seconds", 0.0)
+                       for v, p in zip(c.validate, c.publish, strict=False)
+                       if not v.failed and not p.failed])
+    floor = _median(secs(c.floor))
+    floor_1 = _median([r.doc["single_thread_seconds"] for r in _ok(c.floor)
+                       if "single_thread_seconds" in r.doc])
+    peer_ok = [r for r in c.peer if r.doc.get("rows_per_second")]
+    peer_rps = _median([r.doc["rows_per_second"] for r in peer_ok])
+    od_rps = w.rows / total if total else None
+
+    def fail(what: str) -> str:
+        return failures.get(what) or "failed: not measured"
+
+    od_fail = fail("validate") if "validate" in failures else fail("publish")
+
+    def peak(runs: list[Child], what: str) -> float | str:
+        peaks = [r.doc["peak_rss_mib"] for r in runs if r.doc.get("peak_rss_mib") is not None]
+        if not peaks:
+            return fail(what)
+        return round(max(peaks), 1)
+
+    out: dict[str, Any] = {
+        "name": w.name,
+        "rows": w.rows,
+        "bytes": w.path.stat().st_size,
+        "repetitions": w.reps,
+        "opendepot_seconds": _r(total) if total is not None else od_fail,
+        "validate_seconds": _r(_median(v_secs)) if v_secs else fail("validate"),
+        "publish_seconds": _r(_median(p_secs)) if p_secs else fail("publish"),
+        "storage_seconds": {
+            "validate": _r(_median([r.doc["storage_seconds"] for r in _ok(c.validate)
+                                    if "storage_seconds" in r.doc])),
+            "publish": _r(_median([r.doc["storage_seconds"] for r in _ok(c.publish)
+                                   if "storage_seconds" in r.doc])),
+        },
+        "opendepot_seconds_without_storage": _r(compute),
+        "floor_seconds": _r(floor) if floor is not None else fail("floor"),
+        "floor_single_thread_seconds": _r(floor_1),
+        "peer_rows_per_second": round(peer_rps) if peer_rps else fail("peer"),
+        "opendepot_rows_per_second": round(od_rps) if od_rps else od_fail,
+        "ratio_to_floor": _r(total / floor) if total and floor else "failed: no ratio",
+        "speedup_over_peer": _r(od_rps / peer_rps) if od_rps and peer_rps else "failed: no ratio",
+        "ratio_to_floor_without_storage": _r(compute / floor) if compute and floor else None,
+        "peak_rss_mib": {"validate": peak(c.validate, "validate"),
+                         "publish": peak(c.publish, "publish")},
+        "baseline_rss_mib": {
+            "validate": _first(c.validate, "baseline_rss_mib"),
+            "publish": _first(c.publish, "baseline_rss_mib"),
+        },
+        "process_peak_rss_mib": {
+            "validate": _max(c.validate, "process_peak_rss_mib"),
+            "publish": _max(c.publish, "process_peak_rss_mib"),
+        },
+        "floor_peak_rss_mib": _max(c.floor, "peak_rss_mib"),
+        "peer": _peer_detail(c.peer),
+        "samples": {
+            "validate_seconds": [_r(x) for x in v_secs],
+            "publish_seconds": [_r(x) for x in p_secs],
+            "opendepot_seconds": [_r(x) for x in pairs],
+            "floor_seconds": [_r(x) for x in secs(c.floor)],
+            "floor_read_parquet_csv_seconds": [
+                [_r(r.doc["read_seconds"]), _r(r.doc["parquet_seconds"]), _r(r.doc["csv_seconds"])]
+                for r in _ok(c.floor)],
+        },
+        "validation": {k: c.validate[0].doc.get(k) for k in ("status", "errors", "warnings")}
+        if c.validate else {},
+        "published_rows": next((p.doc.get("published_rows") for p in _ok(c.publish)), None),
+    }
+    if c.server is not None:
+        runs = [r for r in c.server.doc.get("runs", []) if not r.get("failed")]
+        if runs and not c.server.failed:
+            out["opendepot_server_seconds"] = _r(_median([r["seconds"] for r in runs]))
+            out["opendepot_server_e2e_seconds"] = _r(_median([r["e2e_seconds"] for r in runs]))
+            out["server_samples"] = [{k: _r(v) if isinstance(v, float) else v for k, v in r.items()
+                                      if k != "rows"} for r in runs]
+        else:
+            bad = c.server.failed or next((r["failed"] for r in c.server.doc.get("runs", [])
+                                           if r.get("failed")), "failed: no run")
+            out["opendepot_server_seconds"] = bad if bad.startswith("failed") else f"failed: {bad}"
+    if failures:
+        out["failures"] = failures
+    if c.notes:
+        out["notes"] = sorted(set(c.notes))
+    return out
+
+
+def _r(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _first(runs: list[Child], key: str) -> float | None:
+    for r in runs:
+        if r.doc.get(key) is not None:
+            return round(r.doc[key], 1)
+    return None
+
+
+def _max(runs: list[Child], key: str) -> float | None:
+    values = [r.doc[key] for r in runs if r.doc.get(key) is not None]
+    return round(max(values), 1) if values else None
+
+
+def _peer_detail(runs: list[Child]) -> dict[str, Any]:
+    if not runs:
+        return {}
+    return {
+        "runs": len(runs),
+        "rows_validated": [r.doc.get("rows") for r in runs],
+        "seconds": [_r(r.doc.get("seconds")) for r in runs],
+        "capped": [bool(r.doc.get("capped")) for r in runs],
+        "cap_seconds": runs[0].doc.get("cap_seconds"),
+        "valid": [r.doc.get("valid") for r in runs],
+        "frictionless": runs[0].doc.get("frictionless"),
+    }
+
+
+def measure_increment(run: Runner, tmp: Path, reps: int) -> dict[str, Any]:
+    path = tmp / workloads.REAL_FILE.name
+    # the increment is uploaded under the real file's key (a new version of the same object)
+    inc_dir = tmp / "increment"
+    inc_dir.mkdir(exist_ok=True)
+    inc = inc_dir / workloads.REAL_FILE.name
+    rows, new_day = workloads.write_increment(inc)
+    shutil.copyfile(workloads.REAL_FILE, path)
+    r = run("increment", "--file", str(path), "--increment", str(inc), "--new-day", new_day,
+            "--reps", str(reps), "--timeout", "120", timeout=120 * (2 * reps + 1),
+            label=f"daily increment x{reps} (local server stack)")
+    runs = r.doc.get("runs", [])
+    good = [x for x in runs if not x.get("failed") and x.get("seconds") is not None]
+    out: dict[str, Any] = {"rows": rows, "new_day": new_day, "repetitions": reps}
+    if good:
+        out["increment_seconds"] = _r(_median([x["seconds"] for x in good]))
+        out["samples"] = [{k: _r(v) for k, v in x.items()} for x in good]
+    else:
+        reason = r.failed or next((x["failed"] for x in runs if x.get("failed")), "no run")
+        out["increment_seconds"] = reason if reason.startswith("failed") else f"failed: {reason}"
+    return out
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def machine() -> dict[str, Any]:
+    import moto
+    import pandas
+    import pyarrow
+
+    try:
+        import frictionless
+
+        fr = frictionless.__version__
+    except ImportError:  # pragma: no cover - a test-only dependency
+        fr = None
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gib": mem,
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "pandas": pandas.__version__,
+        "moto": moto.__version__,
+        "frictionless": fr,
+        "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return "FAILED" if x.startswith("failed") else x
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _rate(x: Any) -> str:
+    if isinstance(x, (int, float)):
+        return f"{x / 1000:,.0f}k"
+    return _fmt(x)
+
+
+def table(results: dict[str, Any]) -> str:
+    head = ["workload", "rows", "validate s", "publish s", "opendepot s", "server s", "floor s",
+            "×floor", "×floor w/o S3", "opendepot rows/s", "peer rows/s", "×peer",
+            "peak MiB val/pub"]
+    lines = []
+    for w in results["workloads"]:
+        pk = w["peak_rss_mib"]
+        lines.append([
+            w["name"], f"{w['rows']:,}", _fmt(w["validate_seconds"]), _fmt(w["publish_seconds"]),
+            _fmt(w["opendepot_seconds"]), _fmt(w.get("opendepot_server_seconds")),
+            _fmt(w["floor_seconds"]), _fmt(w["ratio_to_floor"], 1),
+            _fmt(w.get("ratio_to_floor_without_storage"), 1),
+            _rate(w["opendepot_rows_per_second"]), _rate(w["peer_rows_per_second"]),
+            _fmt(w["speedup_over_peer"], 1),
+            f"{_fmt(pk['validate'], 0)} / {_fmt(pk['publish'], 0)}",
+        ])
+    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
+    out = ["  ".join(h.rjust(widths[i]) if i else h.ljust(widths[i]) for i, h in enumerate(head))]
+    out.append("  ".join("-" * n for n in widths))
+    for r in lines:
+        out.append("  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r)))
+    inc = results.get("increment", {})
+    out.append("")
+    out.append("opendepot s = validate + publish handlers (moto in process); server s = the same "
+               "through the local server stack; ×floor w/o S3 = without the time spent in the "
+               "storage port (moto's S3)")
+    out.append(f"daily increment (real history + 1 day, upload -> new manifest readable, local "
+               f"server stack): {_fmt(results.get('increment_seconds'))} s")
+    for w in results["workloads"]:
+        for what, reason in (w.get("failures") or {}).items():
+            out.append(f"{w['name']} {what}: {reason}")
+        for note in w.get("notes") or []:
+            out.append(f"{w['name']}: {note}")
+        if w.get("peer", {}).get("capped") and any(w["peer"]["capped"]):
+            out.append(f"{w['name']} peer: capped at {w['peer']['cap_seconds']:g} s; rows/s from "
+                       f"the {w['peer']['rows_validated']} rows it validated")
+    if inc.get("samples") is None and isinstance(results.get("increment_seconds"), str):
+        out.append(f"increment: {results['increment_seconds']}")
+    out.append("")
+    out.append("targets (reported, not asserted):")
+    for t in results["targets"]:
+        out.append(f"  [{'met' if t['met'] else 'NOT met' if t['met'] is False else 'n/a'}] "
+                   f"{t['target']}: {t['value']}")
+    return "\n".join(out)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    by = {w["name"]: w for w in results["workloads"]}
+    out = []
+
+    def num(x: Any) -> float | None:
+        return x if isinstance(x, (int, float)) else None
+
+    x10 = by.get("x10", {})
+    r = num(x10.get("ratio_to_floor"))
+    out.append({"target": "validate + publish <= 2 x floor on x10", "value": x10.get("ratio_to_floor"),
+                "met": None if r is None else r <= TARGETS["ratio_to_floor_x10"]})
+    for name in ("x10", "real"):
+        if name in by:
+            s = num(by[name].get("speedup_over_peer"))
+            out.append({"target": f">= 25 x the peer's rows/s ({name})",
+                        "value": by[name].get("speedup_over_peer"),
+                        "met": None if s is None else s >= TARGETS["speedup_over_peer"]})
+    if "x100" in by:
+        for fn in ("validate", "publish"):
+            p = by["x100"]["peak_rss_mib"][fn]
+            ok = None if num(p) is None else p <= TARGETS["peak_rss_mib_x100"]
+            if by["x100"].get("failures", {}).get(fn):
+                ok = False
+            out.append({"target": f"x100 {fn} within 1 GiB peak RSS", "value": p, "met": ok})
+    i = num(results.get("increment_seconds"))
+    out.append({"target": "daily increment < 3 s", "value": results.get("increment_seconds"),
+                "met": None if i is None else i < TARGETS["increment_seconds"]})
+    return out
+
+
+def run_index_bench(timeout: float) -> dict[str, Any] | None:
+    """``bench/index_bench.py`` (the HTTP index's own benchmark, another engineer's), if present."""
+    if not (HERE / "index_bench.py").exists():
+        return None
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.index_bench"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"failed": f"failed: time cap {timeout:.0f} s"}
+    doc = {"exit_status": proc.returncode, "seconds": round(time.perf_counter() - started, 1)}
+    if proc.stdout.strip():
+        print(proc.stdout.rstrip())
+    if proc.returncode:
+        doc["failed"] = "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
+    return doc
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def default_mem_gib() -> float:
+    """12 GiB, or 60% of the machine's memory if that is less: x100 needs about 6.5 GiB of
+    resident memory (and more address space) with today's whole-file validate."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(min(12.0, 0.6 * int(line.split()[1]) / 1024**2), 1)
+    except OSError:
+        pass
+    return 6.0
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="skip x100 and the peer's long runs (about 2 minutes)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the cheap workloads (3)")
+    ap.add_argument("--peer-cap", type=float, default=120.0,
+                    help="seconds Frictionless may run on one file (120; --quick: 30)")
+    ap.add_argument("--mem-gib", type=float, default=default_mem_gib(),
+                    help="address-space (RLIMIT_AS) cap of each child process, GiB: a guard for "
+                         "the machine, not the target (default: 12, at most 60%% of the RAM)")
+    ap.add_argument("--x100-timeout", type=float, default=300.0,
+                    help="seconds allowed to each opendepot child on x100 (300)")
+    ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    ap.add_argument("--profile-out", type=Path, default=HERE / "profile.txt")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--no-index", action="store_true", help="do not run bench/index_bench.py")
+    ap.add_argument("--keep", action="store_true", help="keep the temp directory (workloads, logs)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.quick:
+        args.peer_cap = min(args.peer_cap, 30.0)
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="opendepot-bench-"))
+    say = (lambda _t: None) if args.quiet else (lambda t: (sys.stderr.write(t + "\n"), sys.stderr.flush()))
+    run = Runner(tmp, args.mem_gib, not args.quiet)
+    results: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "quick": args.quick,
+        "machine": machine(),
+        "settings": {
+            "repetitions": args.reps, "peer_cap_seconds": args.peer_cap,
+            "child_address_space_gib": args.mem_gib,
+            "aws_request_checksum_calculation": CHECKSUMS,
+            "opendepot_seconds": "validate handler + publish handler, each timed around the "
+                                 "lambda_handler call in its own child process, moto in process",
+            "storage_seconds": "time inside the storage port's S3 calls (get, put, head, list, "
+                               "copy) during the handler; opendepot_seconds_without_storage "
+                               "subtracts it",
+            "peak_rss_mib": "ru_maxrss while the handler ran (reset just before it; includes the "
+                            "interpreter, libraries and moto); the largest over the repetitions",
+            "floor": "pyarrow.csv.read_csv with the registry's types (dep string, sexe int64, jour "
+                     "date32, counts int64) + one Parquet (zstd) + one CSV (;) write, in memory",
+            "peer": "frictionless Resource.validate with the registry's Table Schema minus "
+                    "opendepot's keys (dateFormats, optional), time-capped",
+        },
+    }
+    try:
+        say(f"workloads in {tmp}")
+        grid = workloads.read_grid()
+        t = time.perf_counter()
+        x10 = tmp / "x10" / workloads.REAL_FILE.name
+        x10.parent.mkdir()
+        n10 = workloads.write_scaled(x10, 10, grid)
+        items = [
+            Workload("real", workloads.REAL_FILE, grid.rows_per_period, args.reps, args.reps,
+                     args.peer_cap, 120.0),
+            Workload("x10", x10, n10, args.reps, 1, args.peer_cap, 240.0),
+        ]
+        if not args.quick:
+            x100 = tmp / "x100" / workloads.REAL_FILE.name
+            x100.parent.mkdir()
+            n100 = workloads.write_scaled(x100, 100, grid)
+            items.append(Workload("x100", x100, n100, 1, 1, min(args.peer_cap, 60.0),
+                                  args.x100_timeout))
+        results["generation_seconds"] = round(time.perf_counter() - t, 1)
+        say(f"generated in {results['generation_seconds']} s: "
+            + ", ".join(f"{w.name} {w.rows:,} rows {w.path.stat().st_size / 1e6:.0f} MB" for w in items))
+        results["workloads"] = []
+        for w in items:
+            c = measure(w, run, tmp, server_reps=args.reps if w.name == "real" else 0)
+            results["workloads"].append(summarise(w, c))
+        inc = measure_increment(run, tmp, args.reps)
+        results["increment"] = inc
+        results["increment_seconds"] = inc["increment_seconds"]
+        if not args.no_profile:
+            p = run("profile", "--file", str(x10), "--out", str(args.profile_out), timeout=300,
+                    label="profile x10 (cProfile)")
+            results["profile"] = ({"path": str(args.profile_out.relative_to(ROOT))
+                                   if args.profile_out.is_relative_to(ROOT) else str(args.profile_out),
+                                   **{k: _r(v) for k, v in p.doc.items() if k.endswith("_seconds")}}
+                                  if not p.failed else {"failed": p.failed})
+        results["targets"] = targets(results)
+        results["machine"]["load_average_at_end"] = list(os.getloadavg())
+        results["bench_seconds"] = round(time.perf_counter() - started, 1)
+        args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        print(table(results))
+        print(f"\n{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
+              f"written in {results['bench_seconds']:.0f} s"
+              + (f"; profile in {args.profile_out.name}" if not args.no_profile else ""))
+        if not args.no_index:
+            index = run_index_bench(timeout=120)
+            if index is not None:
+                results["index_bench"] = index
+                args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    finally:
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
