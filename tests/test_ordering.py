@@ -53,3 +53,15 @@ def test_current_versions__one_record_per_key_by_sequencer():
     assert sorted(r["upload_id"] for r in current_versions(records)) == ["1", "2"]
     ds = load_registry().get(HOSP)
     assert [r["upload_id"] for r in select_uploads(ds, records)] == ["2"]
+
+
+def test_without_sequencers__the_later_arrival_of_a_key_is_current():
+    """moto's events carry no sequencer: the arrival time (milliseconds) decides, never the
+    upload id's hash."""
+    records = [
+        {"key": "a", "sequencer": "", "upload_id": "20260101T000000Z-ffff",
+         "received_at": "2026-01-01T00:00:00.100Z", "producer": "spf"},
+        {"key": "a", "sequencer": "", "upload_id": "20260101T000000Z-0000",
+         "received_at": "2026-01-01T00:00:00.900Z", "producer": "spf"},
+    ]
+    assert [r["upload_id"] for r in current_versions(records)] == ["20260101T000000Z-0000"]

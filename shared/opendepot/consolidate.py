@@ -46,6 +46,14 @@ def upload_order(record: dict) -> tuple[str, str, str]:
     )
 
 
+def _write_order(record: dict) -> tuple[str, str, str]:
+    return (
+        sequencer_key(record.get("sequencer", "") or ""),
+        record.get("received_at", ""),
+        record["upload_id"],
+    )
+
+
 def current_versions(records: Sequence[dict]) -> list[dict]:
     """Drop every upload superseded by a later write of the same key.
 
@@ -55,10 +63,8 @@ def current_versions(records: Sequence[dict]) -> list[dict]:
     newest: dict[str, dict] = {}
     for r in records:
         seen = newest.get(r["key"])
-        if seen is None or (sequencer_key(r.get("sequencer", "") or ""), r["upload_id"]) > (
-            sequencer_key(seen.get("sequencer", "") or ""),
-            seen["upload_id"],
-        ):
+        # without a sequencer (moto's events carry none) the arrival time decides
+        if seen is None or _write_order(r) > _write_order(seen):
             newest[r["key"]] = r
     return list(newest.values())
 

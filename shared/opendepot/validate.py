@@ -667,9 +667,13 @@ def _check_primary_key(
 ) -> int:
     """Report each repeat of a primary key, naming the line of its first occurrence."""
     pk = dataset.primary_key
-    if not pk:
+    if not pk or table.num_rows == 0:
         return 0
-    df = table.select(list(pk)).to_pandas()
+    keys = table.select(list(pk))
+    groups = keys.group_by(list(pk), use_threads=False).aggregate([])
+    if groups.num_rows == keys.num_rows:  # every key once (nulls group together): no repeat
+        return 0
+    df = keys.to_pandas()
     df["__line"] = lines.to_numpy()
     dup = df.duplicated(subset=list(pk), keep="first")  # missing values compare equal, as in
     if not dup.any():  # Frictionless: a repeated row with an empty key part is a repeat too
