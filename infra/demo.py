@@ -592,6 +592,8 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # as the server itself binds: a port left in TIME_WAIT by the last run is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -608,10 +610,20 @@ def _inputs(options: DemoOptions) -> list[InputFile] | None:
         files = collect_files(root)
         _out(f"Input: {root} ({len(files)} CSV file{'s' if len(files) != 1 else ''})")
         return files
-    if options.dataset is None:
-        for root in real_root_candidates():
-            if root.is_dir():
-                files, unmapped = collect_real(root)
+    if options.dataset is not None:
+        from opendepot.registry import load_registry  # noqa: PLC0415
+
+        names = sorted(load_registry().datasets)
+        if options.dataset not in names:
+            print(f"opendepot demo: unknown dataset {options.dataset!r}; one of: "
+                  + ", ".join(names), file=sys.stderr)
+            return None
+    for root in real_root_candidates():
+        if root.is_dir():
+            files, unmapped = collect_real(root)
+            if options.dataset is not None:
+                files, unmapped = [f for f in files if f.dataset == options.dataset], []
+            if files:
                 datasets = sorted({f.dataset for f in files if f.dataset})
                 _out(
                     f"Input: {root} ({len(files)} real files for {len(datasets)} datasets, "
@@ -628,6 +640,10 @@ def _inputs(options: DemoOptions) -> list[InputFile] | None:
                 f"Input: {root} ({len(files)} CSV file{'s' if len(files) != 1 else ''}, real data)"
             )
             return files
+    if options.dataset not in (None, "donnees-hospitalieres-covid19"):
+        print(f"opendepot demo: no real files for {options.dataset} (looked in {candidates[0]}); "
+              "the generated sample is of donnees-hospitalieres-covid19 only", file=sys.stderr)
+        return None
     files = sample_inputs()
     _out(f"Input: no data folder at {candidates[0]}")
     _out(

@@ -40,7 +40,9 @@ def test_validate_dataset_from_file_name__and_unknown_dataset_is_a_usage_error(r
     other = tmp_path / "mystery.csv"
     other.write_text("a;b\n1;2\n")
     assert main(["validate", str(other)]) == 2
-    assert "unknown dataset" in capsys.readouterr().err
+    assert "cannot tell the dataset from the file name 'mystery.csv'" in capsys.readouterr().err
+    assert main(["validate", str(other), "--dataset", "nope"]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert main(["validate", str(tmp_path / "missing.csv"), "--dataset", HOSP]) == 2
 
 

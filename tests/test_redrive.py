@@ -291,3 +291,20 @@ def test_cli_redrive__no_queues_for_the_stack_exits_2(
     assert "no queue named elsewhere-*" in capsys.readouterr().err
     assert main(["redrive", "--queue", "publish"]) == 2
     assert "no dead-letter queue for publish" in capsys.readouterr().err
+
+
+def test_redrive_while_the_fault_persists__one_pass_not_a_loop(monkeypatch):
+    """A message that fails again at once comes back to the DLQ with a new id: redrive moves
+    what the DLQ held when it started, once, and stops."""
+    for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+                 "AWS_DEFAULT_REGION": "eu-west-3"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        dlq = sqs.create_queue(QueueName="opendepot-validate-dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=dlq, MessageBody='{"Records": []}')
+        # the worst case: the source queue *is* where failures land, instantly
+        result = redrive(sqs, QueuePair("validate", dlq, dlq, False), echo=lambda _: None,
+                         visibility=0, wait_seconds=0)
+        assert len(result.moved) == 1 and not result.failed

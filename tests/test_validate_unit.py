@@ -193,3 +193,22 @@ def test_gzip_bomb__rejected_with_its_size_and_the_configured_limit_nothing_stag
     assert out.report["opendepot"]["size"] == len(body)
     assert p.queue.sent == []
     assert p.store.list(p.settings.internal_bucket, "staging/") == []
+
+
+def test_integer_past_64_bits__a_type_error_not_a_crash():
+    v = run(HEADER + "75;0;2020-03-24;99999999999999999999;1;1;1\n")
+    assert [(e.type, e.row_number, e.field_name, e.cell) for e in v.errors.items] == [
+        ("type-error", 2, "hosp", "99999999999999999999")]
+    assert "at most 18 digits" in v.errors.items[0].message
+
+
+def test_unforeseen_failure_inside_a_check__a_rejection_report_not_a_crash(monkeypatch):
+    import opendepot.validate as module
+
+    def broken(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(module, "_total_warnings", broken)
+    v = run(HEADER + "75;0;2020-03-24;1;1;1;1\n")
+    assert not v.accepted and v.errors.items[0].type == "source-error"
+    assert "MemoryError: simulated" in v.errors.items[0].message

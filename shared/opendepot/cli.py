@@ -152,11 +152,10 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
         )
         dataset = registry.get(name or "")
         if dataset is None:
-            print(
-                f"opendepot validate: unknown dataset {name!r}; use --dataset, one of: "
-                + ", ".join(names),
-                file=sys.stderr,
-            )
+            why = (f"unknown dataset {name!r}" if name
+                   else f"cannot tell the dataset from the file name {args.file.name!r}")
+            print(f"opendepot validate: {why}; use --dataset, one of: " + ", ".join(names),
+                  file=sys.stderr)
             return 2
         try:
             raw = args.file.read_bytes()

@@ -69,7 +69,7 @@ def _areas(dataset: Dataset, table: Any) -> int | None:
 
 
 def shrink_check(
-    store: Store, settings: Settings, dataset: Dataset, producer: str, table: Any
+    store: Store, settings: Settings, dataset: Dataset, producer: str, table: Any, key: str
 ) -> Issue | None:
     """Hold a ``snapshot`` upload that loses more than the declared share of rows or areas of
     the producer's previous accepted upload (``shrinkGuard`` in the registry)."""
@@ -94,8 +94,7 @@ def shrink_check(
                 f"this upload has {now} {what}, {loss:.0f}% fewer than the {before} of the "
                 f"previous upload ({last['key']}, {last['received_at']}); more than the "
                 f"{limit}% the dataset allows, so it is held, not published. If it is right, "
-                f"upload it again with '.confirm' before the extension (for example "
-                f"{_confirm_name(last['key'])})",
+                f"upload it again with '.confirm' before the extension: {_confirm_name(key)}",
                 note=f"{what}: {before} -> {now}",
             )
     return None
@@ -173,7 +172,7 @@ def ingest(
     report = build_report(v, raw, {**context, **ids})
     held = None
     if v.accepted and v.table is not None and not routed.confirmed:
-        held = shrink_check(store, settings, dataset, routed.producer, v.table)
+        held = shrink_check(store, settings, dataset, routed.producer, v.table, key)
     if held is not None:
         report["valid"] = False
         report["tasks"][0]["errors"].insert(0, issue_dict(held))

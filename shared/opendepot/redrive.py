@@ -137,9 +137,16 @@ def _attributes(attrs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
 def _dead_letters(
     sqs: Any, dlq_url: str, visibility: int, wait_seconds: int
 ) -> Iterator[dict[str, Any]]:
-    """Receive the DLQ's messages, each once (received messages stay hidden ``visibility`` s)."""
+    """Receive the DLQ's messages, each once (received messages stay hidden ``visibility`` s).
+
+    Only as many as the queue held at the start: a moved message that fails again comes back
+    with a new id, and must wait for the next redrive instead of looping forever."""
     seen: set[str] = set()
-    while True:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    left = int(attrs.get("ApproximateNumberOfMessages", 0))
+    while left > 0:
         messages = sqs.receive_message(
             QueueUrl=dlq_url,
             MaxNumberOfMessages=10,
@@ -151,8 +158,9 @@ def _dead_letters(
         fresh = [m for m in messages if m["MessageId"] not in seen]
         if not fresh:
             return
-        for m in fresh:
+        for m in fresh[:left]:
             seen.add(m["MessageId"])
+            left -= 1
             yield m
 
 

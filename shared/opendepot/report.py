@@ -231,5 +231,5 @@ def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
             shown += 1
     hidden = stats.get("errors", 0) + stats.get("warnings", 0) - shown
     if hidden > 0:
-        lines.append(f"  ... and {hidden} more (see the JSON report)")
+        lines.append(f"  ... and {hidden} more in the JSON report")
     return "\n".join(lines)

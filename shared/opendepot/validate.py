@@ -51,7 +51,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 WEEK_RE = r"^(?P<year>[0-9]{4})-?[SsWw](?P<week>[0-9]{1,2})$"
 WEEK_NO_YEAR_RE = r"^(?:[Ss]emaine|[Ww]eek|[Ss])\s*(?P<week>[0-9]{1,2})$"
-INTEGER_RE = r"^[+-]?[0-9]+$"
+INTEGER_RE = r"^[+-]?[0-9]{1,18}$"  # 64-bit integers: longer digit strings are type errors
 NUMBER_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TRUE_VALUES = ["true", "True", "TRUE", "1"]
 FALSE_VALUES = ["false", "False", "FALSE", "0"]
@@ -313,7 +313,7 @@ def _cast_field(
     if f.type == "integer" or f.type == "year":
         ok = _np(pc.match_substring_regex(col, INTEGER_RE))
         keep = pc.if_else(pa.array(ok & ~missing), col, pa.scalar(None, pa.string()))
-        return pc.cast(keep, pa.int64()), ~ok & ~missing, "an integer"
+        return pc.cast(keep, pa.int64()), ~ok & ~missing, "an integer (at most 18 digits)"
     if f.type == "number":
         ok = _np(pc.match_substring_regex(col, NUMBER_RE))
         keep = pc.if_else(pa.array(ok & ~missing), col, pa.scalar(None, pa.string()))
@@ -854,7 +854,29 @@ def validate(
     max_errors: int = 1000,
     max_bytes: int = 512 * 1024 * 1024,
 ) -> Validation:
-    """Decode and validate a file's bytes. Never raises for bad input."""
+    """Decode and validate a file's bytes. Never raises for bad input: should a check itself
+    fail on an input nobody foresaw, the file is rejected with a report saying so (the
+    producer gets an answer, the queue does not retry a file that will fail the same way)."""
+    try:
+        return _validate(raw, dataset, cog, name=name, max_errors=max_errors, max_bytes=max_bytes)
+    except Exception as exc:  # noqa: BLE001 - pure code on bytes: a bug, reported, not retried
+        v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
+        message = (f"the file could not be validated ({type(exc).__name__}: {str(exc)[:200]}); "
+                   "it is kept and nothing was published: please report this to the operators")
+        v.errors.add(Issue("source-error", message))
+        v.rejection = message
+        return v
+
+
+def _validate(
+    raw: bytes,
+    dataset: Dataset,
+    cog: Cog,
+    *,
+    name: str,
+    max_errors: int,
+    max_bytes: int,
+) -> Validation:
     started = time.perf_counter()
     decoded = decode(
         raw, max_bytes=max_bytes, converter=lambda data: formats.convert(data, name, dataset)
