@@ -158,8 +158,9 @@ def ingest(
         return IngestOutcome("duplicate", key, "this object version was already processed", uid,
                              report_key=report_key, **ids)
     if routed.producer not in dataset.producers:
-        msg = (f"producer {routed.producer!r} may not publish {dataset.name} "
-               f"(allowed: {', '.join(dataset.producers)})")
+        allowed = ", ".join(dataset.producers[:8]) + (
+            f" and {len(dataset.producers) - 8} more" if len(dataset.producers) > 8 else "")
+        msg = f"producer {routed.producer!r} may not publish {dataset.name} (allowed: {allowed})"
         return refuse(Issue("producer-not-allowed", msg, cell=key), report_key, **ids)
     if event.size > settings.max_object_bytes:
         msg = (f"{key!r} is {event.size} bytes, over the limit of {settings.max_object_bytes} "
