@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from conftest import HOSP
+from test_index_api import LambdaContext as Context
 from opendepot import runtime
 from opendepot.config import Settings
 from opendepot.registry import load_cog, load_registry
@@ -26,14 +26,6 @@ from opendepot.storage import S3Store, SqsQueue
 
 EVENTS = Path(__file__).parent / "events"
 SETTINGS = Settings()
-
-
-@dataclass
-class Context:
-    function_name: str = "opendepot-test"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-3:123456789012:function:opendepot-test"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
 
 
 class FailingStore:
