@@ -18,7 +18,7 @@ import csv
 import datetime as dt
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,10 +327,26 @@ def _yaml_spec(dataset: Any) -> YamlSpec | None:
     return YamlSpec.parse(declared, tuple(getattr(dataset, "field_names", ())))
 
 
-def convert(raw: bytes, name: str, dataset: Any) -> bytes | DecodeProblem | None:
-    """CSV bytes for a non-CSV upload (see module docstring), else None."""
+def _kind(head: bytes, name: str) -> str | None:
+    """``yaml``, ``excel`` or None (CSV): the one decision of which uploads ``convert`` takes."""
     lower = name.lower().removesuffix(".gz")
     if lower.endswith(YAML_SUFFIXES):
+        return "yaml"
+    if lower.endswith(EXCEL_SUFFIXES) or (head.startswith(ZIP_MAGIC) and not lower.endswith(".csv")):
+        return "excel"
+    return None
+
+
+def convertible(name: str) -> Callable[[bytes, int], bool]:
+    """For ``decode.decode_file``: whether ``convert`` must see the upload ``name``, given the
+    first bytes of its decompressed content and its size (the size is not needed here)."""
+    return lambda head, size: _kind(head, name) is not None
+
+
+def convert(raw: bytes, name: str, dataset: Any) -> bytes | DecodeProblem | None:
+    """CSV bytes for a non-CSV upload (see module docstring), else None."""
+    kind = _kind(raw, name)
+    if kind == "yaml":
         spec = _yaml_spec(dataset)
         if spec is None:
             return DecodeProblem(
@@ -339,6 +355,6 @@ def convert(raw: bytes, name: str, dataset: Any) -> bytes | DecodeProblem | None
                 f"{getattr(dataset, 'name', '?')!r} takes no YAML bulletins (CSV or Excel only)",
             )
         return yaml_to_csv(raw, name, spec)
-    if lower.endswith(EXCEL_SUFFIXES) or (raw.startswith(ZIP_MAGIC) and not lower.endswith(".csv")):
+    if kind == "excel":
         return _excel_to_csv(raw, dataset)
     return None

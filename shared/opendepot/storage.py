@@ -1,7 +1,8 @@
 """The storage and queue ports: the only code that talks to S3 and SQS.
 
-``Store`` is the small interface the domain writes through (get, head, put with an optional
-precondition, copy, list). ``S3Store`` implements it over a boto3 S3 client (real S3 and moto
+``Store`` is the small interface the domain writes through (get, get_file, head, put with an
+optional precondition, copy, list). Large objects never need to be held in memory: ``get_file``
+streams an object into an open file, and ``put`` takes an open file as well as bytes. ``S3Store`` implements it over a boto3 S3 client (real S3 and moto
 alike); ``MemoryStore`` implements it in memory for unit tests. ``Queue`` is the same idea for
 SQS (``SqsQueue``, ``MemoryQueue``).
 """
@@ -13,7 +14,13 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
+
+Body = bytes | BinaryIO
+"""An object's content: bytes, or a binary file open for reading at its start (streamed)."""
+
+COPY_CHUNK = 8 << 20
+"""Bytes per read when streaming an object into a file."""
 
 
 class StorageError(RuntimeError):
@@ -53,6 +60,13 @@ class Store(Protocol):
         """Return the object's bytes (of ``version_id`` when given). Raises NotFound."""
         ...
 
+    def get_file(
+        self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
+    ) -> int:
+        """Stream the object into ``out`` (a binary file open for writing); return its size in
+        bytes. Raises NotFound."""
+        ...
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """Return the object's metadata, or None when it does not exist."""
         ...
@@ -61,14 +75,15 @@ class Store(Protocol):
         self,
         bucket: str,
         key: str,
-        body: bytes,
+        body: Body,
         content_type: str,
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
         cache_control: str | None = None,
     ) -> str:
-        """Write the object and return its ETag.
+        """Write the object (bytes, or a binary file streamed from its current position) and
+        return its ETag.
 
         ``if_match``: write only if the current ETag is this one; ``if_none_match``: write only
         if no object exists. Raises PreconditionFailed when the condition does not hold.
@@ -116,6 +131,22 @@ class S3Store:
         except self._s3.exceptions.NoSuchKey as exc:
             raise NotFound(f"s3://{bucket}/{key}") from exc
 
+    def get_file(
+        self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
+    ) -> int:
+        args = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            args["VersionId"] = version_id
+        try:
+            body = self._s3.get_object(**args)["Body"]
+        except self._s3.exceptions.NoSuchKey as exc:
+            raise NotFound(f"s3://{bucket}/{key}") from exc
+        size = 0
+        for chunk in body.iter_chunks(COPY_CHUNK):
+            out.write(chunk)
+            size += len(chunk)
+        return size
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
             r = self._s3.head_object(Bucket=bucket, Key=key)
@@ -136,7 +167,7 @@ class S3Store:
         self,
         bucket: str,
         key: str,
-        body: bytes,
+        body: Body,
         content_type: str,
         *,
         if_match: str | None = None,
@@ -221,6 +252,13 @@ class MemoryStore:
             raise NotFound(f"s3://{bucket}/{key}")
         return obj.body
 
+    def get_file(
+        self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
+    ) -> int:
+        body = self.get(bucket, key, version_id=version_id)
+        out.write(body)
+        return len(body)
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         obj = self._bucket(bucket).get(key)
         if obj is None:
@@ -231,13 +269,15 @@ class MemoryStore:
         self,
         bucket: str,
         key: str,
-        body: bytes,
+        body: Body,
         content_type: str,
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
         cache_control: str | None = None,
     ) -> str:
+        if not isinstance(body, bytes):
+            body = body.read()
         with self._lock:
             objects = self._bucket(bucket)
             current = objects.get(key)
