@@ -96,7 +96,7 @@ def test_failing_validate__dead_letter_after_the_configured_receives_then_redriv
     queue = stack.validate_queue
     pump = Pump(stack.sqs, bindings_for(stack))
     pump.run(timeout=30)  # the s3:TestEvent: each later batch then holds the upload alone
-    _broken(stack, "get", stack.incoming_bucket, "incoming bucket unreachable")
+    _broken(stack, "get_file", stack.incoming_bucket, "incoming bucket unreachable")
     stack.s3.put_object(Bucket=stack.incoming_bucket, Key=KEY,
                         Body=(cases_dir / "C10-duplicate-delivery-object.csv").read_bytes())
 

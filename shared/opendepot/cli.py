@@ -139,11 +139,13 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
     parser.add_argument("--strict", action="store_true", help="exit 1 on any error, even left out")
 
     def run(args: argparse.Namespace) -> int:
+        import hashlib  # noqa: PLC0415
         import json  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
 
         from opendepot.registry import load_cog, load_registry  # noqa: PLC0415
         from opendepot.report import build_report, format_human  # noqa: PLC0415
-        from opendepot.validate import validate  # noqa: PLC0415
+        from opendepot.validate import validate_file  # noqa: PLC0415
 
         registry = load_registry()
         names = [d.name for d in registry]
@@ -157,13 +159,17 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
             print(f"opendepot validate: {why}; use --dataset, one of: " + ", ".join(names),
                   file=sys.stderr)
             return 2
-        try:
-            raw = args.file.read_bytes()
+        try:  # read in chunks: memory stays bounded whatever the file's size
+            with args.file.open("rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
         except OSError as exc:
             print(f"opendepot validate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 2
-        v = validate(raw, dataset, load_cog(), name=args.file.name, max_errors=args.max_errors)
-        report = build_report(v, raw, {"key": str(args.file), "dataset": dataset.name})
+        with tempfile.TemporaryDirectory(prefix="opendepot-") as workdir:
+            v = validate_file(str(args.file), dataset, load_cog(), name=args.file.name,
+                              workdir=workdir, max_errors=args.max_errors)
+        report = build_report(v, None, {"key": str(args.file), "dataset": dataset.name},
+                              size=args.file.stat().st_size, sha256=digest)
         if args.json:
             print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
         else:

@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
-
-import pyarrow.compute as pc
+from typing import Any, BinaryIO, Literal
 
 from opendepot.config import Settings
 from opendepot.keys import KeyRejected, route, upload_id
 from opendepot.consolidate import upload_order
 from opendepot.publication import staged_records
 from opendepot.registry import Cog, Dataset, Registry
-from opendepot.render import PARQUET_MIME, to_parquet
+from opendepot.render import PARQUET_MIME
 from opendepot.report import build_report, issue_dict, refusal_report
 from opendepot.storage import Queue, Store
-from opendepot.validate import Issue, validate
+from opendepot.validate import Issue, Validation, validate_file
 
 Status = Literal["accepted", "rejected", "ignored", "duplicate", "held"]
 
@@ -63,16 +63,24 @@ class IngestOutcome:
     report: dict[str, Any] | None = None
 
 
-def _areas(dataset: Dataset, table: Any) -> int | None:
-    geo = dataset.geography.field
-    return len(pc.unique(table[geo])) if geo and geo in table.column_names else None
+class _Hashing:
+    """A binary file being written that hashes (SHA-256) what goes through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.out.write(data)
 
 
 def shrink_check(
-    store: Store, settings: Settings, dataset: Dataset, producer: str, table: Any, key: str
+    store: Store, settings: Settings, dataset: Dataset, producer: str, v: Validation, key: str
 ) -> Issue | None:
     """Hold a ``snapshot`` upload that loses more than the declared share of rows or areas of
-    the producer's previous accepted upload (``shrinkGuard`` in the registry)."""
+    the producer's previous accepted upload (``shrinkGuard`` in the registry); ``v`` is the
+    accepted validation (its ``rows_published`` and ``areas``)."""
     guard = dataset.descriptor.get("shrinkGuard")
     if not guard or dataset.mode_of(producer) != "snapshot":
         return None
@@ -82,8 +90,8 @@ def shrink_check(
     if not previous:
         return None
     last = max(previous, key=upload_order)
-    checks = [("rows", last.get("rows"), table.num_rows, guard.get("maxRowLossPercent"))]
-    checks.append(("areas", last.get("areas"), _areas(dataset, table), guard.get("maxAreaLossPercent")))
+    checks = [("rows", last.get("rows"), v.rows_published, guard.get("maxRowLossPercent")),
+              ("areas", last.get("areas"), v.areas, guard.get("maxAreaLossPercent"))]
     for what, before, now, limit in checks:
         if limit is None or not before or now is None:
             continue
@@ -167,44 +175,52 @@ def ingest(
                f"bytes; it was not read")
         return refuse(Issue("object-too-large", msg, cell=str(event.size)), report_key, **ids)
 
-    raw = store.get(event.bucket, key, version_id=event.version_id)
-    v = validate(raw, dataset, cog, name=key, max_errors=settings.max_errors,
-                 max_bytes=settings.max_object_bytes)
-    report = build_report(v, raw, {**context, **ids})
-    held = None
-    if v.accepted and v.table is not None and not routed.confirmed:
-        held = shrink_check(store, settings, dataset, routed.producer, v.table, key)
-    if held is not None:
-        report["valid"] = False
-        report["tasks"][0]["errors"].insert(0, issue_dict(held))
-        report["stats"]["errors"] += 1
-        report["tasks"][0]["stats"]["errors"] += 1
-        report["opendepot"].update(status="held", rejection=held.message)
-        _write_report(store, settings, report_key, report)
-        return IngestOutcome("held", key, held.message, uid, report_key=report_key,
-                             report=report, **ids)
-    if v.accepted and v.table is not None:
-        staged_key = f"staging/{dataset.name}/{routed.producer}/{uid}.parquet"
-        store.put(settings.internal_bucket, staged_key, to_parquet(v.table), PARQUET_MIME)
-        record = {
-            **context,
-            **ids,
-            "rows": v.table.num_rows,
-            "rows_left_out": v.rows_left_out,
-            "areas": _areas(dataset, v.table),
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "bytes": len(raw),
-            "report_key": report_key,
-            "staged_key": staged_key,
-        }
-        store.put(
-            settings.internal_bucket,
-            f"staging/{dataset.name}/{routed.producer}/{uid}.json",
-            json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8"),
-            "application/json",
-        )
-        queue.send(settings.publish_queue_url, {"dataset": dataset.name, "upload_id": uid},
-                   group_id=dataset.name)
+    # The object is streamed to local disk (the Lambda's ephemeral storage), hashed on the way;
+    # validation reads it batch by batch and stages the accepted rows as Parquet beside it.
+    with tempfile.TemporaryDirectory(prefix="opendepot-") as workdir:
+        source = os.path.join(workdir, "upload")
+        with open(source, "wb") as f:
+            hashing = _Hashing(f)
+            size = store.get_file(event.bucket, key, hashing, version_id=event.version_id)
+        sha256 = hashing.sha256.hexdigest()
+        v = validate_file(source, dataset, cog, name=key, workdir=workdir,
+                          max_errors=settings.max_errors, max_bytes=settings.max_object_bytes)
+        report = build_report(v, None, {**context, **ids}, size=size, sha256=sha256)
+        held = None
+        if v.accepted and not routed.confirmed:
+            held = shrink_check(store, settings, dataset, routed.producer, v, key)
+        if held is not None:
+            report["valid"] = False
+            report["tasks"][0]["errors"].insert(0, issue_dict(held))
+            report["stats"]["errors"] += 1
+            report["tasks"][0]["stats"]["errors"] += 1
+            report["opendepot"].update(status="held", rejection=held.message)
+            _write_report(store, settings, report_key, report)
+            return IngestOutcome("held", key, held.message, uid, report_key=report_key,
+                                 report=report, **ids)
+        if v.accepted:
+            staged_key = f"staging/{dataset.name}/{routed.producer}/{uid}.parquet"
+            with open(str(v.staged), "rb") as staged:
+                store.put(settings.internal_bucket, staged_key, staged, PARQUET_MIME)
+            record = {
+                **context,
+                **ids,
+                "rows": v.rows_published,
+                "rows_left_out": v.rows_left_out,
+                "areas": v.areas,
+                "sha256": sha256,
+                "bytes": size,
+                "report_key": report_key,
+                "staged_key": staged_key,
+            }
+            store.put(
+                settings.internal_bucket,
+                f"staging/{dataset.name}/{routed.producer}/{uid}.json",
+                json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8"),
+                "application/json",
+            )
+            queue.send(settings.publish_queue_url, {"dataset": dataset.name, "upload_id": uid},
+                       group_id=dataset.name)
     _write_report(store, settings, report_key, report)
     status: Status = "accepted" if v.accepted else "rejected"
     return IngestOutcome(status, key, v.rejection or "accepted", uid, report_key=report_key,

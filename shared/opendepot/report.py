@@ -130,17 +130,24 @@ def _limit_warnings(errors: IssueList, warnings: IssueList) -> list[str]:
 
 
 def build_report(
-    v: Validation, raw: bytes | None, context: dict[str, Any]
+    v: Validation,
+    raw: bytes | None,
+    context: dict[str, Any],
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
 ) -> dict[str, Any]:
     """The report of one validated upload.
 
-    ``raw`` is the original object (for size and sha256; None when it was never read);
+    ``raw`` is the original object (for size and sha256; None when it was never read, or when
+    it was streamed: then ``size`` and ``sha256`` give them);
     ``context`` goes into the ``opendepot`` section (dataset, producer, key, version_id,
     upload_id...).
     """
     d = v.decoded
     status = "accepted" if v.accepted else "rejected"
-    table_rows = v.table.num_rows if v.table is not None else 0
+    if raw is not None:
+        size, sha256 = len(raw), hashlib.sha256(raw).hexdigest()
     task_warnings = _limit_warnings(v.errors, v.warnings) + [w.message for w in v.warnings.items]
     task = {
         "name": task_name(context.get("key", v.name)),
@@ -150,8 +157,8 @@ def build_report(
         "labels": list(v.labels),
         "stats": {
             "rows": v.rows,
-            "bytes": len(raw) if raw is not None else context.get("size"),
-            "sha256": hashlib.sha256(raw).hexdigest() if raw is not None else None,
+            "bytes": size if size is not None else context.get("size"),
+            "sha256": sha256,
             "fields": len(v.labels),
             "errors": v.errors.total,
             "warnings": v.warnings.total,
@@ -179,7 +186,7 @@ def build_report(
             "rejection": v.rejection,
             "rows": v.rows,
             "rows_left_out": v.rows_left_out,
-            "rows_published": table_rows,
+            "rows_published": v.rows_published,
             "encoding": d.encoding if d else None,
             "delimiter": d.delimiter if d else None,
             "compression": d.compression if d else None,

@@ -24,9 +24,10 @@ errors always reject the file.
 
 from __future__ import annotations
 
-import io
+import ctypes
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,9 +36,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from opendepot import formats
-from opendepot.decode import Decoded, DecodeProblem, decode
+from opendepot.decode import Decoded, DecodeProblem, decode, decode_file
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset, Field
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -117,12 +119,17 @@ class Validation:
     """The file's key or path, as reports name it."""
     errors: IssueList
     warnings: IssueList
-    table: pa.Table | None = None
-    """Accepted typed rows in schema field order (None when rejected)."""
+    staged: str | pa.Buffer | None = None
+    """The accepted typed rows as Parquet: a file path or an in-memory buffer (None when
+    rejected). ``table`` reads it."""
     rows: int = 0
     """Data rows read (header excluded, blank rows included)."""
     rows_left_out: int = 0
     """Rows with errors left out of the publication, within the error budget."""
+    rows_published: int = 0
+    """Accepted rows (the rows of ``staged``)."""
+    areas: int | None = None
+    """Distinct area codes among the accepted rows (None without a geography field)."""
     accepted: bool = False
     """True when the file (minus left-out rows) can be published."""
     labels: tuple[str, ...] = ()
@@ -133,6 +140,16 @@ class Validation:
     seconds: float = 0.0
     rejection: str = ""
     """Why the file was rejected, in one sentence ("" when accepted)."""
+
+    _table: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def table(self) -> pa.Table | None:
+        """Accepted typed rows in schema field order, read from ``staged`` (None when rejected)."""
+        if self._table is None and self.staged is not None:
+            source = self.staged if isinstance(self.staged, str) else pa.BufferReader(self.staged)
+            self._table = pq.read_table(source, use_threads=False)
+        return self._table
 
     @property
     def valid(self) -> bool:
@@ -202,58 +219,6 @@ def _labels_to_fields(
                 )
             )
     return found
-
-
-def _read_rows(
-    decoded: Decoded, width: int, errors: IssueList
-) -> tuple[pa.Table, np.ndarray, set[int]]:
-    """Parse data rows as strings; return the table, each row's line and the bad lines."""
-    names = [f"c{i}" for i in range(width)]
-    invalid: list[tuple[int, str, int, int]] = []
-
-    def on_invalid(row: Any) -> str:
-        invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
-        return "skip"
-
-    table = pacsv.read_csv(
-        io.BytesIO(decoded.data),
-        read_options=pacsv.ReadOptions(
-            use_threads=False, skip_rows=1, column_names=names, block_size=1 << 24
-        ),
-        parse_options=pacsv.ParseOptions(
-            delimiter=decoded.delimiter or "\x1f",
-            quote_char='"',
-            double_quote=True,
-            ignore_empty_lines=False,
-            invalid_row_handler=on_invalid,
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    bad_lines: set[int] = set()
-    for number, text, expected, actual in invalid:
-        kind = "missing-cell" if actual < expected else "extra-cell"
-        what = "fewer" if actual < expected else "more"
-        errors.add(
-            Issue(
-                kind,
-                f"Line {number}: the row has {actual} cells, {what} than the header's {expected}",
-                number,
-                None,
-                None,
-                text[:200],
-                note=f"expected {expected} cells, found {actual}",
-            )
-        )
-        bad_lines.add(number)
-    total = table.num_rows + len(invalid)
-    lines = np.arange(2, total + 2, dtype=np.int64)
-    if bad_lines:
-        lines = lines[~np.isin(lines, np.fromiter(bad_lines, dtype=np.int64))]
-    return table, lines, bad_lines
 
 
 def _report_mask(
@@ -406,6 +371,413 @@ def _fk_message(level: str, code: str) -> str:
     return f"{code!r} is not a valid {what} code (INSEE COG 2020, or a code the dataset declares)"
 
 
+BLOCK_BYTES = 16 << 20
+"""Bytes of CSV text checked per batch: memory grows with this and with the output, not with the
+size of the file."""
+
+STAGING_CODEC = "snappy"
+"""Parquet compression of staged rows (internal files read once by publish): about twice as fast
+as zstd to write and to read, for 20% more bytes; every Arrow build has it."""
+
+READ_BYTES = 1 << 20
+"""Bytes per block of Arrow's CSV reader. Its background thread reads up to 32 blocks ahead of
+the parser (``MakeBackgroundGenerator``'s queue), so the block is small and blocks are gathered
+into batches of ``BLOCK_BYTES`` for the checks."""
+
+
+class _Codes:
+    """Dense integer codes of one column's values, batch after batch (equal values, equal codes).
+
+    ``finish`` renumbers them in value order (nulls last), so sorting codes sorts values."""
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+        self.values: list[Any] = []
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, col: pa.Array | pa.ChunkedArray) -> None:
+        encoded = pc.dictionary_encode(col)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        dictionary = encoded.dictionary.to_pylist()
+        mapping = np.empty(len(dictionary) + 1, np.int32)
+        for j, value in enumerate(dictionary):
+            code = self.index.get(value)
+            if code is None:
+                code = self.index[value] = len(self.values)
+                self.values.append(value)
+            mapping[j] = code
+        mapping[-1] = -1  # null
+        idx = pc.fill_null(encoded.indices, len(dictionary)).to_numpy(zero_copy_only=False)
+        self.chunks.append(mapping[idx])
+
+    def finish(self) -> tuple[np.ndarray, list[Any]]:
+        """(codes in value order, in the smallest integer type that holds them; the value of
+        each code); the last code is null."""
+        raw = np.concatenate(self.chunks) if self.chunks else np.empty(0, np.int32)
+        self.chunks = []
+        order = sorted(range(len(self.values)), key=lambda i: self.values[i])
+        small = next(t for t in (np.int8, np.int16, np.int32) if len(order) < np.iinfo(t).max)
+        rank = np.empty(len(self.values) + 1, small)
+        rank[order] = np.arange(len(order), dtype=small)
+        rank[-1] = len(order)  # -1 (null) indexes the last slot: after every value
+        return rank[raw], [self.values[i] for i in order] + [None]
+
+
+@dataclass
+class _Keys:
+    """The key columns of every row the primary-key check sees, as codes (see ``_Codes``)."""
+
+    codes: dict[str, np.ndarray]
+    values: dict[str, list[Any]]
+    lines: np.ndarray
+    """Physical line of each row."""
+    good: np.ndarray
+    """True for the rows published (the staged rows, in the same order)."""
+    pk_sorted: tuple[np.ndarray, np.ndarray] | None = None
+    """(packed primary key, its sort order) once the keys are known distinct, for reuse."""
+
+    def size(self, name: str) -> int:
+        return len(self.values[name])
+
+    def value(self, name: str, code: int) -> Any:
+        return self.values[name][int(code)]
+
+
+def _same_as_previous(codes: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """True where a sorted row has the same codes as the row before it (False for the first)."""
+    same = np.ones(order.size, dtype=bool)
+    if order.size:
+        same[0] = False
+    for c in codes:
+        s = c[order]
+        same[1:] &= s[1:] == s[:-1]
+    return same
+
+
+class _Batches:
+    """Record batches of a decoded CSV as strings, with each row's physical line.
+
+    Rows with too few or too many cells are skipped by the reader and become ``missing-cell`` /
+    ``extra-cell`` errors; the lines of the other rows skip over them."""
+
+    def __init__(self, decoded: Decoded, width: int, errors: IssueList, block_bytes: int) -> None:
+        self.errors = errors
+        self.invalid: list[tuple[int, str, int, int]] = []
+        self.reported = 0
+        self.rows = 0
+        self.bad_lines = 0
+        self.block_bytes = block_bytes
+        names = [f"c{i}" for i in range(width)]
+
+        def on_invalid(row: Any) -> str:
+            self.invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
+            return "skip"
+
+        self.reader = pacsv.open_csv(
+            decoded.source() if hasattr(decoded, "source") else pa.BufferReader(decoded.data),
+            read_options=pacsv.ReadOptions(
+                use_threads=False, skip_rows=1, column_names=names,
+                block_size=min(READ_BYTES, block_bytes)
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=decoded.delimiter or "\x1f",
+                quote_char='"',
+                double_quote=True,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+    def _report_invalid(self) -> None:
+        """Errors for the skipped rows not reported yet, in line order."""
+        fresh = sorted(self.invalid[self.reported :])
+        self.reported = len(self.invalid)
+        for number, text, expected, actual in fresh:
+            kind = "missing-cell" if actual < expected else "extra-cell"
+            what = "fewer" if actual < expected else "more"
+            self.errors.add(
+                Issue(
+                    kind,
+                    f"Line {number}: the row has {actual} cells, {what} than the header's {expected}",
+                    number,
+                    None,
+                    None,
+                    text[:200],
+                    note=f"expected {expected} cells, found {actual}",
+                )
+            )
+        self.bad_lines = len(self.invalid)
+
+    def _gathered(self) -> Iterator[pa.Table]:
+        """The reader's record batches gathered into tables of about ``block_bytes``."""
+        pending: list[pa.RecordBatch] = []
+        size = 0
+        for batch in self.reader:
+            pending.append(batch)
+            size += batch.nbytes
+            if size >= self.block_bytes:
+                yield pa.Table.from_batches(pending)
+                pending, size = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+    def __iter__(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        done = 0  # rows read so far
+        for table in self._gathered():
+            self._report_invalid()
+            n = table.num_rows
+            # line of the k-th row read = k + 2 + the skipped lines before it (all known: the
+            # handler has seen every row up to the end of this batch)
+            skipped = np.sort(np.fromiter((i[0] for i in self.invalid), np.int64, len(self.invalid)))
+            shifted = skipped - np.arange(skipped.size)
+            first = np.arange(done, done + n, dtype=np.int64) + 2
+            lines = first + np.searchsorted(shifted, first, side="right")
+            done += n
+            yield table, lines
+        self._report_invalid()
+        self.rows = done + len(self.invalid)
+
+
+@dataclass
+class _State:
+    """What the checks carry from batch to batch."""
+
+    padded: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """Field -> padded code -> [first line, rows]."""
+    unique_seen: dict[str, set[Any]] = field(default_factory=dict)
+    rows_seen: dict[tuple[str, ...], int] = field(default_factory=dict)
+    """Exact row -> its first line (``exactDuplicateRows``)."""
+    bad_rows: int = 0
+
+
+def _check_batch(
+    table: pa.Table,
+    lines: np.ndarray,
+    dataset: Dataset,
+    cog: Cog,
+    positions: dict[str, int],
+    errors: IssueList,
+    state: _State,
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Row and cell checks of one batch: (typed rows in schema order, bad rows, duplicate rows)."""
+    n = table.num_rows
+    bad = np.zeros(n, dtype=bool)
+    trimmed = {i: pc.utf8_trim_whitespace(table.column(i)) for i in range(table.num_columns)}
+    blank = np.ones(n, dtype=bool)
+    for col in trimmed.values():
+        blank &= _np(pc.equal(col, ""))
+    if blank.any():
+        _report_mask(
+            errors,
+            blank,
+            lines,
+            table.column(0),
+            lambda line, _v, _i: Issue("blank-row", f"Line {line}: the row is blank", line),
+            table,
+        )
+        bad |= blank
+
+    # Exact duplicate rows (every cell equal): with ``errorBudget.exactDuplicateRows`` set to
+    # ``leave-out`` they are row errors (``duplicate-row``), left out within the error budget,
+    # instead of primary-key conflicts: nothing is picked between different values.
+    dup = np.zeros(n, dtype=bool)
+    if dataset.descriptor.get("errorBudget", {}).get("exactDuplicateRows") == "leave-out":
+        first_line = np.zeros(n, dtype=np.int64)
+        cols = [trimmed[i].to_pylist() for i in range(table.num_columns)]
+        for i, row in enumerate(zip(*cols, strict=True)):
+            seen = state.rows_seen.get(row)
+            if seen is None:
+                state.rows_seen[row] = int(lines[i])
+            elif not blank[i]:
+                dup[i], first_line[i] = True, seen
+        if dup.any():
+            _report_mask(
+                errors,
+                dup,
+                lines,
+                table.column(0),
+                lambda line, _v, i: Issue(
+                    "duplicate-row",
+                    f"Line {line}: the row repeats line {int(first_line[i])} exactly; left out",
+                    line,
+                    note=f"first at line {int(first_line[i])}",
+                ),
+                table,
+            )
+            bad |= dup
+
+    missing_set = pa.array(list(dataset.missing_values), pa.string())
+    typed: dict[str, Any] = {}
+    geo = dataset.geography
+    for f in dataset.fields:
+        if f.name not in positions:
+            typed[f.name] = pa.nulls(n, ARROW_TYPES[f.type])
+            continue
+        pos = positions[f.name]
+        raw = table.column(pos)
+        col = trimmed[pos]
+        if f.pad_single_digit:
+            short = _np(pc.match_substring_regex(col, r"^[1-9]$")) & ~blank
+            if short.any():
+                # one warning per distinct code, at the end (a spreadsheet drops every leading
+                # zero of a column: 2,970 identical warnings would hide everything else)
+                idx = np.flatnonzero(short)
+                codes = np.asarray(col.take(pa.array(idx, pa.int64())).to_pylist(), dtype=object)
+                seen = state.padded.setdefault(f.name, {})
+                for code in set(codes):
+                    where = idx[codes == code]
+                    entry = seen.setdefault(code, [int(lines[where[0]]), 0])
+                    entry[1] += int(where.size)
+                col = pc.if_else(pa.array(short), pc.binary_join_element_wise("0", col, ""), col)
+        missing = _np(pc.is_in(col, value_set=missing_set)) & ~blank
+        value, type_bad, expected = _cast_field(f, col, missing)
+        type_bad &= ~blank
+        if type_bad.any():
+            _report_mask(
+                errors,
+                type_bad,
+                lines,
+                raw,
+                lambda line, cell, _i, f=f, pos=pos, expected=expected: Issue(
+                    "type-error",
+                    f"Line {line}, column {f.name}: value {cell!r} is not {expected}",
+                    line,
+                    f.name,
+                    pos + 1,
+                    cell,
+                    note=f"type is {f.type}",
+                ),
+                table,
+            )
+            bad |= type_bad
+        for fail, constraint, wanted in _constraint_masks(f, value, missing):
+            fail = fail & ~blank & ~type_bad
+            if fail.any():
+                _report_mask(
+                    errors,
+                    fail,
+                    lines,
+                    raw,
+                    lambda line, cell, _i, f=f, pos=pos, constraint=constraint, wanted=wanted: Issue(
+                        "constraint-error",
+                        f"Line {line}, column {f.name}: value {cell!r} breaks constraint "
+                        f"{constraint!r}: expected {wanted}",
+                        line,
+                        f.name,
+                        pos + 1,
+                        cell,
+                        note=f"constraint {constraint}",
+                    ),
+                    table,
+                )
+                bad |= fail
+        if f.constraints.get("unique"):
+            seen_values = state.unique_seen.setdefault(f.name, set())
+            series = pd.Series(value.to_pandas() if hasattr(value, "to_pandas") else value)
+            earlier = series.isin(seen_values).to_numpy() | series.duplicated(keep="first").to_numpy()
+            valid = _np(pc.is_valid(value))
+            repeated = valid & earlier & ~type_bad
+            seen_values.update(series[valid].tolist())
+            if repeated.any():
+                _report_mask(
+                    errors,
+                    repeated,
+                    lines,
+                    raw,
+                    lambda line, cell, _i, f=f, pos=pos: Issue(
+                        "unique-error",
+                        f"Line {line}, column {f.name}: value {cell!r} is already in an earlier "
+                        f"row; the field must be unique",
+                        line,
+                        f.name,
+                        pos + 1,
+                        cell,
+                        note="constraint unique",
+                    ),
+                    table,
+                )
+                bad |= repeated
+        if geo.field is not None and f.name == geo.field:
+            area_codes = _area_codes(dataset, cog)
+            unknown = ~_np(pc.is_in(value, value_set=pa.array(list(area_codes)))) & ~missing & ~blank
+            if unknown.any():
+                _report_mask(
+                    errors,
+                    unknown,
+                    lines,
+                    value,
+                    lambda line, code, _i, f=f, pos=pos: Issue(
+                        "foreign-key",
+                        f"Line {line}, column {f.name}: {_fk_message(geo.level, code)}",
+                        line,
+                        f.name,
+                        pos + 1,
+                        code,
+                        note=f"reference {geo.level} codes",
+                    ),
+                    table,
+                )
+                bad |= unknown
+        typed[f.name] = value
+    out = pa.table({f.name: typed[f.name] for f in dataset.fields}, schema=dataset_schema(dataset))
+    return out, bad, dup
+
+
+def dataset_schema(dataset: Dataset) -> pa.Schema:
+    """The Arrow schema of a dataset's typed rows: its fields in order, ``ARROW_TYPES``."""
+    return pa.schema([(f.name, ARROW_TYPES[f.type]) for f in dataset.fields])
+
+
+def _release_memory() -> None:
+    """Give freed memory back to the system between phases: Arrow's pool, then glibc's heap,
+    where a batch's many mid-sized NumPy temporaries leave free but unreturned pages (about
+    180 MiB after 11 million rows). Elsewhere than glibc, only Arrow's pool."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
+def _key_names(dataset: Dataset) -> list[str]:
+    geo = dataset.geography.field
+    return list(dict.fromkeys([*dataset.primary_key, *([geo] if geo else [])]))
+
+
+def _padded_warnings(
+    dataset: Dataset, positions: dict[str, int], state: _State, warnings: IssueList
+) -> None:
+    for f in dataset.fields:
+        for code, (line, n_rows) in sorted(state.padded.get(f.name, {}).items()):
+            more = f" ({n_rows} rows, first at line {line})" if n_rows > 1 else ""
+            warnings.add(
+                Issue(
+                    "padded-code",
+                    f"Line {line}, column {f.name}: code {code!r} padded to '0{code}'{more}",
+                    line,
+                    f.name,
+                    positions[f.name] + 1,
+                    code,
+                    note=f"0{code}",
+                )
+            )
+
+
 def validate_decoded(
     decoded: Decoded,
     dataset: Dataset,
@@ -413,8 +785,17 @@ def validate_decoded(
     *,
     name: str,
     max_errors: int = 1000,
+    out: str | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Validation:
-    """Validate decoded CSV text against ``dataset`` (see module docstring)."""
+    """Validate decoded CSV text against ``dataset`` (see module docstring), one record batch
+    (``block_bytes`` of text) at a time.
+
+    The accepted rows are written, batch by batch, as Parquet (``STAGING_CODEC``) to the file
+    ``out``, or to memory when ``out`` is None: ``Validation.staged``. Memory holds one batch, the
+    key columns as integer codes (4 bytes per key column and row) and one measure column at a
+    time for the cross-row checks; never the whole file.
+    """
     started = time.perf_counter()
     v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
     v.decoded = decoded
@@ -444,190 +825,51 @@ def validate_decoded(
         return v
     v.mapping = {n: decoded.header[i] for n, i in positions.items()}
 
-    table, lines, bad_lines = _read_rows(decoded, len(decoded.header), errors)
-    n = table.num_rows
-    v.rows = n + len(bad_lines)
+    schema = dataset_schema(dataset)
+    sink = out if out is not None else pa.BufferOutputStream()
+    writer = pq.ParquetWriter(sink, schema, compression=STAGING_CODEC)
+    key_names = _key_names(dataset)
+    codes = {k: _Codes() for k in key_names}
+    line_chunks: list[np.ndarray] = []
+    good_chunks: list[np.ndarray] = []
+    state = _State()
+    batches = _Batches(decoded, len(decoded.header), errors, block_bytes)
+    try:
+        for number, (table, lines) in enumerate(batches, start=1):
+            typed, bad, dup = _check_batch(table, lines, dataset, cog, positions, errors, state)
+            state.bad_rows += int(bad.sum())
+            # every row but exact duplicates goes to the primary-key check (a duplicate key is
+            # never hidden by another error on the same row); the good ones are staged
+            keep = ~dup
+            kept = typed.filter(pa.array(keep)) if dup.any() else typed
+            for k in key_names:
+                codes[k].add(kept[k])
+            kept_lines = lines[keep]
+            fits = kept_lines.size == 0 or kept_lines[-1] < np.iinfo(np.int32).max
+            line_chunks.append(kept_lines.astype(np.int32) if fits else kept_lines)
+            good_chunks.append(~bad[keep])
+            if not bad.all():
+                writer.write_table(typed.filter(pa.array(~bad)) if bad.any() else typed)
+            if number % 8 == 0:
+                _release_memory()
+    finally:
+        writer.close()
+    v.rows = batches.rows
     if v.rows == 0:
         errors.add(Issue("source-error", "the file has a header but no data rows"))
         v.rejection = "no data rows"
         v.seconds = time.perf_counter() - started
         return v
 
-    bad = np.zeros(n, dtype=bool)
-    trimmed = {i: pc.utf8_trim_whitespace(table.column(i)) for i in range(table.num_columns)}
-    blank = np.ones(n, dtype=bool)
-    for col in trimmed.values():
-        blank &= _np(pc.equal(col, ""))
-    if blank.any():
-        _report_mask(
-            errors,
-            blank,
-            lines,
-            table.column(0),
-            lambda line, _v, _i: Issue("blank-row", f"Line {line}: the row is blank", line),
-            table,
-        )
-        bad |= blank
+    keys = _Keys({}, {}, np.concatenate(line_chunks), np.concatenate(good_chunks))
+    del line_chunks, good_chunks
+    for k in key_names:
+        keys.codes[k], keys.values[k] = codes[k].finish()
+    _release_memory()
+    pk_rejects = _check_primary_key(keys, dataset, errors)
 
-    # Exact duplicate rows (every cell equal): with ``errorBudget.exactDuplicateRows`` set to
-    # ``leave-out`` they are row errors (``duplicate-row``), left out within the error budget,
-    # instead of primary-key conflicts: nothing is picked between different values.
-    dup = np.zeros(n, dtype=bool)
-    if dataset.descriptor.get("errorBudget", {}).get("exactDuplicateRows") == "leave-out":
-        frame = pd.DataFrame({i: c.to_numpy(zero_copy_only=False) for i, c in trimmed.items()})
-        dup = frame.duplicated(keep="first").to_numpy() & ~blank
-        if dup.any():
-            first = pd.Series(lines).groupby([frame[c] for c in frame.columns], sort=False)
-            first_line = first.transform("first").to_numpy()
-            _report_mask(
-                errors,
-                dup,
-                lines,
-                table.column(0),
-                lambda line, _v, i: Issue(
-                    "duplicate-row",
-                    f"Line {line}: the row repeats line {int(first_line[i])} exactly; left out",
-                    line,
-                    note=f"first at line {int(first_line[i])}",
-                ),
-                table,
-            )
-            bad |= dup
-
-    missing_set = pa.array(list(dataset.missing_values), pa.string())
-    typed: dict[str, Any] = {}
-    geo = dataset.geography
-    for f in dataset.fields:
-        if f.name not in positions:
-            typed[f.name] = pa.nulls(n, ARROW_TYPES[f.type])
-            continue
-        pos = positions[f.name]
-        raw = table.column(pos)
-        col = trimmed[pos]
-        if f.pad_single_digit:
-            short = _np(pc.match_substring_regex(col, r"^[1-9]$")) & ~blank
-            if short.any():
-                padded = pc.binary_join_element_wise("0", col, "")
-                # one warning per distinct code (a spreadsheet drops every leading zero of a
-                # column: 2,970 identical warnings would hide everything else)
-                idx = np.flatnonzero(short)
-                codes = np.asarray(col.take(pa.array(idx, pa.int64())).to_pylist(), dtype=object)
-                for code in sorted(set(codes)):
-                    where = idx[codes == code]
-                    line, n_rows = int(lines[where[0]]), int(where.size)
-                    more = f" ({n_rows} rows, first at line {line})" if n_rows > 1 else ""
-                    warnings.add(
-                        Issue(
-                            "padded-code",
-                            f"Line {line}, column {f.name}: code {code!r} padded to '0{code}'{more}",
-                            line,
-                            f.name,
-                            pos + 1,
-                            code,
-                            note=f"0{code}",
-                        )
-                    )
-                col = pc.if_else(pa.array(short), padded, col)
-        missing = _np(pc.is_in(col, value_set=missing_set)) & ~blank
-        value, type_bad, expected = _cast_field(f, col, missing)
-        type_bad &= ~blank
-        if type_bad.any():
-            _report_mask(
-                errors,
-                type_bad,
-                lines,
-                raw,
-                lambda line, cell, _i, f=f, expected=expected: Issue(
-                    "type-error",
-                    f"Line {line}, column {f.name}: value {cell!r} is not {expected}",
-                    line,
-                    f.name,
-                    pos + 1,
-                    cell,
-                    note=f"type is {f.type}",
-                ),
-                table,
-            )
-            bad |= type_bad
-        for fail, constraint, wanted in _constraint_masks(f, value, missing):
-            fail = fail & ~blank & ~type_bad
-            if fail.any():
-                _report_mask(
-                    errors,
-                    fail,
-                    lines,
-                    raw,
-                    lambda line, cell, _i, f=f, constraint=constraint, wanted=wanted: Issue(
-                        "constraint-error",
-                        f"Line {line}, column {f.name}: value {cell!r} breaks constraint "
-                        f"{constraint!r}: expected {wanted}",
-                        line,
-                        f.name,
-                        pos + 1,
-                        cell,
-                        note=f"constraint {constraint}",
-                    ),
-                    table,
-                )
-                bad |= fail
-        if f.constraints.get("unique"):
-            repeated = _np(pc.is_valid(value)) & pd.Series(
-                value.to_pandas() if hasattr(value, "to_pandas") else value
-            ).duplicated(keep="first").to_numpy() & ~type_bad
-            if repeated.any():
-                _report_mask(
-                    errors,
-                    repeated,
-                    lines,
-                    raw,
-                    lambda line, cell, _i, f=f: Issue(
-                        "unique-error",
-                        f"Line {line}, column {f.name}: value {cell!r} is already in an earlier "
-                        f"row; the field must be unique",
-                        line,
-                        f.name,
-                        pos + 1,
-                        cell,
-                        note="constraint unique",
-                    ),
-                    table,
-                )
-                bad |= repeated
-        if geo.field is not None and f.name == geo.field:
-            codes = _area_codes(dataset, cog)
-            unknown = ~_np(pc.is_in(value, value_set=pa.array(list(codes)))) & ~missing & ~blank
-            if unknown.any():
-                _report_mask(
-                    errors,
-                    unknown,
-                    lines,
-                    value,
-                    lambda line, code, _i, f=f: Issue(
-                        "foreign-key",
-                        f"Line {line}, column {f.name}: {_fk_message(geo.level, code)}",
-                        line,
-                        f.name,
-                        pos + 1,
-                        code,
-                        note=f"reference {geo.level} codes",
-                    ),
-                    table,
-                )
-                bad |= unknown
-        typed[f.name] = value
-
-    out = pa.table({f.name: typed[f.name] for f in dataset.fields},
-                   schema=pa.schema([(f.name, ARROW_TYPES[f.type]) for f in dataset.fields]))
-    line_col = pa.array(lines)
-
-    # Primary key: every row, bad rows included (a duplicate is never hidden by another error
-    # on the same row).
-    keep = pa.array(~dup)  # a duplicate row is reported once, as duplicate-row
-    pk_rejects = _check_primary_key(out.filter(keep), line_col.filter(keep), dataset, errors)
-
-    bad_rows = int(bad.sum()) + len(bad_lines)
-    good = out.filter(pa.array(~bad))
-    good_lines = line_col.filter(pa.array(~bad))
+    bad_rows = state.bad_rows + batches.bad_lines
+    rows_good = int(keys.good.sum())
     if pk_rejects:
         v.rejection = "duplicated primary keys"
     elif bad_rows and bad_rows * 100.0 > dataset.max_bad_rows_percent * v.rows:
@@ -635,14 +877,33 @@ def validate_decoded(
             f"{bad_rows} of {v.rows} rows have errors, more than the dataset's error budget "
             f"({dataset.max_bad_rows_percent}% of rows)"
         )
-    elif good.num_rows == 0:
+    elif rows_good == 0:
         v.rejection = "no valid data rows"
     else:
         v.accepted = True
         v.rows_left_out = bad_rows
-        v.table = good
-        _series_warnings(good, good_lines, dataset, warnings)
-        _total_warnings(good, good_lines, dataset, warnings)
+        v.rows_published = rows_good
+        v.staged = out if out is not None else sink.getvalue()
+        geo = dataset.geography.field
+        if geo is not None:
+            v.areas = int(np.unique(keys.codes[geo][keys.good]).size)
+        _padded_warnings(dataset, positions, state, warnings)
+        staged = pq.ParquetFile(v.staged if out is not None else pa.BufferReader(v.staged))
+
+        def measure(name: str) -> np.ndarray:
+            """One staged column as float64 (NaN for missing), read a row group at a time."""
+            out = np.empty(rows_good, np.float64)
+            at = 0
+            for i in range(staged.num_row_groups):
+                part = _floats(staged.read_row_group(i, columns=[name], use_threads=False).column(0))
+                out[at : at + part.size] = part
+                at += part.size
+            return out
+
+        _series_warnings(keys, measure, dataset, warnings)
+        keys.pk_sorted = None
+        _release_memory()
+        _total_warnings(keys, measure, dataset, warnings)
     v.seconds = time.perf_counter() - started
     return v
 
@@ -662,52 +923,103 @@ def _text(value: Any) -> str:
     return "" if value is None or value != value else str(value)
 
 
-def _check_primary_key(
-    table: pa.Table, lines: pa.Array, dataset: Dataset, errors: IssueList
-) -> int:
-    """Report each repeat of a primary key, naming the line of its first occurrence."""
-    pk = dataset.primary_key
-    if not pk or table.num_rows == 0:
+DENSE_CELLS_PER_ROW = 4
+"""A counting sort (a scatter into a grid of one cell per possible key) is used when the grid has
+at most this many cells per row (plus 2**20): keys like department × sex × day fill most of
+their grid, and the scatter is linear where a sort is not."""
+
+
+def _pack(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, int] | None:
+    """One int64 key per row from code columns (mixed radix, the first column most significant:
+    sorting the keys sorts the rows by the columns in order) and the number of possible keys;
+    None when they do not fit in 62 bits."""
+    space = 1
+    for s in sizes:
+        space *= s
+    if space >= 2**62:
+        return None
+    key = np.zeros(len(codes[0]) if codes else 0, np.int64)
+    for c, s in zip(codes, sizes, strict=True):
+        key *= s
+        key += c
+    return key, space
+
+
+def _dense(space: int, n: int) -> bool:
+    return space <= DENSE_CELLS_PER_ROW * n + (1 << 20)
+
+
+def _sort_order(key: np.ndarray, space: int) -> tuple[np.ndarray, bool]:
+    """(stable sort order of packed keys, whether the keys are known distinct): a counting sort
+    when the keys are distinct and their grid small (``DENSE_CELLS_PER_ROW``), else NumPy's
+    stable sort (then distinct is False: not checked)."""
+    n = key.size
+    if _dense(space, n):
+        index = np.int32 if n < np.iinfo(np.int32).max else np.int64
+        grid = np.full(space, -1, index)
+        grid[key] = np.arange(n, dtype=index)
+        order = grid[grid >= 0]
+        del grid
+        if order.size == n:  # every row in its own cell: the grid's order is the sort order
+            return order, True
+    return np.argsort(key, kind="stable"), False
+
+
+def _group_ids(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+    """(group id per row, number of ids) for packed keys: the key itself when its grid is small,
+    else its rank among the distinct keys."""
+    if _dense(space, key.size):
+        return key, space
+    ids, inverse = np.unique(key, return_inverse=True)
+    return inverse.reshape(-1), int(ids.size)
+
+
+def _check_primary_key(keys: _Keys, dataset: Dataset, errors: IssueList) -> int:
+    """Report each repeat of a primary key, naming the line of its first occurrence (missing
+    values compare equal, as in Frictionless: a repeated row with an empty key part is a repeat
+    too). On integer codes: one packed key per row, a counting sort when keys are distinct."""
+    pk = list(dataset.primary_key)
+    n = keys.lines.size
+    if not pk or n == 0:
         return 0
-    keys = table.select(list(pk))
-    groups = keys.group_by(list(pk), use_threads=False).aggregate([])
-    if groups.num_rows == keys.num_rows:  # every key once (nulls group together): no repeat
+    cols = [keys.codes[k] for k in pk]
+    packed = _pack(cols, [keys.size(k) for k in pk])
+    if packed is None:
+        order = np.lexsort(cols[::-1])
+        same = _same_as_previous(cols, order)
+    else:
+        order, distinct = _sort_order(*packed)
+        if distinct:
+            keys.pk_sorted = (packed[0], order)
+            return 0
+        ordered = packed[0][order]
+        same = np.zeros(n, dtype=bool)
+        same[1:] = ordered[1:] == ordered[:-1]
+    if not same.any():
         return 0
-    df = keys.to_pandas()
-    df["__line"] = lines.to_numpy()
-    dup = df.duplicated(subset=list(pk), keep="first")  # missing values compare equal, as in
-    if not dup.any():  # Frictionless: a repeated row with an empty key part is a repeat too
-        return 0
-    first = df.groupby(list(pk), sort=False, dropna=False)["__line"].transform("first")
-    repeats = df[dup]
-    shown = repeats.head(errors.room())
-    for row, first_line in zip(shown.itertuples(index=False), first[dup].head(len(shown)), strict=True):
-        values = tuple(row[i] for i in range(len(pk)))
-        line = int(row[-1])
+    start = np.maximum.accumulate(np.where(same, 0, np.arange(n)))  # group's first sorted row
+    rows = order[same]
+    first = order[start[same]]  # stable sort: the group's first row is its earliest
+    by_line = np.argsort(rows, kind="stable")
+    rows, first = rows[by_line], first[by_line]
+    shown = min(rows.size, errors.room())
+    for row, first_row in zip(rows[:shown], first[:shown], strict=True):
+        values = tuple(keys.value(k, keys.codes[k][row]) for k in pk)
+        line, first_line = int(keys.lines[row]), int(keys.lines[first_row])
         errors.add(
             Issue(
                 "primary-key",
-                f"Line {line}: primary key ({_fmt_key(pk, values)}) already at line "
-                f"{int(first_line)}; duplicated rows are never merged or picked from",
+                f"Line {line}: primary key ({_fmt_key(tuple(pk), values)}) already at line "
+                f"{first_line}; duplicated rows are never merged or picked from",
                 line,
                 ",".join(pk),
                 None,
                 "/".join(_text(x) for x in values),
-                note=f"first at line {int(first_line)}",
+                note=f"first at line {first_line}",
             )
         )
-    errors.count(len(repeats) - len(shown), "primary-key")
-    return int(len(repeats))
-
-
-def _codes(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Integer codes of a column's values (equal values, equal codes; missing is -1)."""
-    encoded = pc.dictionary_encode(col)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    return np.asarray(
-        pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
-    )
+    errors.count(int(rows.size) - shown, "primary-key")
+    return int(rows.size)
 
 
 def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -717,39 +1029,57 @@ def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _series_warnings(
-    table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
+    keys: _Keys, measure: Callable[[str], np.ndarray], dataset: Dataset, warnings: IssueList
 ) -> None:
-    """Cumulative counts that go down and missing days, per area and dimension (Arrow sort,
-    NumPy comparisons; values are formatted only for the rows reported)."""
+    """Cumulative counts that go down and missing days, per area and dimension, on the published
+    rows (packed integer codes sorted by series then day; values formatted only for the rows
+    reported)."""
     date = dataset.date_field
     geo = dataset.geography.field
-    if date is None or table.num_rows == 0:
+    good = keys.good
+    n = int(good.sum())
+    if date is None or n == 0:
         return
+    everything = bool(good.all())
+    codes = {k: c if everything else c[good] for k, c in keys.codes.items()}
+    values = dict(keys.values)
     if geo is None:
-        table = table.append_column("__area", pa.array([NATIONAL_CODE] * table.num_rows))
         geo = "__area"
+        codes[geo], values[geo] = np.zeros(n, np.int32), [NATIONAL_CODE, None]
+    lines = keys.lines if everything else keys.lines[good]
     series = [k for k in dataset.primary_key if k != date] or [geo]
+    n_days = len(values[date])
     cumulative = [m for m, kind in dataset.measures.items() if kind == "cumulative"]
-    t = table.select(list(dict.fromkeys([*series, geo, date, *cumulative])))
-    t = t.append_column("__line", lines).sort_by([(k, "ascending") for k in [*series, date]])
-    line_arr = np.asarray(t["__line"].to_numpy(), dtype=np.int64)
-    same = np.ones(t.num_rows, dtype=bool)
-    for k in series:
-        code = _codes(t[k])
-        same[1:] &= code[1:] == code[:-1]
-    same[0] = False
+    if cumulative:
+        cols = [codes[k] for k in series] + [codes[date]]
+        if everything and keys.pk_sorted is not None and [*series, date] == list(dataset.primary_key):
+            packed: tuple[np.ndarray, int] | None = (keys.pk_sorted[0], 0)  # same packing
+            order = keys.pk_sorted[1]
+        else:
+            packed = _pack(cols, [len(values[k]) for k in series] + [n_days])
+            order = np.lexsort(cols[::-1]) if packed is None else _sort_order(*packed)[0]
+        if packed is None:
+            same = _same_as_previous(cols[:-1], order)
+        else:
+            in_series = packed[0][order]
+            in_series //= n_days  # the series part of each sorted key (the day is its last digit)
+            same = np.zeros(n, dtype=bool)
+            np.equal(in_series[1:], in_series[:-1], out=same[1:])
+            del in_series, packed
     for m in cumulative:
-        values = _floats(t[m])
-        down = same & (values < np.roll(values, 1))  # NaN compares False: none across a null
+        v = measure(m)[order]
+        down = np.zeros(n, dtype=bool)  # NaN compares False: none across a null
+        np.less(v[1:], v[:-1], out=down[1:])
+        down &= same
         flagged = np.flatnonzero(down)
         shown = flagged[: warnings.room()]
         for i in shown:
-            i = int(i)
-            where = tuple(t[k][i].as_py() for k in series)
+            row, prev = int(order[i]), int(order[i - 1])
+            where = tuple(values[k][codes[k][row]] for k in series)
             area = _fmt_key(tuple(series), where).replace("__area=FR", "France")
-            day, day_before = t[date][i].as_py(), t[date][i - 1].as_py()
-            line, before_line = int(line_arr[i]), int(line_arr[i - 1])
-            now, before = int(values[i]), int(values[i - 1])
+            day, day_before = values[date][codes[date][row]], values[date][codes[date][prev]]
+            line, before_line = int(lines[row]), int(lines[prev])
+            now, before = int(v[i]), int(v[i - 1])
             warnings.add(
                 Issue(
                     "cumulative-decrease",
@@ -764,21 +1094,26 @@ def _series_warnings(
             )
         warnings.count(flagged.size - shown.size, "cumulative-decrease")
     # Missing days: per area, consecutive dates more than one day apart.
-    days = (
-        t.group_by([geo, date], use_threads=False)
-        .aggregate([("__line", "min")])
-        .sort_by([(geo, "ascending"), (date, "ascending")])
-    )
-    days = days.filter(pc.is_valid(days[date]))
-    d = np.asarray(days[date].to_numpy(zero_copy_only=False)).astype("datetime64[D]")
-    g = _codes(days[geo])
+    dated = codes[date] != n_days - 1  # the last code is null
+    pair, space = _pack([codes[geo][dated], codes[date][dated]], [len(values[geo]), n_days])  # type: ignore[misc]
+    if _dense(space, pair.size):
+        present = np.flatnonzero(np.bincount(pair, minlength=space))  # sorted (area, day) ids
+    else:
+        present = np.unique(pair)
+    day_numbers = np.array(values[date][:-1], dtype="datetime64[D]")
+    d = day_numbers[present % n_days]
+    g = present // n_days
     step = np.diff(d).astype(np.int64)
     gaps = np.flatnonzero((step > 1) & (g[1:] == g[:-1]))
+    if gaps.size == 0:
+        return
+    _, first_index = np.unique(pair, return_index=True)  # earliest row of each (area, day)
+    first_row = np.flatnonzero(dated)[first_index]
     shown_gaps = gaps[: warnings.room()]
     for i in shown_gaps:
         start, end = d[i], d[i + 1]
-        line = int(days["__line_min"][int(i) + 1].as_py())
-        area = days[geo][int(i) + 1].as_py()
+        line = int(lines[first_row[i + 1]])
+        area = values[geo][g[i + 1]]
         missing = [str(start + k) for k in range(1, int(step[i]))]
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         warnings.add(
@@ -797,39 +1132,70 @@ def _series_warnings(
 
 
 def _total_warnings(
-    table: pa.Table, lines: pa.Array, dataset: Dataset, warnings: IssueList
+    keys: _Keys, measure: Callable[[str], np.ndarray], dataset: Dataset, warnings: IssueList
 ) -> None:
     """A total row (``sexe`` 0) smaller than the sum of its parts, where every part has a value
-    (additive measures only: a rate is not the sum of its parts). Arrow group-by and join."""
+    (additive measures only: a rate is not the sum of its parts); on the published rows, parts
+    summed per key with ``numpy.bincount`` over packed integer codes."""
     measures = [m for m, kind in dataset.measures.items()
-                if m in table.column_names and kind in {"stock", "cumulative", "incidence"}]
+                if m in dataset.field_names and kind in {"stock", "cumulative", "incidence"}]
+    good = keys.good
+    everything = bool(good.all())
     for dim, code in dataset.totals.items():
         others = [k for k in dataset.primary_key if k != dim]
-        if dim not in table.column_names or not others or not measures:
+        if dim not in dataset.field_names or not others or not measures:
             continue
-        t = table.select([*others, dim, *measures]).append_column("__line", lines)
-        is_total = pc.fill_null(pc.equal(t[dim], pa.scalar(code).cast(t[dim].type)), False)
-        aggs = [(m, "sum") for m in measures] + [(m, "count") for m in measures]
-        parts = t.filter(pc.invert(is_total)).group_by(others, use_threads=False).aggregate(
-            [*aggs, ([], "count_all")])
-        joined = t.filter(is_total).join(parts, keys=others, join_type="inner")
-        if joined.num_rows == 0:
+        wanted = pa.scalar(code).cast(ARROW_TYPES[dataset.field(dim).type]).as_py()
+        total_code = next(
+            (i for i, x in enumerate(keys.values[dim]) if x is not None and x == wanted), None
+        )
+        if total_code is None:
             continue
-        joined = joined.sort_by("__line")
-        size = np.asarray(joined["count_all"].to_numpy(), dtype=np.int64)
+        dims = keys.codes[dim] if everything else keys.codes[dim][good]
+        is_total = dims == total_code
+        totals = np.flatnonzero(is_total)  # in line order
+        if totals.size == 0:
+            continue
+        cols = [keys.codes[k] if everything else keys.codes[k][good] for k in others]
+        # any packing groups the rows; the last key column (the day, in a daily file) most
+        # significant keeps the sums of rows next to each other in nearby bins (day-major files)
+        packed = _pack(cols[::-1], [keys.size(k) for k in others][::-1])
+        if packed is None:
+            order = np.lexsort(cols[::-1])
+            group = np.empty(order.size, np.int64)
+            group[order] = np.cumsum(~_same_as_previous(cols, order)) - 1
+            n_groups = int(group.max()) + 1
+        else:
+            group, n_groups = _group_ids(*packed)
+        if n_groups < np.iinfo(np.int32).max:
+            group = group.astype(np.int32)
+        parts = ~is_total
+        size = np.bincount(group[parts], minlength=n_groups)
+        t_group = group[totals]
+        t_size = size[t_group]
+        del size
+        lines = keys.lines if everything else keys.lines[good]
         for m in measures:
-            total, psum = _floats(joined[m]), _floats(joined[f"{m}_sum"])
-            complete = np.asarray(joined[f"{m}_count"].to_numpy(), dtype=np.int64) == size
+            v = measure(m)
+            total = v[totals]
+            counted_part = parts & ~np.isnan(v)
+            counted = np.bincount(group[counted_part], minlength=n_groups)[t_group]
+            np.copyto(v, 0.0, where=~counted_part)  # v now holds the parts to sum, 0 elsewhere
+            del counted_part
+            psum = np.bincount(group, weights=v, minlength=n_groups)[t_group]
+            del v
+            complete = (t_size > 0) & (counted == t_size)
             # decimal measures (populations) carry rounding noise: compare with a tolerance
-            below = np.flatnonzero(
-                complete & (total < psum) & ~np.isclose(total, psum, rtol=1e-9, atol=1e-9)
-            )
+            below = np.flatnonzero(complete & (total < psum))
+            below = below[~np.isclose(total[below], psum[below], rtol=1e-9, atol=1e-9)]
             shown = below[: warnings.room()]
             for i in shown:
-                i = int(i)
-                where = _fmt_key(tuple(others), tuple(joined[k][i].as_py() for k in others))
+                row = int(totals[i])
+                where = _fmt_key(
+                    tuple(others), tuple(keys.value(k, c[row]) for k, c in zip(others, cols, strict=True))
+                )
                 value, sum_parts = _num(total[i]), _num(psum[i])
-                line = int(joined["__line"][i].as_py())
+                line = int(lines[row])
                 warnings.add(
                     Issue(
                         "total-below-parts",
@@ -854,37 +1220,71 @@ def validate(
     max_errors: int = 1000,
     max_bytes: int = 512 * 1024 * 1024,
 ) -> Validation:
-    """Decode and validate a file's bytes. Never raises for bad input: should a check itself
-    fail on an input nobody foresaw, the file is rejected with a report saying so (the
-    producer gets an answer, the queue does not retry a file that will fail the same way)."""
-    try:
-        return _validate(raw, dataset, cog, name=name, max_errors=max_errors, max_bytes=max_bytes)
-    except Exception as exc:  # noqa: BLE001 - pure code on bytes: a bug, reported, not retried
-        v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
-        message = (f"the file could not be validated ({type(exc).__name__}: {str(exc)[:200]}); "
-                   "it is kept and nothing was published: please report this to the operators")
-        v.errors.add(Issue("source-error", message))
-        v.rejection = message
-        return v
+    """Decode and validate a file's bytes; the accepted rows are staged in memory.
+
+    Never raises for bad input: should a check itself fail on an input nobody foresaw, the
+    file is rejected with a report saying so (the producer gets an answer, the queue does not
+    retry a file that will fail the same way)."""
+
+    def run() -> Validation:
+        decoded = decode(
+            raw, max_bytes=max_bytes, converter=lambda data: formats.convert(data, name, dataset)
+        )
+        if isinstance(decoded, DecodeProblem):
+            return decoded
+        return validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors)
+
+    return _guarded(run, name, max_errors)
 
 
-def _validate(
-    raw: bytes,
+def validate_file(
+    path: str,
     dataset: Dataset,
     cog: Cog,
     *,
     name: str,
-    max_errors: int,
-    max_bytes: int,
+    workdir: str,
+    max_errors: int = 1000,
+    max_bytes: int = 512 * 1024 * 1024,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Validation:
+    """``validate`` for a file on disk, in bounded memory: the file is decoded by streaming
+    (``decode_file``; a gzip, re-encoded or re-line-ended copy goes to ``workdir``) and the
+    accepted rows are staged as Parquet in ``{workdir}/staged.parquet`` (``Validation.staged``).
+    The caller owns ``workdir`` and removes it."""
+
+    def run() -> Validation:
+        decoded = decode_file(
+            path,
+            max_bytes=max_bytes,
+            workdir=workdir,
+            converter=lambda data: formats.convert(data, name, dataset),
+            convertible=formats.convertible(name),
+        )
+        if isinstance(decoded, DecodeProblem):
+            return decoded
+        out = os.path.join(workdir, "staged.parquet")
+        return validate_decoded(
+            decoded, dataset, cog, name=name, max_errors=max_errors, out=out, block_bytes=block_bytes
+        )
+
+    return _guarded(run, name, max_errors)
+
+
+def _guarded(run: Callable[[], Validation | DecodeProblem], name: str, max_errors: int) -> Validation:
+    """``run()``'s validation; a decode problem or an unforeseen failure as a rejection."""
     started = time.perf_counter()
-    decoded = decode(
-        raw, max_bytes=max_bytes, converter=lambda data: formats.convert(data, name, dataset)
-    )
-    if isinstance(decoded, DecodeProblem):
-        v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
-        v.errors.add(Issue(decoded.type, decoded.message))
-        v.rejection = decoded.message
-        v.seconds = time.perf_counter() - started
-        return v
-    return validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors)
+    try:
+        result = run()
+        if isinstance(result, Validation):
+            return result
+        message, kind = result.message, result.type
+    except Exception as exc:  # noqa: BLE001 - pure code on bytes: a bug, reported, not retried
+        message = (f"the file could not be validated ({type(exc).__name__}: {str(exc)[:200]}); "
+                   "it is kept and nothing was published: please report this to the operators")
+        kind = "source-error"
+    v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
+    v.errors.add(Issue(kind, message))
+    v.rejection = message
+    v.seconds = time.perf_counter() - started
+    return v
