@@ -6,7 +6,8 @@
    publication (``snapshot``: each producer's newest; ``append``: all);
 2. if the current manifest was made of exactly these uploads, nothing new is written (only the
    ``latest/`` copies and ``catalog.json`` are repaired if a crash left them behind);
-3. otherwise consolidate, roll up, render CSV and Parquet per level and write them under
+3. otherwise download the staged Parquet files to a temporary directory, consolidate, roll up,
+   render CSV and Parquet per level to temporary files and upload them under
    ``{dataset}/{version}/`` with ``If-None-Match`` (immutable), then ``datapackage.json``;
 4. switch ``{dataset}/manifest.json`` with ``If-Match`` on the ETag read in step 2: the one
    atomic step readers see. A crash before it leaves the previous version published; unreferenced
@@ -14,26 +15,63 @@
 5. copy the files to ``{dataset}/latest/`` and rebuild ``catalog.json``.
 
 A lost race (``PreconditionFailed``) propagates: the queue retries from fresh state.
+
+Step 3 has two paths with the same published content (same rows, values, column order and
+types, sort order and CSV bytes; Parquet row groups may differ). In memory (the reference,
+``consolidate`` + ``rollup``): when the selected uploads hold fewer than ``STREAM_MIN_ROWS``
+rows (their records' ``rows``), or the dataset has ``feeds``, ``provenance``, a
+``consolidated`` table or roll-up measures that are not integers, or its first key column's
+values make a single part. Streaming otherwise (see ``opendepot.consolidate``): the rows are
+spilled to part files by ranges of the first key column's values, then consolidated, rendered
+and rolled up one part at a time (regions: by ranges of region codes), so memory stays bounded
+by about ``PARTITION_ROWS`` rows whatever the size. Temporary files go to one temporary
+directory, removed even on error.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from opendepot import feeds
 from opendepot.config import Settings
-from opendepot.consolidate import StagedUpload, consolidate, rollup, select_uploads
+from opendepot.consolidate import (
+    Partitioning,
+    StagedUpload,
+    StreamingRollups,
+    consolidate,
+    consolidated_parts,
+    key_counts,
+    plan_partitions,
+    region_counts,
+    rollup,
+    rollup_levels,
+    select_uploads,
+    spill,
+    staged_schema,
+    streamable,
+)
 from opendepot.registry import Cog, Dataset, Registry
-from opendepot.render import RenderedFile, datapackage, level_schema, render_level
+from opendepot.render import (
+    LevelWriter,
+    RenderedFile,
+    datapackage,
+    file_digest,
+    level_schema,
+    render_level,
+    render_parts,
+)
 from opendepot.storage import PreconditionFailed, Store
 
 MANIFEST = "manifest.json"
@@ -41,6 +79,12 @@ CATALOG_KEY = "catalog.json"
 JSON_MIME = "application/json"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, max-age=60, must-revalidate"
+STREAM_MIN_ROWS = 2_000_000
+"""Selected uploads holding fewer rows (their records' ``rows``) are published in memory."""
+PARTITION_ROWS = 2_000_000
+"""Rows per part of the streaming path, its memory bound: ``ceil(rows / PARTITION_ROWS)`` parts."""
+BATCH_ROWS = 131_072
+"""Rows per record batch read from a staged file by the streaming path."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +130,21 @@ def published_key(dataset: Dataset, level: str) -> list[str]:
     return key
 
 
-def _put_immutable(store: Store, bucket: str, key: str, body: bytes, mime: str) -> None:
-    """Write a file that must never change. If it exists with the same bytes (a retry after a
-    crash), that is fine; with other bytes, PreconditionFailed propagates."""
+def _put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime: str) -> None:
+    """Write a file that must never change (``body``: bytes, or a local file streamed from
+    disk). If it exists with the same bytes (a retry after a crash), that is fine; with other
+    bytes, PreconditionFailed propagates."""
     try:
-        store.put(bucket, key, body, mime, if_none_match=True, cache_control=IMMUTABLE)
+        if isinstance(body, bytes):
+            store.put(bucket, key, body, mime, if_none_match=True, cache_control=IMMUTABLE)
+        else:
+            with body.open("rb") as f:
+                store.put(bucket, key, f, mime, if_none_match=True, cache_control=IMMUTABLE)
     except PreconditionFailed:
         head = store.head(bucket, key)
-        if head is None or head.etag != hashlib.md5(body, usedforsecurity=False).hexdigest():
+        md5 = (hashlib.md5(body, usedforsecurity=False).hexdigest() if isinstance(body, bytes)
+               else file_digest(body, "md5"))
+        if head is None or head.etag != md5:
             raise
 
 
@@ -127,6 +178,139 @@ def staged_records(store: Store, settings: Settings, dataset: str) -> list[dict]
     ]
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A publication's files, written to local files, and what the manifest says of its levels."""
+
+    files: list[RenderedFile]
+    """Per level (producer's level, consolidated table, ``reg``, ``fra``): CSV, then Parquet."""
+    schemas: dict[str, dict[str, Any]]
+    """Level -> Table Schema."""
+    rows: dict[str, int]
+    """Level -> rows."""
+    coverage: dict[str, str] | None
+    """First and last value of the time field at the producer's level (None without one)."""
+
+
+def _download(store: Store, settings: Settings, records: Sequence[dict], work: Path) -> list[Path]:
+    """Stream each selected upload's staged Parquet into ``work`` (names from the position, never
+    from the key)."""
+    paths = []
+    for i, r in enumerate(records):
+        path = work / f"staged-{i:05d}.parquet"
+        with path.open("wb") as out:
+            store.get_file(settings.internal_bucket, r["staged_key"], out)
+        paths.append(path)
+    return paths
+
+
+def _coverage(bounds: Sequence[Any]) -> dict[str, str] | None:
+    """``{"start", "end"}`` from ``pc.min_max`` results of the time field (one per part)."""
+    if not bounds:
+        return None
+    if len(bounds) == 1:
+        mm = bounds[0]
+    else:
+        kind = bounds[0]["min"].type
+        mm = pc.min_max(pa.array([b[k].as_py() for b in bounds for k in ("min", "max")], kind))
+    return {"start": str(mm["min"]), "end": str(mm["max"])}
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How the streaming path cuts one publication (see ``opendepot.consolidate``)."""
+
+    schema: pa.Schema
+    """The consolidated table's schema."""
+    parts: Partitioning
+    """Ranges of the first primary-key column."""
+    regions: Partitioning | None
+    """Ranges of region codes, when the dataset rolls up to ``reg``."""
+
+
+def _stream_plan(
+    dataset: Dataset, records: Sequence[dict], staged: Sequence[Path], fed: feeds.Feeds, cog: Cog
+) -> StreamPlan | None:
+    """The streaming plan of a publication, or None to publish it in memory: fewer than
+    ``STREAM_MIN_ROWS`` rows, feeds, a dataset ``streamable`` refuses, or a single part."""
+    rows = sum(int(r["rows"]) if "rows" in r else pq.ParquetFile(p).metadata.num_rows
+               for r, p in zip(records, staged, strict=True))
+    if rows < STREAM_MIN_ROWS or fed.versions or feeds.declared(dataset):
+        return None
+    schema = staged_schema(dataset, staged)
+    if not streamable(dataset, schema):
+        return None
+    column = dataset.primary_key[0]
+    counts = key_counts(staged, schema, column, BATCH_ROWS)
+    parts = plan_partitions(column, counts, PARTITION_ROWS)
+    if parts.parts < 2:
+        return None
+    regions = None
+    area = dataset.geography.field
+    if "reg" in rollup_levels(dataset) and area is not None:
+        if area != column:
+            counts = key_counts(staged, schema, area, BATCH_ROWS)
+        regions = plan_partitions("reg", region_counts(counts, cog), PARTITION_ROWS)
+    return StreamPlan(schema, parts, regions)
+
+
+def _render_in_memory(
+    dataset: Dataset,
+    records: Sequence[dict],
+    staged: Sequence[Path],
+    fed: feeds.Feeds,
+    cog: Cog,
+    work: Path,
+) -> Rendered:
+    """The reference path: every upload read whole, ``consolidate``, ``rollup``."""
+    uploads = [StagedUpload(r, pq.read_table(p)) for r, p in zip(records, staged, strict=True)]
+    table = fed.extend(consolidate(dataset, uploads), cog)  # uploads, then fed rows
+    del uploads
+    levels = rollup(dataset, table, cog)
+    files: list[RenderedFile] = []
+    schemas: dict[str, dict[str, Any]] = {}
+    for level, t in levels.items():
+        schemas[level] = level_schema(t, dataset.schema, published_key(dataset, level))
+        files.extend(render_level(dataset.name, level, t, work))
+    date = dataset.time_field  # a date, or an ISO week label (both sort as text)
+    bounds = [pc.min_max(table[date])] if date else []
+    return Rendered(files, schemas, {lv: t.num_rows for lv, t in levels.items()}, _coverage(bounds))
+
+
+def _render_streaming(
+    dataset: Dataset, plan: StreamPlan, staged: Sequence[Path], cog: Cog, work: Path
+) -> Rendered:
+    """The streaming path (see ``opendepot.consolidate``): spill the uploads to parts, then per
+    part consolidate, append to the producer level's files and feed the roll-ups; then write
+    the roll-up levels part by part."""
+    level = dataset.geography.level
+    parts_dir = work / "parts"
+    parts_dir.mkdir()
+    several = len(staged) > 1  # one upload: nothing to drop, as in ``consolidate``
+    parts = spill(staged, plan.schema, plan.parts, parts_dir, BATCH_ROWS, tag_order=several)
+    for path in staged:
+        path.unlink()  # spilled: free the temporary space
+    rollups = StreamingRollups(dataset, cog, plan.schema, parts_dir, plan.regions, BATCH_ROWS)
+    date = dataset.time_field
+    bounds = []
+    with LevelWriter(dataset.name, level, plan.schema, work) as writer:
+        for part in consolidated_parts(parts, dataset.primary_key, dedupe=several):
+            writer.write(part)
+            rollups.add(part)
+            if date:
+                bounds.append(pc.min_max(part[date]))
+            del part  # one part in memory at a time (see ``consolidated_parts``)
+        files = writer.close()
+    rows = {level: writer.rows}
+    schemas = {level: level_schema(plan.schema, dataset.schema, published_key(dataset, level))}
+    for lv, level_parts in rollups.levels_in_parts():
+        written, schema = render_parts(dataset.name, lv, level_parts, work)
+        files.extend(written)
+        rows[lv] = written[0].rows
+        schemas[lv] = level_schema(schema, dataset.schema, published_key(dataset, lv))
+    return Rendered(files, schemas, rows, _coverage(bounds))
+
+
 def publish_dataset(
     store: Store,
     settings: Settings,
@@ -144,7 +328,8 @@ def publish_dataset(
     records = staged_records(store, settings, dataset.name)
     manifest, etag = read_manifest(store, settings, dataset.name)
     if not records:
-        return PublishOutcome(dataset.name, manifest and manifest["version"], False, {}, ())
+        version = manifest["version"] if manifest is not None else None
+        return PublishOutcome(dataset.name, version, False, {}, ())
     selected = select_uploads(dataset, records)
     # Declared feeds (registry ``feeds``, see opendepot.feeds): rows of other datasets' current
     # published versions join this publication, and those versions join its identity (ids), so a
@@ -157,25 +342,22 @@ def publish_dataset(
         rebuild_catalog(store, settings, registry, now)
         return PublishOutcome(dataset.name, manifest["version"], False, manifest["rows"], ids)
 
-    uploads = [
-        StagedUpload(r, pq.read_table(io.BytesIO(store.get(settings.internal_bucket, r["staged_key"]))))
-        for r in selected
-    ]
-    table = fed.extend(consolidate(dataset, uploads), cog)  # uploads, then fed rows
-    levels = rollup(dataset, table, cog)
     version = next_version(now, manifest)
-    files: list[RenderedFile] = []
-    schemas: dict[str, dict[str, Any]] = {}
-    for level, t in levels.items():
-        schemas[level] = level_schema(t, dataset.schema, published_key(dataset, level))
-        files.extend(render_level(dataset.name, level, t))
     prefix = f"{dataset.name}/{version}"
-    for f in files:
-        _put_immutable(store, settings.published_bucket, f"{prefix}/{f.name}", f.body, f.mime)
-    package = datapackage(dataset, version, files, schemas)
+    with tempfile.TemporaryDirectory(prefix="opendepot-publish-") as tmp:
+        work = Path(tmp)
+        staged = _download(store, settings, selected, work)
+        plan = _stream_plan(dataset, selected, staged, fed, cog)
+        if plan is None:
+            out = _render_in_memory(dataset, selected, staged, fed, cog, work)
+        else:
+            out = _render_streaming(dataset, plan, staged, cog, work)
+        for f in out.files:
+            _put_immutable(store, settings.published_bucket, f"{prefix}/{f.name}", f.path, f.mime)
+    package = datapackage(dataset, version, out.files, out.schemas)
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
     _put_immutable(store, settings.published_bucket, f"{prefix}/datapackage.json", body, JSON_MIME)
-    new = _manifest(dataset, version, now, selected_and_fed, files, schemas, levels, manifest)
+    new = _manifest(dataset, version, now, selected_and_fed, out, manifest)
     body = json.dumps(new, ensure_ascii=False, indent=1, default=str).encode("utf-8")
     store.put(
         settings.published_bucket,
@@ -196,9 +378,7 @@ def _manifest(
     version: str,
     now: datetime,
     uploads: list[dict],
-    files: list[RenderedFile],
-    schemas: dict[str, dict[str, Any]],
-    levels: dict[str, Any],
+    out: Rendered,
     previous: dict | None,
 ) -> dict[str, Any]:
     prefix = f"{dataset.name}/{version}"
@@ -213,24 +393,18 @@ def _manifest(
             "path": f"{prefix}/{f.name}",
             "latest_path": f"{dataset.name}/latest/{f.name}",
             "sha256": f.sha256,
-            "bytes": len(f.body),
+            "bytes": f.size,
             "rows": f.rows,
             "last_modified": _iso(now),
         }
-        for f in files
+        for f in out.files
     ]
-    rows = {level: t.num_rows for level, t in levels.items()}
-    date = dataset.time_field  # a date, or an ISO week label (both sort as text)
-    coverage = None
-    if date:
-        mm = pc.min_max(levels[dataset.geography.level][date])
-        coverage = {"start": str(mm["min"]), "end": str(mm["max"])}
     entry = {
         "version": version,
         "published_at": _iso(now),
         "upload_ids": [u["upload_id"] for u in uploads],
         "uploads": [{"upload_id": u["upload_id"], "producer": u["producer"]} for u in uploads],
-        "rows": rows,
+        "rows": out.rows,
         "resources": [
             {k: r[k] for k in ("name", "format", "path", "sha256", "bytes", "rows")}
             for r in resources
@@ -243,13 +417,13 @@ def _manifest(
         "published_at": _iso(now),
         "created_at": (previous or {}).get("created_at", _iso(now)),
         "uploads": uploads,
-        "rows": rows,
+        "rows": out.rows,
         "rows_left_out": sum(int(u.get("rows_left_out", 0)) for u in uploads),
-        "temporal_coverage": coverage,
+        "temporal_coverage": out.coverage,
         "resources": resources,
         "datapackage_path": f"{prefix}/datapackage.json",
-        "schema": schemas[dataset.geography.level],
-        "schemas": schemas,
+        "schema": out.schemas[dataset.geography.level],
+        "schemas": out.schemas,
         "versions": history,
     }
 

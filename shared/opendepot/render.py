@@ -1,4 +1,9 @@
-"""Rendering published files: CSV and Parquet bytes, and the version's Data Package.
+"""Rendering published files: CSV and Parquet files, and the version's Data Package.
+
+Published files are written to local files (a temporary directory the caller owns), never held
+whole in memory: ``render_level`` writes one table, ``LevelWriter`` appends a level's rows part by
+part (the same bytes for CSV; for Parquet only the row groups differ). A ``RenderedFile`` carries
+the path, size and sha256 (read back in chunks once the file is closed).
 
 - CSV in the dialect Santé publique France's reusers already read: ``;`` separator, UTF-8
   without BOM, LF, ISO dates, text quoted, numbers bare, empty cell for missing.
@@ -11,14 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+T = TypeVar("T")
 CSV_MIME = "text/csv"
 PARQUET_MIME = "application/vnd.apache.parquet"
 FORMATS = {"csv": CSV_MIME, "parquet": PARQUET_MIME}
@@ -46,31 +55,53 @@ LICENSES = {
 """Data Package licence objects for the registry's udata licence ids."""
 
 
+HASH_CHUNK = 8 << 20
+"""Bytes per read when hashing a written file."""
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in ``HASH_CHUNK`` pieces."""
+    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class RenderedFile:
-    """One published file's bytes and what the manifest says of it."""
+    """One published file, written to a local file, and what the manifest says of it."""
 
     name: str
     """File name without directory, e.g. ``donnees-hospitalieres-covid19-dep.csv``."""
     level: str
     format: str
     """``csv`` or ``parquet``."""
-    body: bytes
+    path: Path
+    """The local file holding the content (in the caller's temporary directory)."""
     rows: int
+    size: int
+    """Bytes."""
+    sha256: str
+
+    @classmethod
+    def written(cls, name: str, level: str, fmt: str, path: Path, rows: int) -> RenderedFile:
+        """Describe a file once it is closed: its size and sha256, read back in chunks."""
+        return cls(name, level, fmt, path, rows, path.stat().st_size, file_digest(path))
 
     @property
     def mime(self) -> str:
         return FORMATS[self.format]
 
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()
+
+CSV_OPTIONS = pacsv.WriteOptions(delimiter=";", quoting_style="needed")
+"""The published CSV dialect (see module docstring)."""
 
 
 def to_csv(table: pa.Table) -> bytes:
     """CSV bytes (see module docstring)."""
     sink = io.BytesIO()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(delimiter=";", quoting_style="needed"))
+    pacsv.write_csv(table, sink, CSV_OPTIONS)
     return sink.getvalue()
 
 
@@ -85,21 +116,122 @@ def to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def render_level(dataset_name: str, level: str, table: pa.Table) -> list[RenderedFile]:
-    """The CSV and Parquet files of one level."""
-    base = f"{dataset_name}-{level}"
-    return [
-        RenderedFile(f"{base}.csv", level, "csv", to_csv(table), table.num_rows),
-        RenderedFile(f"{base}.parquet", level, "parquet", to_parquet(table), table.num_rows),
-    ]
+def file_names(dataset_name: str, level: str) -> dict[str, str]:
+    """Format -> published file name of one level (CSV first, as the manifest lists them)."""
+    return {fmt: f"{dataset_name}-{level}.{fmt}" for fmt in FORMATS}
 
 
-def level_schema(table: pa.Table, declared: dict[str, Any], primary_key: list[str]) -> dict[str, Any]:
-    """Table Schema of one published level: declared fields where they exist (title,
-    description), the type from the Arrow column, and the level's own key columns."""
+def _both(pool: ThreadPoolExecutor, first: Callable[[], T], second: Callable[[], T]) -> list[T]:
+    """Run two calls at once (Arrow's writers and hashlib release the GIL): the CSV and the
+    Parquet file of a level are written on two cores."""
+    later = pool.submit(second)
+    return [first(), later.result()]
+
+
+def render_level(
+    dataset_name: str, level: str, table: pa.Table, directory: Path
+) -> list[RenderedFile]:
+    """Write the CSV and Parquet files of one level into ``directory``."""
+    names = file_names(dataset_name, level)
+    paths = {fmt: directory / name for fmt, name in names.items()}
+
+    def csv() -> RenderedFile:
+        pacsv.write_csv(table, paths["csv"], CSV_OPTIONS)
+        return RenderedFile.written(names["csv"], level, "csv", paths["csv"], table.num_rows)
+
+    def parquet() -> RenderedFile:
+        pq.write_table(table, paths["parquet"], compression=PARQUET_CODEC)
+        return RenderedFile.written(names["parquet"], level, "parquet", paths["parquet"],
+                                    table.num_rows)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return _both(pool, csv, parquet)
+
+
+class LevelWriter:
+    """Writes one level's CSV and Parquet files part by part (rows already in their final order).
+
+    The CSV bytes equal ``render_level``'s for the same rows; the Parquet file has one row group
+    per part (or more), the same table. Use as a context manager, or call ``close``.
+    """
+
+    def __init__(self, dataset_name: str, level: str, schema: pa.Schema, directory: Path) -> None:
+        self.level = level
+        self.schema = schema
+        self.rows = 0
+        self._names = file_names(dataset_name, level)
+        self._paths = {fmt: directory / name for fmt, name in self._names.items()}
+        self._csv: pacsv.CSVWriter | None = pacsv.CSVWriter(
+            str(self._paths["csv"]), schema, write_options=CSV_OPTIONS
+        )
+        self._parquet: pq.ParquetWriter | None = pq.ParquetWriter(
+            str(self._paths["parquet"]), schema, compression=PARQUET_CODEC
+        )
+        self._pool = ThreadPoolExecutor(max_workers=1)
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows (their schema must be the writer's)."""
+        csv, parquet = self._csv, self._parquet
+        if csv is None or parquet is None:
+            raise ValueError(f"level {self.level}: writer closed")
+        _both(self._pool, lambda: csv.write_table(table), lambda: parquet.write_table(table))
+        self.rows += table.num_rows
+
+    def close(self) -> list[RenderedFile]:
+        """Close both files and describe them (CSV, then Parquet)."""
+        self._shut()
+        csv, parquet = (
+            partial(RenderedFile.written, self._names[fmt], self.level, fmt, self._paths[fmt],
+                    self.rows)
+            for fmt in ("csv", "parquet")
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return _both(pool, csv, parquet)
+
+    def _shut(self) -> None:
+        try:
+            for writer in (self._csv, self._parquet):
+                if writer is not None:
+                    writer.close()
+        finally:
+            self._csv = self._parquet = None
+            self._pool.shutdown()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Closes the files if ``close`` was not called (after an error: no description)."""
+        if self._csv is not None or self._parquet is not None:
+            self._shut()
+
+
+def render_parts(
+    dataset_name: str, level: str, parts: Iterable[pa.Table], directory: Path
+) -> tuple[list[RenderedFile], pa.Schema]:
+    """Write a level given as parts (at least one, in order, one schema) with a ``LevelWriter``;
+    returns its files and schema. Holds one part at a time."""
+    remaining = iter(parts)
+    part = next(remaining, None)
+    if part is None:
+        raise ValueError(f"level {level}: no rows, not even a schema")
+    with LevelWriter(dataset_name, level, part.schema, directory) as writer:
+        while part is not None:
+            writer.write(part)
+            del part  # hold no part while the next one is made
+            part = next(remaining, None)
+        return writer.close(), writer.schema
+
+
+def level_schema(
+    table: pa.Table | pa.Schema, declared: dict[str, Any], primary_key: list[str]
+) -> dict[str, Any]:
+    """Table Schema of one published level (from its table or Arrow schema): declared fields
+    where they exist (title, description), the type from the Arrow column, and the level's own
+    key columns."""
     by_name = {f["name"]: f for f in declared.get("fields", [])}
     fields = []
-    for col in table.schema:
+    for col in table if isinstance(table, pa.Schema) else table.schema:
         f = dict(by_name.get(col.name, {"name": col.name}))
         f["type"] = TABLE_SCHEMA_TYPES.get(col.type, "any")
         if col.name in ("reg", "fra") and col.name not in by_name:
@@ -122,7 +254,7 @@ def datapackage(
             "path": f.name,
             "format": f.format,
             "mediatype": f.mime,
-            "bytes": len(f.body),
+            "bytes": f.size,
             "hash": f"sha256:{f.sha256}",
             "rows": f.rows,
             "schema": schemas[f.level],
