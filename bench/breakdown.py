@@ -23,10 +23,10 @@ KERNELS = (
     "binary_join_element_wise", "index_in", "min_max", "utf8_length", "extract_regex", "sort_indices",
 )
 STEPS = {
-    "opendepot.validate": ("decode", "validate_decoded", "_read_rows", "_cast_field",
+    "opendepot.validate": ("decode", "decode_file", "validate_decoded", "_check_batch", "_cast_field",
                            "_check_primary_key", "_series_warnings", "_total_warnings",
                            "_report_mask", "_labels_to_fields"),
-    "opendepot.ingest": ("validate", "build_report", "shrink_check", "to_parquet", "_write_report",
+    "opendepot.ingest": ("validate_file", "build_report", "shrink_check", "_write_report",
                          "staged_records"),
     "opendepot.publication": ("staged_records", "read_manifest", "consolidate", "rollup",
                               "render_level", "datapackage", "_manifest", "_put_immutable",
@@ -36,14 +36,15 @@ STEPS = {
     "opendepot.feeds": ("resolve",),
     "pyarrow.parquet": ("read_table",),
 }
-STORE_METHODS = ("get", "put", "head", "list", "copy")
+STORE_METHODS = ("get", "get_file", "put", "head", "list", "copy")
 
 
 class Timers:
     """Context manager: wraps the functions above; ``rows()`` gives (label, calls, seconds)."""
 
     def __init__(self, *, store_only: bool = False) -> None:
-        """``store_only``: wrap the storage port's methods only (the time spent in S3 calls)."""
+        """``store_only``: wrap the storage port's methods only (the time spent in S3 calls, or
+        in ``bench.filestore.DirectoryStore``'s)."""
         self.store_only = store_only
         self.calls: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)
@@ -85,10 +86,12 @@ class Timers:
 
         import pyarrow.compute as pc
 
+        from bench.filestore import DirectoryStore
         from opendepot.storage import S3Store
 
         for name in STORE_METHODS:
             self._wrap(S3Store, name, f"store.{name}")
+            self._wrap(DirectoryStore, name, f"store.{name}")  # the bench's --store file
         if self.store_only:
             return self
         for module_name, names in STEPS.items():

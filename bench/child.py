@@ -5,6 +5,10 @@ Modes (each writes one JSON document to ``--result``; the driver reads it):
 - ``validate --file F --stage-dir D``: the validate handler on ``F`` with moto in process; the
   staged upload and the publish request are saved to ``D`` for ``publish``;
 - ``publish --stage-dir D``: the publish handler on what ``validate`` staged;
+- ``validate``/``publish`` with ``--store file``: the same handler code over a local directory
+  (``bench.filestore.FilePipeline``) instead of moto (``--store moto``, the default), so the peak
+  is opendepot's own memory, without moto's in-process copies of the objects (moto reads a whole
+  object into memory to serve a GET and holds each PUT body); moto is not even imported;
 - ``stage --file F --stage-dir D``: stage ``F`` without the validate function (not measured), so
   ``publish`` can be measured on a workload whose validation failed;
 - ``floor --file F``: pyarrow alone: read ``F`` with the registry's explicit types, write the
@@ -19,7 +23,8 @@ Modes (each writes one JSON document to ``--result``; the driver reads it):
 Memory: ``baseline_rss_mib`` is the resident size after the imports; ``peak_rss_mib`` the peak
 (``ru_maxrss``) while the measured call ran (the peak is reset just before it, see
 ``bench.memory``; nothing is subtracted: it includes the interpreter, the libraries and moto);
-``process_peak_rss_mib`` the peak over the child's whole life, set-up included.
+``process_peak_rss_mib`` the peak over the child's whole life, set-up included. With
+``--store file`` the same figures hold, over the directory store.
 ``--mem-gib`` caps the child's address space (``RLIMIT_AS``) so a workload too large for memory
 fails (MemoryError, or SIGSEGV where native code does not check an allocation; a watch thread
 keeps the peak so far in ``RESULT.partial`` for that case), reported as ``failed: ...``, instead
@@ -102,23 +107,36 @@ def _warmup_file(tmp: Path) -> Path:
     return path
 
 
-def _import_pipeline() -> None:
-    """Import what a handler's process holds (the Lambda init phase), before the baseline."""
+def _import_pipeline(store: str = "moto") -> None:
+    """Import what a handler's process holds (the Lambda init phase), before the baseline; moto
+    only for ``store="moto"``."""
     import boto3  # noqa: F401
-    import moto  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401
 
     import functions.publish.app  # noqa: F401
     import functions.validate.app  # noqa: F401
 
+    if store == "moto":
+        import moto  # noqa: F401
 
-def _warm_pipeline(tmp: Path) -> None:
-    """One small validate + publish in a moto state of its own: first-call costs (lazy imports,
-    client set-up, Arrow kernels) are paid here, as a warm Lambda would have paid them."""
+
+def _pipeline(store: str, tmp: Path) -> Any:
+    """A new pipeline (context manager): ``MotoPipeline``, or ``FilePipeline`` in a directory of
+    its own under ``tmp`` (removed on exit)."""
+    if store == "file":
+        from bench.filestore import FilePipeline
+
+        return FilePipeline(parent=tmp)
     from bench.aws import MotoPipeline
 
-    with MotoPipeline() as p:
+    return MotoPipeline()
+
+
+def _warm_pipeline(tmp: Path, store: str = "moto") -> None:
+    """One small validate + publish in a store state of its own: first-call costs (lazy imports,
+    client set-up, Arrow kernels) are paid here, as a warm Lambda would have paid them."""
+    with _pipeline(store, tmp) as p:
         event = p.upload(p.key_for("warmup.csv"), _warmup_file(tmp).read_bytes())
         p.validate(event)
         p.publish(p.publish_messages())
@@ -128,18 +146,21 @@ def _warm_pipeline(tmp: Path) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.aws import MotoPipeline
     from bench.breakdown import Timers
 
-    _import_pipeline()
-    out: dict[str, Any] = {"baseline_rss_mib": memory.current()}
-    _warm_pipeline(args.tmp)
-    with MotoPipeline() as p:
+    _import_pipeline(args.store)
+    out: dict[str, Any] = {"baseline_rss_mib": memory.current(), "store": args.store}
+    _warm_pipeline(args.tmp, args.store)
+    with _pipeline(args.store, args.tmp) as p:
         key = p.key_for(args.file.name)
-        body = args.file.read_bytes()
-        event = p.upload(key, body)
-        out["bytes"] = len(body)
-        del body
+        if args.store == "file":  # streamed from disk: nothing of the file held in memory
+            event = p.upload(key, args.file)
+            out["bytes"] = args.file.stat().st_size
+        else:
+            body = args.file.read_bytes()
+            event = p.upload(key, body)
+            out["bytes"] = len(body)
+            del body
         gc.collect()
         out["rss_before_mib"] = memory.current()
         out["setup_peak_rss_mib"] = memory.peak()
@@ -172,13 +193,12 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_publish(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.aws import MotoPipeline
     from bench.breakdown import Timers
 
-    _import_pipeline()
-    out: dict[str, Any] = {"baseline_rss_mib": memory.current()}
-    _warm_pipeline(args.tmp)
-    with MotoPipeline() as p:
+    _import_pipeline(args.store)
+    out: dict[str, Any] = {"baseline_rss_mib": memory.current(), "store": args.store}
+    _warm_pipeline(args.tmp, args.store)
+    with _pipeline(args.store, args.tmp) as p:
         p.load_staging(args.stage_dir)
         messages = p.publish_messages()
         gc.collect()
@@ -636,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--increment", type=Path)
     ap.add_argument("--new-day", default="")
     ap.add_argument("--stage-dir", type=Path)
+    ap.add_argument("--store", choices=("moto", "file"), default="moto",
+                    help="validate/publish: moto in process (default), or a local directory")
     ap.add_argument("--tmp", type=Path, required=True, help="scratch directory")
     ap.add_argument("--result", type=Path, required=True)
     ap.add_argument("--out", type=Path)

@@ -4,8 +4,12 @@ For each workload (the real hospital file, ×10, ×100; ``--quick`` skips ×100 
 runs) and each repetition, in turn: (a) opendepot's validate handler, then its publish handler,
 each in a child process on moto in process (seconds around the handler call, peak resident
 memory while it ran); (b) the floor, pyarrow alone; (c) the peer, Frictionless. Medians are
-reported (peaks: the largest). The real file also goes through the local server stack (moto server
-+ queue pump), and the daily increment is measured end to end on it. ×10 is profiled once.
+reported (peaks: the largest). After the repetitions, validate and publish run once more each
+with ``--store file``: the same handler code over a local directory (``bench.filestore``) instead
+of moto, whose in-process copies of the objects (a whole object read to serve a GET, each PUT body
+held) inflate the moto peak; the file-store peak is opendepot's own memory. The real file also
+goes through the local server stack (moto server + queue pump), and the daily increment is
+measured end to end on it. ×10 is profiled once.
 
 Output: a table on stdout, ``bench/results.json``, ``bench/profile.txt``. Targets are reported,
 never asserted. A measurement that fails (memory cap, time cap, crash) is recorded as
@@ -74,6 +78,9 @@ class Collected:
     publish: list[Child] = field(default_factory=list)
     floor: list[Child] = field(default_factory=list)
     peer: list[Child] = field(default_factory=list)
+    file_validate: Child | None = None
+    """validate over the directory store (``--store file``), once."""
+    file_publish: Child | None = None
     server: Child | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -218,11 +225,34 @@ def measure(w: Workload, run: Runner, tmp: Path, *, server_reps: int) -> Collect
         if rep < w.peer_runs:
             c.peer.append(run("peer", "--file", str(w.path), "--cap", str(w.peer_cap),
                               timeout=w.peer_cap + 120, label=f"{label} peer (frictionless)"))
+    c.file_validate, c.file_publish = measure_file_store(w, run, tmp, c)
     if server_reps:
         c.server = run("server", "--file", str(w.path), "--reps", str(server_reps),
                        "--timeout", str(w.timeout), timeout=w.timeout * (server_reps + 1) + 60,
                        label=f"{w.name} local server stack x{server_reps}")
     return c
+
+
+def measure_file_store(w: Workload, run: Runner, tmp: Path,
+                       c: Collected) -> tuple[Child, Child]:
+    """validate, then publish, once each over the directory store (``--store file``)."""
+    stage = tmp / f"stage-{w.name}-file"
+    v = run("validate", "--store", "file", "--file", str(w.path), "--stage-dir", str(stage),
+            timeout=w.timeout, label=f"{w.name} opendepot validate (file store)")
+    publish: Child | None = None
+    if v.failed:
+        s = run("stage", "--file", str(w.path), "--stage-dir", str(stage), timeout=w.timeout,
+                label=f"{w.name} (staging for publish, file store, not measured)")
+        if s.failed:
+            publish = Child("publish", {}, 0.0, f"failed: not run (staging: {s.failed})")
+        else:
+            c.notes.append("validate failed on the file store, so publish (file store) ran on "
+                           "rows staged by the bench")
+    if publish is None and (stage / "staging.json").exists():
+        publish = run("publish", "--store", "file", "--stage-dir", str(stage), timeout=w.timeout,
+                      label=f"{w.name} opendepot publish (file store)")
+    shutil.rmtree(stage, ignore_errors=True)
+    return v, publish or Child("publish", {}, 0.0, "failed: nothing staged")
 
 
 def summarise(w: Workload, c: Collected) -> dict[str, Any]:
@@ -295,6 +325,18 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
             "validate": _max(c.validate, "process_peak_rss_mib"),
             "publish": _max(c.publish, "process_peak_rss_mib"),
         },
+        "peak_rss_mib_file_store": {"validate": _file_figure(c.file_validate, "peak_rss_mib", 1),
+                                    "publish": _file_figure(c.file_publish, "peak_rss_mib", 1)},
+        "seconds_file_store": {"validate": _file_figure(c.file_validate, "seconds", 3),
+                               "publish": _file_figure(c.file_publish, "seconds", 3)},
+        "baseline_rss_mib_file_store": {
+            "validate": _first([c.file_validate] if c.file_validate else [], "baseline_rss_mib"),
+            "publish": _first([c.file_publish] if c.file_publish else [], "baseline_rss_mib"),
+        },
+        "storage_seconds_file_store": {
+            "validate": _file_figure(c.file_validate, "storage_seconds", 3, quiet=True),
+            "publish": _file_figure(c.file_publish, "storage_seconds", 3, quiet=True),
+        },
         "floor_peak_rss_mib": _max(c.floor, "peak_rss_mib"),
         "peer": _peer_detail(c.peer),
         "samples": {
@@ -321,11 +363,29 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
             bad = c.server.failed or next((r["failed"] for r in c.server.doc.get("runs", [])
                                            if r.get("failed")), "failed: no run")
             out["opendepot_server_seconds"] = bad if bad.startswith("failed") else f"failed: {bad}"
+    for what, child in (("validate_file_store", c.file_validate),
+                        ("publish_file_store", c.file_publish)):
+        if child is not None and child.failed:
+            failures.setdefault(what, child.failed)
     if failures:
         out["failures"] = failures
     if c.notes:
         out["notes"] = sorted(set(c.notes))
     return out
+
+
+def _file_figure(child: Child | None, key: str, digits: int,
+                 quiet: bool = False) -> float | str | None:
+    """One figure of a ``--store file`` child: rounded, or its failure (the peak reached before
+    a failure is still a peak; None with ``quiet`` when absent)."""
+    if child is None:
+        return None if quiet else "failed: not measured"
+    value = child.doc.get(key)
+    if value is not None and (not child.failed or key == "peak_rss_mib"):
+        return round(value, digits)
+    if quiet:
+        return None
+    return child.failed or "failed: not measured"
 
 
 def _r(x: float | None, digits: int = 3) -> float | None:
@@ -443,10 +503,12 @@ def _rate(x: Any) -> str:
 def table(results: dict[str, Any]) -> str:
     head = ["workload", "rows", "validate s", "publish s", "opendepot s", "server s", "floor s",
             "×floor", "×floor w/o S3", "opendepot rows/s", "peer rows/s", "×peer",
-            "peak MiB val/pub"]
+            "peak MiB val/pub", "file store s val/pub", "peak RSS, file store"]
     lines = []
     for w in results["workloads"]:
         pk = w["peak_rss_mib"]
+        fs = w.get("seconds_file_store") or {}
+        fp = w.get("peak_rss_mib_file_store") or {}
         lines.append([
             w["name"], f"{w['rows']:,}", _fmt(w["validate_seconds"]), _fmt(w["publish_seconds"]),
             _fmt(w["opendepot_seconds"]), _fmt(w.get("opendepot_server_seconds")),
@@ -455,6 +517,8 @@ def table(results: dict[str, Any]) -> str:
             _rate(w["opendepot_rows_per_second"]), _rate(w["peer_rows_per_second"]),
             _fmt(w["speedup_over_peer"], 1),
             f"{_fmt(pk['validate'], 0)} / {_fmt(pk['publish'], 0)}",
+            f"{_fmt(fs.get('validate'))} / {_fmt(fs.get('publish'))}",
+            f"{_fmt(fp.get('validate'), 0)} / {_fmt(fp.get('publish'), 0)}",
         ])
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
     out = ["  ".join(h.rjust(widths[i]) if i else h.ljust(widths[i]) for i, h in enumerate(head))]
@@ -466,6 +530,9 @@ def table(results: dict[str, Any]) -> str:
     out.append("opendepot s = validate + publish handlers (moto in process); server s = the same "
                "through the local server stack; ×floor w/o S3 = without the time spent in the "
                "storage port (moto's S3)")
+    out.append("peak MiB = peak resident memory of the handler's process, moto in process (moto's "
+               "own copies of the objects included); file store = the same handlers over a local "
+               "directory (bench.filestore), once: opendepot's own memory and time")
     out.append(f"daily increment (real history + 1 day, upload -> new manifest readable, local "
                f"server stack): {_fmt(results.get('increment_seconds'))} s")
     for w in results["workloads"]:
@@ -589,11 +656,29 @@ def main(argv: list[str] | None = None) -> int:
             "aws_request_checksum_calculation": CHECKSUMS,
             "opendepot_seconds": "validate handler + publish handler, each timed around the "
                                  "lambda_handler call in its own child process, moto in process",
-            "storage_seconds": "time inside the storage port's S3 calls (get, put, head, list, "
-                               "copy) during the handler; opendepot_seconds_without_storage "
+            "storage_seconds": "time inside the storage port's S3 calls (get, get_file, put, "
+                               "head, list, copy) during the handler; get_file includes what the "
+                               "caller does with each chunk it writes (validate hashes the upload "
+                               "with SHA-256 on the way); opendepot_seconds_without_storage "
                                "subtracts it",
             "peak_rss_mib": "ru_maxrss while the handler ran (reset just before it; includes the "
-                            "interpreter, libraries and moto); the largest over the repetitions",
+                            "interpreter, libraries and moto, and moto's in-process copies of the "
+                            "objects: moto reads a whole object into memory to serve a GET and "
+                            "holds each PUT body, e.g. about 430 MB for the x100 CSV); the "
+                            "largest over the repetitions",
+            "peak_rss_mib_file_store": "ru_maxrss while the handler ran, measured as peak_rss_mib "
+                                       "but with the same validate / publish handler code over "
+                                       "bench.filestore.DirectoryStore (a local directory, "
+                                       "bodies streamed in 8 MiB chunks both ways) and an "
+                                       "in-memory publish queue instead of moto, which is not "
+                                       "imported: moto's in-process copies of the objects are "
+                                       "excluded, so this is opendepot's own memory (interpreter "
+                                       "and libraries included, see "
+                                       "baseline_rss_mib_file_store); one run after the moto "
+                                       "repetitions",
+            "seconds_file_store": "the handler call's seconds over the directory store, same run "
+                                  "(storage_seconds_file_store: time inside its methods, local "
+                                  "disk and page cache)",
             "floor": "pyarrow.csv.read_csv with the registry's types (dep string, sexe int64, jour "
                      "date32, counts int64) + one Parquet (zstd) + one CSV (;) write, in memory",
             "peer": "frictionless Resource.validate with the registry's Table Schema minus "
