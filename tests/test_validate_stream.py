@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import HOSP
-from opendepot import validate as validation
+from opendepot import keysort
 from opendepot.registry import load_cog, load_registry
 from opendepot.report import issue_dict
 from opendepot.validate import validate, validate_file
@@ -107,7 +107,7 @@ def test_sort_path_and_counting_sort_path__same_answers(real_dir, tmp_path, monk
     lines = [x for x in real.split(b"\n") if x]
     repeated = b"\n".join([*lines, lines[1], lines[2]])  # two repeats: both reported
     dense = [both(raw, tmp_path)[1] for raw in (real, repeated)]
-    monkeypatch.setattr(validation, "_dense", lambda space, n: False)
+    monkeypatch.setattr(keysort, "dense", lambda space, n: False)
     sorted_ = [both(raw, tmp_path)[1] for raw in (real, repeated)]
     assert [issues(v) for v in dense] == [issues(v) for v in sorted_]
     assert dense[0].warnings.total == sorted_[0].warnings.total == 1271
@@ -122,7 +122,7 @@ def test_sort_path_and_counting_sort_path__same_answers(real_dir, tmp_path, monk
 def test_codes__follow_value_order_with_missing_last(values, expected):
     import pyarrow as pa
 
-    codes = validation._Codes()
+    codes = keysort.Codes()
     codes.add(pa.array(values[:2]))
     codes.add(pa.array(values[2:]))
     ranked, by_code = codes.finish()

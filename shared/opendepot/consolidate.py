@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from opendepot import keysort
 from opendepot.keys import sequencer_key
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset
 
@@ -134,7 +135,7 @@ def consolidate(dataset: Dataset, uploads: Sequence[StagedUpload]) -> pa.Table:
         last = table.group_by(pk, use_threads=False).aggregate([("__order", "max")])
         keep = pc.is_in(table["__order"], value_set=last["__order_max"])
         table = table.filter(keep).drop_columns(["__order"])
-    return table.sort_by([(k, "ascending") for k in pk]) if pk else table
+    return table.take(keysort.table_order(table, pk)) if pk else table
 
 
 def prioritise(
@@ -195,7 +196,7 @@ def _complete(
         total = grouped[f"{m}_sum"]
         cols[m] = pc.if_else(complete, total, pa.scalar(None, total.type))
     out = pa.table(cols)
-    return out.sort_by([(area, "ascending")] + [(d, "ascending") for d in dims])
+    return out.take(keysort.table_order(out, [area, *dims]))
 
 
 def _sum_complete(
@@ -521,17 +522,16 @@ def consolidated_parts(
     uploads) the newest row of each key (largest ``ORDER``); sorted by ``key``. One after the
     other, the parts are ``consolidate``'s table. A consumer holding no part while asking for
     the next keeps one part in memory at a time."""
-    sort = [(k, "ascending") for k in key]
     for file in files:
         table = _read_part(file)
         if dedupe:  # sorted with the upload order last: the newest row of a key ends its run
-            order = pc.sort_indices(table, sort_keys=[*sort, (ORDER, "ascending")])
+            order = keysort.table_order(table, [*key, ORDER])
             keys = table.select(list(key)).take(order)
             order = order.filter(_last_of_each_key(keys, list(key)))
             del keys
             table = _take_by_column(table.drop_columns([ORDER]), order)
         else:  # ``sort_by`` is a stable sort: so is this
-            table = _take_by_column(table, pc.sort_indices(table, sort_keys=sort))
+            table = _take_by_column(table, keysort.table_order(table, list(key)))
         yield table
         del table
         _release_unused()

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from opendepot import formats
+from opendepot import formats, keysort
 from opendepot.decode import Decoded, DecodeProblem, decode, decode_file
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset, Field
 
@@ -385,48 +385,9 @@ the parser (``MakeBackgroundGenerator``'s queue), so the block is small and bloc
 into batches of ``BLOCK_BYTES`` for the checks."""
 
 
-class _Codes:
-    """Dense integer codes of one column's values, batch after batch (equal values, equal codes).
-
-    ``finish`` renumbers them in value order (nulls last), so sorting codes sorts values."""
-
-    def __init__(self) -> None:
-        self.index: dict[Any, int] = {}
-        self.values: list[Any] = []
-        self.chunks: list[np.ndarray] = []
-
-    def add(self, col: pa.Array | pa.ChunkedArray) -> None:
-        encoded = pc.dictionary_encode(col)
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.combine_chunks()
-        dictionary = encoded.dictionary.to_pylist()
-        mapping = np.empty(len(dictionary) + 1, np.int32)
-        for j, value in enumerate(dictionary):
-            code = self.index.get(value)
-            if code is None:
-                code = self.index[value] = len(self.values)
-                self.values.append(value)
-            mapping[j] = code
-        mapping[-1] = -1  # null
-        idx = pc.fill_null(encoded.indices, len(dictionary)).to_numpy(zero_copy_only=False)
-        self.chunks.append(mapping[idx])
-
-    def finish(self) -> tuple[np.ndarray, list[Any]]:
-        """(codes in value order, in the smallest integer type that holds them; the value of
-        each code); the last code is null."""
-        raw = np.concatenate(self.chunks) if self.chunks else np.empty(0, np.int32)
-        self.chunks = []
-        order = sorted(range(len(self.values)), key=lambda i: self.values[i])
-        small = next(t for t in (np.int8, np.int16, np.int32) if len(order) < np.iinfo(t).max)
-        rank = np.empty(len(self.values) + 1, small)
-        rank[order] = np.arange(len(order), dtype=small)
-        rank[-1] = len(order)  # -1 (null) indexes the last slot: after every value
-        return rank[raw], [self.values[i] for i in order] + [None]
-
-
 @dataclass
 class _Keys:
-    """The key columns of every row the primary-key check sees, as codes (see ``_Codes``)."""
+    """The key columns of every row the primary-key check sees, as codes (see ``keysort.Codes``)."""
 
     codes: dict[str, np.ndarray]
     values: dict[str, list[Any]]
@@ -442,17 +403,6 @@ class _Keys:
 
     def value(self, name: str, code: int) -> Any:
         return self.values[name][int(code)]
-
-
-def _same_as_previous(codes: list[np.ndarray], order: np.ndarray) -> np.ndarray:
-    """True where a sorted row has the same codes as the row before it (False for the first)."""
-    same = np.ones(order.size, dtype=bool)
-    if order.size:
-        same[0] = False
-    for c in codes:
-        s = c[order]
-        same[1:] &= s[1:] == s[:-1]
-    return same
 
 
 class _Batches:
@@ -829,7 +779,7 @@ def validate_decoded(
     sink = out if out is not None else pa.BufferOutputStream()
     writer = pq.ParquetWriter(sink, schema, compression=STAGING_CODEC)
     key_names = _key_names(dataset)
-    codes = {k: _Codes() for k in key_names}
+    codes = {k: keysort.Codes() for k in key_names}
     line_chunks: list[np.ndarray] = []
     good_chunks: list[np.ndarray] = []
     state = _State()
@@ -923,57 +873,6 @@ def _text(value: Any) -> str:
     return "" if value is None or value != value else str(value)
 
 
-DENSE_CELLS_PER_ROW = 4
-"""A counting sort (a scatter into a grid of one cell per possible key) is used when the grid has
-at most this many cells per row (plus 2**20): keys like department × sex × day fill most of
-their grid, and the scatter is linear where a sort is not."""
-
-
-def _pack(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, int] | None:
-    """One int64 key per row from code columns (mixed radix, the first column most significant:
-    sorting the keys sorts the rows by the columns in order) and the number of possible keys;
-    None when they do not fit in 62 bits."""
-    space = 1
-    for s in sizes:
-        space *= s
-    if space >= 2**62:
-        return None
-    key = np.zeros(len(codes[0]) if codes else 0, np.int64)
-    for c, s in zip(codes, sizes, strict=True):
-        key *= s
-        key += c
-    return key, space
-
-
-def _dense(space: int, n: int) -> bool:
-    return space <= DENSE_CELLS_PER_ROW * n + (1 << 20)
-
-
-def _sort_order(key: np.ndarray, space: int) -> tuple[np.ndarray, bool]:
-    """(stable sort order of packed keys, whether the keys are known distinct): a counting sort
-    when the keys are distinct and their grid small (``DENSE_CELLS_PER_ROW``), else NumPy's
-    stable sort (then distinct is False: not checked)."""
-    n = key.size
-    if _dense(space, n):
-        index = np.int32 if n < np.iinfo(np.int32).max else np.int64
-        grid = np.full(space, -1, index)
-        grid[key] = np.arange(n, dtype=index)
-        order = grid[grid >= 0]
-        del grid
-        if order.size == n:  # every row in its own cell: the grid's order is the sort order
-            return order, True
-    return np.argsort(key, kind="stable"), False
-
-
-def _group_ids(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
-    """(group id per row, number of ids) for packed keys: the key itself when its grid is small,
-    else its rank among the distinct keys."""
-    if _dense(space, key.size):
-        return key, space
-    ids, inverse = np.unique(key, return_inverse=True)
-    return inverse.reshape(-1), int(ids.size)
-
-
 def _check_primary_key(keys: _Keys, dataset: Dataset, errors: IssueList) -> int:
     """Report each repeat of a primary key, naming the line of its first occurrence (missing
     values compare equal, as in Frictionless: a repeated row with an empty key part is a repeat
@@ -983,12 +882,12 @@ def _check_primary_key(keys: _Keys, dataset: Dataset, errors: IssueList) -> int:
     if not pk or n == 0:
         return 0
     cols = [keys.codes[k] for k in pk]
-    packed = _pack(cols, [keys.size(k) for k in pk])
+    packed = keysort.pack(cols, [keys.size(k) for k in pk])
     if packed is None:
         order = np.lexsort(cols[::-1])
-        same = _same_as_previous(cols, order)
+        same = keysort.same_as_previous(cols, order)
     else:
-        order, distinct = _sort_order(*packed)
+        order, distinct = keysort.sort_order(*packed)
         if distinct:
             keys.pk_sorted = (packed[0], order)
             return 0
@@ -1056,10 +955,10 @@ def _series_warnings(
             packed: tuple[np.ndarray, int] | None = (keys.pk_sorted[0], 0)  # same packing
             order = keys.pk_sorted[1]
         else:
-            packed = _pack(cols, [len(values[k]) for k in series] + [n_days])
-            order = np.lexsort(cols[::-1]) if packed is None else _sort_order(*packed)[0]
+            packed = keysort.pack(cols, [len(values[k]) for k in series] + [n_days])
+            order = np.lexsort(cols[::-1]) if packed is None else keysort.sort_order(*packed)[0]
         if packed is None:
-            same = _same_as_previous(cols[:-1], order)
+            same = keysort.same_as_previous(cols[:-1], order)
         else:
             in_series = packed[0][order]
             in_series //= n_days  # the series part of each sorted key (the day is its last digit)
@@ -1095,8 +994,8 @@ def _series_warnings(
         warnings.count(flagged.size - shown.size, "cumulative-decrease")
     # Missing days: per area, consecutive dates more than one day apart.
     dated = codes[date] != n_days - 1  # the last code is null
-    pair, space = _pack([codes[geo][dated], codes[date][dated]], [len(values[geo]), n_days])  # type: ignore[misc]
-    if _dense(space, pair.size):
+    pair, space = keysort.pack([codes[geo][dated], codes[date][dated]], [len(values[geo]), n_days])  # type: ignore[misc]
+    if keysort.dense(space, pair.size):
         present = np.flatnonzero(np.bincount(pair, minlength=space))  # sorted (area, day) ids
     else:
         present = np.unique(pair)
@@ -1159,14 +1058,14 @@ def _total_warnings(
         cols = [keys.codes[k] if everything else keys.codes[k][good] for k in others]
         # any packing groups the rows; the last key column (the day, in a daily file) most
         # significant keeps the sums of rows next to each other in nearby bins (day-major files)
-        packed = _pack(cols[::-1], [keys.size(k) for k in others][::-1])
+        packed = keysort.pack(cols[::-1], [keys.size(k) for k in others][::-1])
         if packed is None:
             order = np.lexsort(cols[::-1])
             group = np.empty(order.size, np.int64)
-            group[order] = np.cumsum(~_same_as_previous(cols, order)) - 1
+            group[order] = np.cumsum(~keysort.same_as_previous(cols, order)) - 1
             n_groups = int(group.max()) + 1
         else:
-            group, n_groups = _group_ids(*packed)
+            group, n_groups = keysort.group_ids(*packed)
         if n_groups < np.iinfo(np.int32).max:
             group = group.astype(np.int32)
         parts = ~is_total
