@@ -28,6 +28,8 @@ class Codes:
         self.chunks: list[np.ndarray] = []
 
     def add(self, col: pa.Array | pa.ChunkedArray) -> None:
+        if len(col) == 0:  # (an empty chunked dictionary cannot be combined)
+            return
         encoded = pc.dictionary_encode(col)
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
@@ -74,15 +76,16 @@ their grid, and the scatter is linear where a sort is not."""
 
 
 def pack(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, int] | None:
-    """One int64 key per row from code columns (mixed radix, the first column most significant:
-    sorting the keys sorts the rows by the columns in order) and the number of possible keys;
-    None when they do not fit in 62 bits."""
+    """One integer key per row from code columns (mixed radix, the first column most
+    significant: sorting the keys sorts the rows by the columns in order), int32 when every key
+    fits, else int64; and the number of possible keys. None when they do not fit in 62 bits."""
     space = 1
     for s in sizes:
         space *= s
     if space >= 2**62:
         return None
-    key = np.zeros(len(codes[0]) if codes else 0, np.int64)
+    width = np.int32 if space < np.iinfo(np.int32).max else np.int64
+    key = np.zeros(len(codes[0]) if codes else 0, width)
     for c, s in zip(codes, sizes, strict=True):
         key *= s
         key += c

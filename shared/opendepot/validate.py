@@ -960,17 +960,11 @@ def _series_warnings(
         if packed is None:
             same = keysort.same_as_previous(cols[:-1], order)
         else:
-            in_series = packed[0][order]
-            in_series //= n_days  # the series part of each sorted key (the day is its last digit)
-            same = np.zeros(n, dtype=bool)
-            np.equal(in_series[1:], in_series[:-1], out=same[1:])
-            del in_series, packed
+            same = _same_series(packed[0], order, n_days)
+            del packed
     for m in cumulative:
-        v = measure(m)[order]
-        down = np.zeros(n, dtype=bool)  # NaN compares False: none across a null
-        np.less(v[1:], v[:-1], out=down[1:])
-        down &= same
-        flagged = np.flatnonzero(down)
+        v = measure(m)
+        flagged = _decreases(v, order, same)
         shown = flagged[: warnings.room()]
         for i in shown:
             row, prev = int(order[i]), int(order[i - 1])
@@ -978,7 +972,7 @@ def _series_warnings(
             area = _fmt_key(tuple(series), where).replace("__area=FR", "France")
             day, day_before = values[date][codes[date][row]], values[date][codes[date][prev]]
             line, before_line = int(lines[row]), int(lines[prev])
-            now, before = int(v[i]), int(v[i - 1])
+            now, before = int(v[row]), int(v[prev])
             warnings.add(
                 Issue(
                     "cumulative-decrease",
@@ -994,7 +988,14 @@ def _series_warnings(
         warnings.count(flagged.size - shown.size, "cumulative-decrease")
     # Missing days: per area, consecutive dates more than one day apart.
     dated = codes[date] != n_days - 1  # the last code is null
-    pair, space = keysort.pack([codes[geo][dated], codes[date][dated]], [len(values[geo]), n_days])  # type: ignore[misc]
+    all_dated = bool(dated.all())
+    g_codes = codes[geo] if all_dated else codes[geo][dated]
+    d_codes = codes[date] if all_dated else codes[date][dated]
+    space = len(values[geo]) * n_days
+    pair = g_codes.astype(np.int32 if space < np.iinfo(np.int32).max else np.int64)
+    pair *= n_days
+    pair += d_codes  # (area, day) packed, area first
+    del g_codes, d_codes
     if keysort.dense(space, pair.size):
         present = np.flatnonzero(np.bincount(pair, minlength=space))  # sorted (area, day) ids
     else:
@@ -1007,7 +1008,7 @@ def _series_warnings(
     if gaps.size == 0:
         return
     _, first_index = np.unique(pair, return_index=True)  # earliest row of each (area, day)
-    first_row = np.flatnonzero(dated)[first_index]
+    first_row = first_index if all_dated else np.flatnonzero(dated)[first_index]
     shown_gaps = gaps[: warnings.room()]
     for i in shown_gaps:
         start, end = d[i], d[i + 1]
@@ -1028,6 +1029,32 @@ def _series_warnings(
             )
         )
     warnings.count(gaps.size - shown_gaps.size, "missing-day")
+
+
+def _same_series(key: np.ndarray, order: np.ndarray, n_days: int) -> np.ndarray:
+    """True where a sorted row is in the same series as the one before it: packed keys whose day
+    (their last digit, base ``n_days``) aside are equal; a million rows at a time."""
+    same = np.zeros(order.size, dtype=bool)
+    step = 1 << 20
+    for start in range(1, order.size, step):
+        stop = min(start + step, order.size)
+        window = key[order[start - 1 : stop]] // n_days
+        same[start:stop] = window[1:] == window[:-1]
+    return same
+
+
+def _decreases(values: np.ndarray, order: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Sorted positions ``i`` where ``values[order[i]] < values[order[i - 1]]`` and ``same[i]``
+    (NaN compares False: never across a missing value); ``order`` taken a million rows at a
+    time, so the sorted values are never all in memory."""
+    found = []
+    step = 1 << 20
+    for start in range(1, order.size, step):
+        stop = min(start + step, order.size)
+        window = values[order[start - 1 : stop]]
+        down = (window[1:] < window[:-1]) & same[start:stop]
+        found.append(np.flatnonzero(down) + start)
+    return np.concatenate(found) if found else np.empty(0, np.int64)
 
 
 def _total_warnings(
@@ -1066,7 +1093,8 @@ def _total_warnings(
             n_groups = int(group.max()) + 1
         else:
             group, n_groups = keysort.group_ids(*packed)
-        if n_groups < np.iinfo(np.int32).max:
+        del packed
+        if n_groups < np.iinfo(np.int32).max and group.dtype != np.int32:
             group = group.astype(np.int32)
         parts = ~is_total
         size = np.bincount(group[parts], minlength=n_groups)
