@@ -71,6 +71,16 @@ against 0.3 s and 2.2 s with plain bodies. ``when_required`` (checksums only whe
 them) removes that emulator cost from every figure; real S3 streams either form."""
 
 
+def publish_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The SQS FIFO event the publish function receives for received ``messages``."""
+    event = sqs_event([m["Body"] for m in messages], queue_arn,
+                      [m["ReceiptHandle"] for m in messages])
+    for r, m in zip(event["Records"], messages, strict=True):
+        r["messageId"] = m["MessageId"]
+        r["attributes"].update(MessageGroupId=DATASET, SequenceNumber="1")
+    return event
+
+
 def s3_event(bucket: str, key: str, size: int, etag: str, version_id: str | None,
              sequencer: str, when: datetime) -> dict[str, Any]:
     """One S3 ``ObjectCreated:Put`` notification, key URL-encoded as S3 sends it."""
@@ -194,11 +204,7 @@ class MotoPipeline:
         """Run the publish handler on received messages, then delete them; (seconds, response)."""
         from functions.publish import app
 
-        event = sqs_event([m["Body"] for m in messages], self.queue_arn,
-                          [m["ReceiptHandle"] for m in messages])
-        for r, m in zip(event["Records"], messages, strict=True):
-            r["messageId"] = m["MessageId"]
-            r["attributes"].update(MessageGroupId=DATASET, SequenceNumber="1")
+        event = publish_event(messages, self.queue_arn)
         started = time.perf_counter()
         out = app.lambda_handler(event, Context(function_name="opendepot-publish"))
         seconds = time.perf_counter() - started

@@ -314,14 +314,10 @@ class FilePipeline:
 
     def publish(self, messages: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:
         """Run the publish handler on received messages, then delete them; (seconds, response)."""
-        from bench.aws import DATASET, Context, sqs_event
+        from bench.aws import Context, publish_event
         from functions.publish import app
 
-        event = sqs_event([m["Body"] for m in messages], self.queue_arn,
-                          [m["ReceiptHandle"] for m in messages])
-        for r, m in zip(event["Records"], messages, strict=True):
-            r["messageId"] = m["MessageId"]
-            r["attributes"].update(MessageGroupId=DATASET, SequenceNumber="1")
+        event = publish_event(messages, self.queue_arn)
         started = time.perf_counter()
         out = app.lambda_handler(event, Context(function_name="opendepot-publish"))
         seconds = time.perf_counter() - started
