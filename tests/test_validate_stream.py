@@ -127,3 +127,57 @@ def test_codes__follow_value_order_with_missing_last(values, expected):
     codes.add(pa.array(values[2:]))
     ranked, by_code = codes.finish()
     assert (ranked.tolist(), by_code) == expected
+
+
+# ------------------------------------------------------------------------------ from a tester
+
+
+HEADER = b"dep;sexe;jour;hosp;rea;rad;dc\n"
+ROWS = [f'"{d:02d}";{s};2020-03-{day};{d};0;1;0\n'.encode()
+        for day in (16, 17, 18) for d in range(1, 96) if d != 20 for s in (1, 2)]  # 564 rows
+
+
+@pytest.mark.parametrize("block", [64, 1000, 16 << 20])
+def test_integer_forms__same_verdict_whatever_the_rest_of_the_batch(block, tmp_path):
+    """Arrow's cast alone takes '0x10' as 16; '+5' is an integer (INTEGER_RE) Arrow refuses."""
+    raw = HEADER + b'"01";0;2020-03-19;+5;0;1;0\n"02";0;2020-03-19;0x10;0;1;0\n' + b"".join(ROWS)
+    whole, batched = both(raw, tmp_path, block=block)
+    for v in (whole, batched):
+        assert v.errors.by_type == {"type-error": 1}
+        assert [(e.row_number, e.cell) for e in v.errors.items] == [(3, "0x10")]
+        assert v.accepted and v.table.column("hosp")[0].as_py() == 5
+
+
+def test_quoted_newline_on_a_block_boundary__one_row_as_in_the_whole_file(tmp_path):
+    offsets = set()
+    for before in range(3):
+        for pad in range(0, 18, 2):  # the embedded line end falls on most offsets in a block
+            first = b'"01";0;2020-03-19;' + b"0" * pad + b"1;0;1;0\n"
+            head = HEADER + b"".join(ROWS[:before]) + first
+            offsets.add((len(head) + 2) % 64)
+            raw = head + b'"0\n6";0;2020-03-19;5;0;1;0\n' + b"".join(ROWS[before:])
+            whole, batched = both(raw, tmp_path, block=64)
+            assert issues(batched) == issues(whole)
+            assert [(e.type, e.cell) for e in batched.errors.items] == [("foreign-key", "0\n6")]
+    assert len(offsets) > 20
+
+
+def test_row_longer_than_the_reader_block__read_again_in_larger_blocks(tmp_path):
+    long = b'"01";0;2020-03-19;' + b"0" * ((2 << 20) + 10) + b"1;0;1;0\n"  # a 2 MiB cell
+    raw = HEADER + b"".join(ROWS) + long
+    whole, batched = both(raw, tmp_path, block=1000)
+    assert issues(batched) == issues(whole)
+    assert batched.errors.by_type == {"type-error": 1} and batched.rows_published == 564
+
+
+def test_header_without_line_end__no_data_rows(tmp_path):
+    whole, batched = both(HEADER.rstrip(b"\n"), tmp_path)
+    assert batched.rejection == whole.rejection == "no data rows"
+
+
+def test_blank_lines_at_the_end__left_out_not_primary_key_repeats(tmp_path):
+    raw = HEADER + b"".join(ROWS) + b"\n;;;;;;\n"
+    whole, batched = both(raw, tmp_path)
+    assert issues(batched) == issues(whole)
+    assert batched.errors.by_type == {"blank-row": 2}
+    assert batched.accepted and batched.rows_left_out == 2 and batched.rows_published == 564

@@ -263,10 +263,17 @@ def _cast_field(
 ) -> tuple[pa.ChunkedArray | pa.Array, np.ndarray, str]:
     """Cast a trimmed string column to the field's type; return (typed, type_error_mask, expected).
 
-    Fast path: Arrow's own strict cast (ISO dates, plain integers and decimals) of the whole
-    column; only when it fails are the rows checked one rule at a time, to find the bad ones."""
+    Fast path, for integers written as plain digits (at most 18) and ISO dates: Arrow's own
+    cast of the whole column. Otherwise, or when the cast fails, each value is checked against
+    the type's rule (``INTEGER_RE``, ``NUMBER_RE``, the date formats) to find the bad ones: the
+    same values are accepted whichever path is taken (Arrow alone would take ``0x10`` as 16 and
+    ``nan`` as a number)."""
     present = pa.array(~missing)
-    fast = {"integer": pa.int64(), "year": pa.int64(), "number": pa.float64()}.get(f.type)
+    fast = None
+    if f.type in {"integer", "year"}:
+        plain = pc.and_(pc.ascii_is_decimal(col), pc.less_equal(pc.utf8_length(col), 18))
+        if pc.all(pc.or_(plain, pa.array(missing))).as_py():
+            fast = pa.int64()
     if f.type == "date" and f.date_formats[0] == "%Y-%m-%d":
         fast = pa.date32()
     if fast is not None:
@@ -278,6 +285,7 @@ def _cast_field(
     if f.type == "integer" or f.type == "year":
         ok = _np(pc.match_substring_regex(col, INTEGER_RE))
         keep = pc.if_else(pa.array(ok & ~missing), col, pa.scalar(None, pa.string()))
+        keep = pc.replace_substring_regex(keep, r"^\+", "")  # Arrow's integer cast takes no '+'
         return pc.cast(keep, pa.int64()), ~ok & ~missing, "an integer (at most 18 digits)"
     if f.type == "number":
         ok = _np(pc.match_substring_regex(col, NUMBER_RE))
@@ -379,6 +387,9 @@ STAGING_CODEC = "snappy"
 """Parquet compression of staged rows (internal files read once by publish): about twice as fast
 as zstd to write and to read, for 20% more bytes; every Arrow build has it."""
 
+LONG_ROW_BYTES = 16 << 20
+"""The reader's block when a row is longer than ``READ_BYTES``; longer rows are refused."""
+
 READ_BYTES = 1 << 20
 """Bytes per block of Arrow's CSV reader. Its background thread reads up to 32 blocks ahead of
 the parser (``MakeBackgroundGenerator``'s queue), so the block is small and blocks are gathered
@@ -411,7 +422,9 @@ class _Batches:
     Rows with too few or too many cells are skipped by the reader and become ``missing-cell`` /
     ``extra-cell`` errors; the lines of the other rows skip over them."""
 
-    def __init__(self, decoded: Decoded, width: int, errors: IssueList, block_bytes: int) -> None:
+    def __init__(
+        self, decoded: Decoded, width: int, errors: IssueList, block_bytes: int, read_bytes: int
+    ) -> None:
         self.errors = errors
         self.invalid: list[tuple[int, str, int, int]] = []
         self.reported = 0
@@ -424,17 +437,26 @@ class _Batches:
             self.invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
             return "skip"
 
-        self.reader = pacsv.open_csv(
-            decoded.source() if hasattr(decoded, "source") else pa.BufferReader(decoded.data),
+        try:
+            self.reader: Iterable[pa.RecordBatch] = self._open(decoded, names, on_invalid, read_bytes)
+        except pa.ArrowInvalid as exc:
+            if "skip initial" not in str(exc):
+                raise
+            self.reader = ()  # a header without a line end: no data rows
+
+    @staticmethod
+    def _open(decoded: Decoded, names: list[str], on_invalid: Any, read_bytes: int) -> Any:
+        return pacsv.open_csv(
+            decoded.source(),
             read_options=pacsv.ReadOptions(
-                use_threads=False, skip_rows=1, column_names=names,
-                block_size=min(READ_BYTES, block_bytes)
+                use_threads=False, skip_rows=1, column_names=names, block_size=read_bytes
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=decoded.delimiter or "\x1f",
                 quote_char='"',
                 double_quote=True,
                 ignore_empty_lines=False,
+                newlines_in_values=True,  # a quoted value may span lines, even across blocks
                 invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
@@ -501,9 +523,24 @@ class _State:
     padded: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     """Field -> padded code -> [first line, rows]."""
     unique_seen: dict[str, set[Any]] = field(default_factory=dict)
-    rows_seen: dict[tuple[str, ...], int] = field(default_factory=dict)
-    """Exact row -> its first line (``exactDuplicateRows``)."""
+    rows_seen: dict[int, int] = field(default_factory=dict)
+    """Row hash (``_row_hashes``) -> its first line (``exactDuplicateRows``)."""
     bad_rows: int = 0
+
+
+ROW_HASH_KEYS = ("opendepot-rows-1", "opendepot-rows-2")
+"""The two 16-character keys of ``pandas.util.hash_pandas_object`` that make a row's 128-bit
+hash."""
+
+
+def _row_hashes(cells: dict[int, Any]) -> list[int]:
+    """A 128-bit hash of each row's cells (two 64-bit pandas hashes with different keys): about
+    100 bytes per distinct row kept across batches, where the cells themselves take ten times
+    more. Two different rows share a hash with probability about rows² / 2**129."""
+    frame = pd.DataFrame({i: c.to_numpy(zero_copy_only=False) for i, c in cells.items()})
+    first, second = (pd.util.hash_pandas_object(frame, index=False, hash_key=k).to_numpy()
+                     for k in ROW_HASH_KEYS)
+    return [(int(a) << 64) | int(b) for a, b in zip(first, second, strict=True)]
 
 
 def _check_batch(
@@ -515,7 +552,8 @@ def _check_batch(
     errors: IssueList,
     state: _State,
 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Row and cell checks of one batch: (typed rows in schema order, bad rows, duplicate rows)."""
+    """Row and cell checks of one batch: (typed rows in schema order, bad rows, rows that are
+    not rows for the primary-key check: blank rows and exact duplicates, already reported)."""
     n = table.num_rows
     bad = np.zeros(n, dtype=bool)
     trimmed = {i: pc.utf8_trim_whitespace(table.column(i)) for i in range(table.num_columns)}
@@ -539,8 +577,7 @@ def _check_batch(
     dup = np.zeros(n, dtype=bool)
     if dataset.descriptor.get("errorBudget", {}).get("exactDuplicateRows") == "leave-out":
         first_line = np.zeros(n, dtype=np.int64)
-        cols = [trimmed[i].to_pylist() for i in range(table.num_columns)]
-        for i, row in enumerate(zip(*cols, strict=True)):
+        for i, row in enumerate(_row_hashes(trimmed)):
             seen = state.rows_seen.get(row)
             if seen is None:
                 state.rows_seen[row] = int(lines[i])
@@ -676,7 +713,7 @@ def _check_batch(
                 bad |= unknown
         typed[f.name] = value
     out = pa.table({f.name: typed[f.name] for f in dataset.fields}, schema=dataset_schema(dataset))
-    return out, bad, dup
+    return out, bad, dup | blank
 
 
 def dataset_schema(dataset: Dataset) -> pa.Schema:
@@ -738,14 +775,46 @@ def validate_decoded(
     out: str | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> Validation:
-    """Validate decoded CSV text against ``dataset`` (see module docstring), one record batch
-    (``block_bytes`` of text) at a time.
+    """Validate decoded CSV text against ``dataset`` (see module docstring), one batch of about
+    ``block_bytes`` of text at a time.
 
     The accepted rows are written, batch by batch, as Parquet (``STAGING_CODEC``) to the file
     ``out``, or to memory when ``out`` is None: ``Validation.staged``. Memory holds one batch, the
-    key columns as integer codes (4 bytes per key column and row) and one measure column at a
-    time for the cross-row checks; never the whole file.
+    key columns as integer codes (1 to 4 bytes per key column and row) and one measure column at
+    a time for the cross-row checks; never the whole file. A row longer than the reader's block
+    (1 MiB) makes it read the file again in blocks of ``LONG_ROW_BYTES``; a row longer than that
+    is a ``source-error``.
     """
+    read = min(READ_BYTES, block_bytes)
+    for attempt in (read, max(read, LONG_ROW_BYTES)):
+        try:
+            return _validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors,
+                                     out=out, block_bytes=max(block_bytes, attempt),
+                                     read_bytes=attempt)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):  # Arrow: "straddling object straddles two blocks"
+                raise
+    v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
+    v.decoded, v.labels = decoded, decoded.header
+    message = (f"a row is longer than {LONG_ROW_BYTES >> 20} MiB (a quote left open, or not a "
+               f"CSV file?); rows that long are not read")
+    v.errors.add(Issue("source-error", message))
+    v.rejection = message
+    return v
+
+
+def _validate_decoded(
+    decoded: Decoded,
+    dataset: Dataset,
+    cog: Cog,
+    *,
+    name: str,
+    max_errors: int = 1000,
+    out: str | None = None,
+    block_bytes: int = BLOCK_BYTES,
+    read_bytes: int = READ_BYTES,
+) -> Validation:
+    """``validate_decoded`` with the reader's block of ``read_bytes``."""
     started = time.perf_counter()
     v = Validation(name=name, errors=IssueList(max_errors), warnings=IssueList(max_errors))
     v.decoded = decoded
@@ -783,15 +852,15 @@ def validate_decoded(
     line_chunks: list[np.ndarray] = []
     good_chunks: list[np.ndarray] = []
     state = _State()
-    batches = _Batches(decoded, len(decoded.header), errors, block_bytes)
+    batches = _Batches(decoded, len(decoded.header), errors, block_bytes, read_bytes)
     try:
         for number, (table, lines) in enumerate(batches, start=1):
-            typed, bad, dup = _check_batch(table, lines, dataset, cog, positions, errors, state)
+            typed, bad, not_rows = _check_batch(table, lines, dataset, cog, positions, errors, state)
             state.bad_rows += int(bad.sum())
-            # every row but exact duplicates goes to the primary-key check (a duplicate key is
-            # never hidden by another error on the same row); the good ones are staged
-            keep = ~dup
-            kept = typed.filter(pa.array(keep)) if dup.any() else typed
+            # every row but blank rows and exact duplicates goes to the primary-key check (a
+            # repeated key is never hidden by another error on the same row); good ones are staged
+            keep = ~not_rows
+            kept = typed.filter(pa.array(keep)) if not_rows.any() else typed
             for k in key_names:
                 codes[k].add(kept[k])
             kept_lines = lines[keep]
