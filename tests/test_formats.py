@@ -194,5 +194,19 @@ def test_excel_workbook__still_converted_to_csv():
     assert out.decode().splitlines() == ["dep;sexe;jour;hosp;rea;rad;dc", "01;0;2020-03-18;2;0;1;0"]
 
 
+def test_excel_workbook_saved_as_csv__rejected_with_an_excel_hint(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.append(["dep", "sexe", "jour", "hosp", "rea", "rad", "dc"])
+    book.save(tmp_path / "hospital.csv")  # a workbook under a CSV name
+    from opendepot.validate import validate_file
+
+    v = validate_file(str(tmp_path / "hospital.csv"), load_registry().get(HOSP), load_cog(),
+                      name=f"{HOSP}/spf/hospital.csv", workdir=str(tmp_path))
+    assert not v.accepted and v.errors.by_type == {"format-error": 1}
+    assert "ZIP archive, most likely an Excel workbook" in v.rejection
+    assert ".xlsx" in v.rejection
+
+
 def test_csv__not_converted(cc):
     assert convert(b"date,maille_code\n", f"{CC}/opencovid19-fr/chiffres-cles.csv", cc) is None

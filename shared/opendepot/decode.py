@@ -46,6 +46,17 @@ class DecodeProblem:
 
 EMPTY = DecodeProblem("source-error", "the file is empty")
 NOT_TEXT = DecodeProblem("format-error", "the file is not text (it contains NUL bytes)")
+NOT_TEXT_ZIP = DecodeProblem(
+    "format-error",
+    "the file is not text: it is a ZIP archive, most likely an Excel workbook saved under a "
+    "text name; upload it with its .xlsx name (it is then read as a workbook) or export it as CSV",
+)
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _not_text(head: bytes) -> DecodeProblem:
+    """The problem for a file with NUL bytes: a hint when it is a ZIP archive (xlsx)."""
+    return NOT_TEXT_ZIP if head.startswith(ZIP_MAGIC) else NOT_TEXT
 RTF = DecodeProblem("format-error", "the file is an RTF document, not CSV")
 
 
@@ -199,7 +210,7 @@ def _decode_decompressed(
     if not raw.strip():
         return EMPTY
     if b"\x00" in raw[:NUL_SCAN_BYTES]:
-        return NOT_TEXT
+        return _not_text(raw)
     if raw.removeprefix(BOM).lstrip().startswith(RTF_MAGIC):
         return RTF
     try:
@@ -358,7 +369,7 @@ def _decode_file(
     if first is None:
         return EMPTY
     if b"\x00" in head:
-        return NOT_TEXT
+        return _not_text(head)
     bom = head.startswith(BOM)
     text_start = _first_nonblank(source, len(BOM)) if bom else first
     if text_start is not None and _read_at(source, text_start, len(RTF_MAGIC)) == RTF_MAGIC:
