@@ -783,6 +783,8 @@ def _run_on_stack(
             _out("WARNING: files were accepted but nothing was published")
             crashed = True
         if options.once:
+            _out("(--once: the local stack stops now, so those links answer only while "
+                 "'make demo' runs without --once)")
             return 1 if crashed else 0
         _serve(stack, pump, api, options)
         return 1 if crashed else 0

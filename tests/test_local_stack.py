@@ -472,3 +472,4 @@ def test_demo_once_on_the_sample__publishes_it_and_exits_0(tmp_path: Path) -> No
     assert out.count("accepted:") == 2, out
     assert "Published: donnees-hospitalieres-covid19" in out
     assert "/api/1/datasets/r/" in out
+    assert "--once: the local stack stops now" in out  # the links above are not left dangling
