@@ -24,6 +24,7 @@ def test_validate_invalid_file__rejected_names_line_column_value_and_exit_1(case
     assert main(["validate", str(cases_dir / "C06-corsica-20.csv"), "--dataset", HOSP]) == 1
     out = capsys.readouterr().out
     assert "REJECTED" in out and "Line 4, column dep: '20' is not a valid department code" in out
+    assert "; 1 error, 0 warnings" in out.splitlines()[0]  # singular where there is one
 
 
 def test_validate_json__loads_as_a_frictionless_report(real_dir, capsys):

@@ -208,6 +208,10 @@ def refusal_report(issue: Issue, context: dict[str, Any], *, status: str = "reje
     return report
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
     """Render a report for people: one headline, then file, line, column, value, expectation."""
     od = report.get("opendepot", {})
@@ -217,14 +221,14 @@ def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
     if od.get("status") == "held":
         head = f"HELD {key}: {od.get('rejection')}"
     elif od.get("status") == "accepted":
-        head = f"ACCEPTED {key}: {od.get('rows_published', 0)} rows"
+        head = f"ACCEPTED {key}: {_count(od.get('rows_published', 0), 'row')}"
         if od.get("rows_left_out"):
-            head += f", {od['rows_left_out']} rows left out (within the error budget)"
+            head += f", {_count(od['rows_left_out'], 'row')} left out (within the error budget)"
     else:
         head = f"REJECTED {key}: {od.get('rejection') or 'invalid'}"
     if od.get("status") == "held":
         return head
-    head += f"; {stats.get('errors', 0)} errors, {stats.get('warnings', 0)} warnings"
+    head += f"; {_count(stats.get('errors', 0), 'error')}, {_count(stats.get('warnings', 0), 'warning')}"
     lines = [head]
     if od.get("encoding"):
         delim = {";": "';'", ",": "','", "\t": "tab", None: "none"}.get(od.get("delimiter"), "?")
