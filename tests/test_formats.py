@@ -208,5 +208,16 @@ def test_excel_workbook_saved_as_csv__rejected_with_an_excel_hint(tmp_path):
     assert ".xlsx" in v.rejection
 
 
+def test_converted_upload__report_says_so_not_an_encoding(real_dir, capsys):
+    from opendepot.cli import main
+
+    path = real_dir / "opencovid19-fr" / "prefectures" / "02" / "2020-03-09.yaml"
+    assert main(["validate", str(path), "--dataset", CC]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "  read as a workbook or YAML bulletin, converted to CSV"
+    assert main(["validate", str(path), "--dataset", CC, "--json"]) == 0
+    assert '"converted": true' in capsys.readouterr().out
+
+
 def test_csv__not_converted(cc):
     assert convert(b"date,maille_code\n", f"{CC}/opencovid19-fr/chiffres-cles.csv", cc) is None

@@ -99,6 +99,9 @@ class Decoded:
     """Size of the original object in bytes (compressed size for gzip)."""
     path: str | None = None
     """Normalised UTF-8 text with LF line ends on disk, when the file was streamed; else None."""
+    converted: bool = False
+    """True when a converter (Excel workbook, YAML bulletin) made the CSV text: ``encoding``
+    and ``delimiter`` are then those of the conversion, not of the upload."""
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.path is None):
@@ -201,12 +204,13 @@ def _decode_decompressed(
     raw: bytes, *, size: int, compression: str | None, converter: Converter | None
 ) -> Decoded | DecodeProblem:
     """``decode`` once the bytes are decompressed: conversion, checks, encoding, dialect."""
+    was_converted = False
     if converter is not None and raw.strip():
         converted = converter(raw)
         if isinstance(converted, DecodeProblem):
             return converted
         if converted is not None:
-            raw = converted
+            raw, was_converted = converted, True
     if not raw.strip():
         return EMPTY
     if b"\x00" in raw[:NUL_SCAN_BYTES]:
@@ -227,6 +231,7 @@ def _decode_decompressed(
         header=header,
         line_ends=line_ends,
         bytes=size,
+        converted=was_converted,
     )
 
 

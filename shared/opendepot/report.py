@@ -191,6 +191,7 @@ def build_report(
             "delimiter": d.delimiter if d else None,
             "compression": d.compression if d else None,
             "line_ends": d.line_ends if d else None,
+            "converted": d.converted if d else False,
             "columns": v.mapping,
             "warnings": [issue_dict(w, v.labels) for w in v.warnings.items],
             "error_limit": v.errors.limit,
@@ -230,7 +231,9 @@ def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
         return head
     head += f"; {_count(stats.get('errors', 0), 'error')}, {_count(stats.get('warnings', 0), 'warning')}"
     lines = [head]
-    if od.get("encoding"):
+    if od.get("converted"):
+        lines.append("  read as a workbook or YAML bulletin, converted to CSV")
+    elif od.get("encoding"):
         delim = {";": "';'", ",": "','", "\t": "tab", None: "none"}.get(od.get("delimiter"), "?")
         lines.append(f"  read as {od['encoding']}, delimiter {delim}")
     shown = 0
