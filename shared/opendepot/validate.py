@@ -1,8 +1,10 @@
 """Validation of a producer file against its dataset's Table Schema.
 
-``validate(raw, dataset, cog, ...)`` returns a ``Validation``: the typed rows to publish (an
-Arrow table in the schema's field order) and every issue found, as data. Invalid input never
-raises. Checks, in order (Frictionless error types where one exists, else ours):
+``validate(raw, dataset, cog, ...)`` (bytes in memory) and ``validate_file(path, ...)`` (a file
+on disk, in bounded memory) return a ``Validation``: the typed rows to publish (staged as
+Parquet, in the schema's field order) and every issue found, as data. Invalid input never
+raises. The file is read in batches (see ``validate_decoded`` and docs/design.md,
+"Streaming"). Checks (Frictionless error types where one exists, else ours):
 
 - source: ``source-error`` (empty, corrupt gzip, too large), ``format-error`` (not text, RTF,
   header that cannot be split), ``encoding-error``;
@@ -12,11 +14,14 @@ raises. Checks, in order (Frictionless error types where one exists, else ours):
 - cells (vectorised with pyarrow.compute): ``type-error`` (integer, number, date, boolean),
   ``constraint-error`` (required, minimum, maximum, enum, pattern, minLength, maxLength),
   ``foreign-key`` (area codes outside the INSEE COG and the dataset's declared extra codes);
-- ``primary-key`` (duplicated key, naming both lines; never resolved by picking one row);
+- ``duplicate-row`` (every cell equal to an earlier row's, for datasets that leave those out);
+- ``primary-key`` (duplicated key, naming both lines; never resolved by picking one row; blank
+  rows and exact duplicates, already reported, are not keys);
 - warnings, which do not block: ``padded-code`` (``1`` -> ``01``), ``cumulative-decrease``,
-  ``missing-day`` (gap in an area's daily series).
+  ``missing-day`` (gap in an area's daily series), ``total-below-parts``.
 
-Row numbers count the header as row 1 and are physical lines (CR CR LF counts as one line end).
+Row numbers count the header as row 1 and are physical lines (CR CR LF counts as one line end;
+a quoted value spanning lines makes one row, numbered as the rows it follows plus one).
 Rows with cell or row errors are left out of the publication while they stay within the
 dataset's error budget (``errorBudget.maxBadRowsPercent``); header, source and primary-key
 errors always reject the file.
