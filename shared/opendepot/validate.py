@@ -21,7 +21,8 @@ raises. The file is read in batches (see ``validate_decoded`` and docs/design.md
   ``missing-day`` (gap in an area's daily series), ``total-below-parts``.
 
 Row numbers count the header as row 1 and are physical lines (CR CR LF counts as one line end;
-a quoted value spanning lines makes one row, numbered as the rows it follows plus one).
+a quoted value spanning lines makes one row, and the rows after it are then numbered by rows,
+one less than their line per line end inside quotes).
 Rows with cell or row errors are left out of the publication while they stay within the
 dataset's error budget (``errorBudget.maxBadRowsPercent``); header, source and primary-key
 errors always reject the file.
