@@ -71,6 +71,15 @@ against 0.3 s and 2.2 s with plain bodies. ``when_required`` (checksums only whe
 them) removes that emulator cost from every figure; real S3 streams either form."""
 
 
+def run_validate(event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """The validate handler on ``event``, timed around the call: (seconds, response)."""
+    from functions.validate import app
+
+    started = time.perf_counter()
+    out = app.lambda_handler(event, Context(function_name="opendepot-validate"))
+    return time.perf_counter() - started, out
+
+
 def publish_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     """The SQS FIFO event the publish function receives for received ``messages``."""
     event = sqs_event([m["Body"] for m in messages], queue_arn,
@@ -188,11 +197,7 @@ class MotoPipeline:
 
     def validate(self, event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         """Run the validate handler; (seconds, response)."""
-        from functions.validate import app
-
-        started = time.perf_counter()
-        out = app.lambda_handler(event, Context(function_name="opendepot-validate"))
-        return time.perf_counter() - started, out
+        return run_validate(event)
 
     def publish_messages(self) -> list[dict[str, Any]]:
         """The messages waiting in the publish queue (received, not yet deleted)."""

@@ -301,12 +301,9 @@ class FilePipeline:
 
     def validate(self, event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         """Run the validate handler; (seconds, response)."""
-        from bench.aws import Context
-        from functions.validate import app
+        from bench.aws import run_validate
 
-        started = time.perf_counter()
-        out = app.lambda_handler(event, Context(function_name="opendepot-validate"))
-        return time.perf_counter() - started, out
+        return run_validate(event)
 
     def publish_messages(self) -> list[dict[str, Any]]:
         """The messages waiting in the publish queue (received, not yet deleted)."""
