@@ -61,3 +61,15 @@ def test_table_order__real_key_shape_distinct_keys_take_the_counting_sort():
                       "jour": pa.array([r[2] for r in rows], pa.date32())})
     order = keysort.table_order(table, ["dep", "sexe", "jour"]).to_pylist()
     assert [rows[i] for i in order] == sorted(rows)
+
+
+def test_table_order__integer_extremes_and_wide_ranges_same_as_arrow():
+    table = pa.table({
+        "wide": pa.array([2**62, -(2**63), None, 0, 2**63 - 1, 0], pa.int64()),
+        "big": pa.array([2**64 - 1, 0, 2**63, None, 5, 5], pa.uint64()),
+        "day": pa.array([dt.date(2021, 1, 2), None, dt.date(1970, 1, 1), dt.date(2021, 1, 2),
+                         dt.date(1900, 5, 5), None], pa.date32()),
+    })
+    for keys in (["wide"], ["big"], ["day"], ["day", "big"], ["big", "wide", "day"]):
+        ours = keysort.table_order(table, keys).to_pylist()
+        assert ours == pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys]).to_pylist()

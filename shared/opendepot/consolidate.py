@@ -505,8 +505,8 @@ def _read_part(file: Path) -> pa.Table:
 
 
 def _take_by_column(table: pa.Table, indices: pa.Array) -> pa.Table:
-    """``table.take(indices)``, one column at a time, each input column released once taken:
-    about one copy of the table in memory at a time instead of two."""
+    """``table.take(indices)``, one column at a time: each input column is released once taken
+    when the caller holds no other reference to ``table`` (else the peak is that of ``take``)."""
     schema = table.schema
     columns = []
     for _ in schema.names:

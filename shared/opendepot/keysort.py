@@ -133,11 +133,35 @@ def table_order(table: pa.Table, keys: Sequence[str]) -> pa.Array:
         return pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
     cols, sizes = [], []
     for k in keys:
-        codes = Codes()
-        codes.add(table[k])
-        ranked, values = codes.finish()
-        cols.append(ranked)
-        sizes.append(len(values))
+        numeric = _value_codes(table[k])
+        if numeric is None:
+            codes = Codes()
+            codes.add(table[k])
+            ranked, values = codes.finish()
+            numeric = ranked, len(values)
+        cols.append(numeric[0])
+        sizes.append(numeric[1])
     packed = pack(cols, sizes)
     order = np.lexsort(cols[::-1]) if packed is None else sort_order(*packed)[0]
     return pa.array(order.astype(np.int64, copy=False))
+
+
+def _value_codes(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int] | None:
+    """Codes of an integer or date32 column without a dictionary: the value less the smallest
+    (missing: after every value), and how many codes; None for other types or a range wider
+    than 2**32."""
+    kind = col.type
+    if not (pa.types.is_integer(kind) or pa.types.is_date32(kind)):
+        return None
+    try:
+        ints = pc.cast(pc.cast(col, pa.int32()) if pa.types.is_date32(kind) else col, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # uint64 past int64
+        return None
+    bounds = pc.min_max(ints)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None:  # every value missing
+        return np.zeros(len(col), np.int64), 1
+    if high - low > 2**32:
+        return None
+    filled = np.asarray(pc.fill_null(ints, high + 1).to_numpy(), dtype=np.int64)
+    return filled - low, high - low + 2

@@ -14,6 +14,7 @@ the path, size and sha256 (read back in chunks once the file is closed).
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 from collections.abc import Callable, Iterable
@@ -125,7 +126,11 @@ def _both(pool: ThreadPoolExecutor, first: Callable[[], T], second: Callable[[],
     """Run two calls at once (Arrow's writers and hashlib release the GIL): the CSV and the
     Parquet file of a level are written on two cores."""
     later = pool.submit(second)
-    return [first(), later.result()]
+    try:
+        result = first()
+    finally:  # never leave ``second`` running past here, even when ``first`` failed
+        concurrent.futures.wait([later])
+    return [result, later.result()]
 
 
 def render_level(
@@ -189,13 +194,15 @@ class LevelWriter:
             return _both(pool, csv, parquet)
 
     def _shut(self) -> None:
+        self._pool.shutdown(wait=True)  # no write may still run on a writer being closed
+        csv, parquet = self._csv, self._parquet
+        self._csv = self._parquet = None
         try:
-            for writer in (self._csv, self._parquet):
-                if writer is not None:
-                    writer.close()
+            if csv is not None:
+                csv.close()
         finally:
-            self._csv = self._parquet = None
-            self._pool.shutdown()
+            if parquet is not None:
+                parquet.close()
 
     def __enter__(self) -> Self:
         return self
