@@ -181,3 +181,18 @@ def test_blank_lines_at_the_end__left_out_not_primary_key_repeats(tmp_path):
     assert issues(batched) == issues(whole)
     assert batched.errors.by_type == {"blank-row": 2}
     assert batched.accepted and batched.rows_left_out == 2 and batched.rows_published == 564
+
+
+def test_many_short_rows_across_batches__counted_past_the_limit_lines_kept(tmp_path):
+    """Every other row lacks a cell: the skipped rows' lines are kept compactly, and only the
+    first issues up to the error limit are built."""
+    body = [b'"01";%d;2020-03-18;1;0;1;0\n' % (i % 3) if i % 2 else b'"01";0;2020-03-18;1;0;1\n'
+            for i in range(30000)]
+    whole, batched = both(HEADER + b"".join(body), tmp_path, block=8192)
+    assert batched.errors.by_type == whole.errors.by_type == {
+        "missing-cell": 15000, "primary-key": 14997}
+    assert len(batched.errors.items) == 1000
+    assert [e.row_number for e in batched.errors.items[:3]] == [2, 4, 6]
+    pk = [e for e in batched.errors.items if e.type == "primary-key"]
+    assert issues(batched)[0][:5] == issues(whole)[0][:5]
+    assert not pk  # past the limit: counted, not built (the skipped rows came first)

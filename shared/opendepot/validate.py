@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -432,15 +433,22 @@ class _Batches:
         self, decoded: Decoded, width: int, errors: IssueList, block_bytes: int, read_bytes: int
     ) -> None:
         self.errors = errors
-        self.invalid: list[tuple[int, str, int, int]] = []
-        self.reported = 0
+        self.pending: list[tuple[int, str, int, int]] = []
+        """Skipped rows not reported yet (their text cut to 200 characters)."""
+        self.skipped = array("q")
+        """Line of every skipped row, in reading order (8 bytes each, whatever their text)."""
+        self.in_order = True
         self.rows = 0
         self.bad_lines = 0
         self.block_bytes = block_bytes
         names = [f"c{i}" for i in range(width)]
 
         def on_invalid(row: Any) -> str:
-            self.invalid.append((row.number, row.text, row.expected_columns, row.actual_columns))
+            number = row.number
+            if self.skipped and number < self.skipped[-1]:
+                self.in_order = False
+            self.skipped.append(number)
+            self.pending.append((number, row.text[:200], row.expected_columns, row.actual_columns))
             return "skip"
 
         try:
@@ -473,10 +481,11 @@ class _Batches:
         )
 
     def _report_invalid(self) -> None:
-        """Errors for the skipped rows not reported yet, in line order."""
-        fresh = sorted(self.invalid[self.reported :])
-        self.reported = len(self.invalid)
-        for number, text, expected, actual in fresh:
+        """Errors for the skipped rows not reported yet, in line order (issues past the error
+        limit are counted, not built)."""
+        fresh, self.pending = sorted(self.pending), []
+        shown = fresh[: self.errors.room()]
+        for number, text, expected, actual in shown:
             kind = "missing-cell" if actual < expected else "extra-cell"
             what = "fewer" if actual < expected else "more"
             self.errors.add(
@@ -486,11 +495,13 @@ class _Batches:
                     number,
                     None,
                     None,
-                    text[:200],
+                    text,
                     note=f"expected {expected} cells, found {actual}",
                 )
             )
-        self.bad_lines = len(self.invalid)
+        for _, _, expected, actual in fresh[len(shown) :]:
+            self.errors.count(1, "missing-cell" if actual < expected else "extra-cell")
+        self.bad_lines = len(self.skipped)
 
     def _gathered(self) -> Iterator[pa.Table]:
         """The reader's record batches gathered into tables of about ``block_bytes``."""
@@ -512,14 +523,17 @@ class _Batches:
             n = table.num_rows
             # line of the k-th row read = k + 2 + the skipped lines before it (all known: the
             # handler has seen every row up to the end of this batch)
-            skipped = np.sort(np.fromiter((i[0] for i in self.invalid), np.int64, len(self.invalid)))
+            # a copy: a view would stop the reader's handler appending to ``self.skipped``
+            skipped = np.array(self.skipped, dtype=np.int64)
+            if not self.in_order:
+                skipped.sort()
             shifted = skipped - np.arange(skipped.size)
             first = np.arange(done, done + n, dtype=np.int64) + 2
             lines = first + np.searchsorted(shifted, first, side="right")
             done += n
             yield table, lines
         self._report_invalid()
-        self.rows = done + len(self.invalid)
+        self.rows = done + len(self.skipped)
 
 
 @dataclass
