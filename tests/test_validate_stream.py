@@ -155,7 +155,7 @@ def test_quoted_newline_on_a_block_boundary__one_row_as_in_the_whole_file(tmp_pa
             first = b'"01";0;2020-03-19;' + b"0" * pad + b"1;0;1;0\n"
             head = HEADER + b"".join(ROWS[:before]) + first
             offsets.add((len(head) + 2) % 64)
-            raw = head + b'"0\n6";0;2020-03-19;5;0;1;0\n' + b"".join(ROWS[before:])
+            raw = head + b'"0\n6";0;2020-03-19;5;0;1;0\n' + b"".join(ROWS[before : before + 40])
             whole, batched = both(raw, tmp_path, block=64)
             assert issues(batched) == issues(whole)
             assert [(e.type, e.cell) for e in batched.errors.items] == [("foreign-key", "0\n6")]
