@@ -51,3 +51,12 @@ def test_validate_dataset_from_file_name__and_unknown_dataset_is_a_usage_error(r
 def test_validate_cases__exit_code_follows_acceptance(cases_dir, name):
     expected = 1 if "unsplittable" in name else 0
     assert main(["validate", str(cases_dir / name), "--dataset", HOSP]) == expected
+
+
+def test_version__printed_with_exit_0(capsys):
+    from opendepot import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"opendepot {__version__}"

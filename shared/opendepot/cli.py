@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from opendepot import __version__
+
 Run = Callable[[argparse.Namespace], int]
 """Runs a parsed subcommand; returns the exit code."""
 Configure = Callable[[argparse.ArgumentParser], Run]
@@ -250,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="opendepot",
         description="opendepot: validate, consolidate and publish open data files.",
     )
+    parser.add_argument("--version", action="version", version=f"opendepot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in SUBCOMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
