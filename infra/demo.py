@@ -844,6 +844,26 @@ def _dead_letters(stack: LocalStack) -> dict[str, int]:
     return out
 
 
+def _report_keys(stack: LocalStack) -> list[str]:
+    """Keys of every report in the internal bucket."""
+    pages = stack.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.internal_bucket, Prefix="reports/"
+    )
+    return [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+
+
+def _say_report(stack: LocalStack, key: str) -> None:
+    """One new report, as ``opendepot validate`` prints it, and where the JSON is."""
+    from opendepot.report import format_human  # noqa: PLC0415
+
+    try:
+        report = json.loads(stack.s3.get_object(Bucket=stack.internal_bucket, Key=key)["Body"].read())
+    except (ValueError, KeyError):
+        return
+    _out(format_human(report, max_lines=5))
+    _out(f"  report: s3://{stack.internal_bucket}/{key}")
+
+
 def _serve(stack: LocalStack, pump: Any, api: Any, options: DemoOptions) -> None:
     _out(f"Serving the index on {api.url} and S3/SQS on {stack.endpoint}; Ctrl-C to stop.")
     _out("New uploads are processed as they arrive, e.g.:")
@@ -858,6 +878,7 @@ def _serve(stack: LocalStack, pump: Any, api: Any, options: DemoOptions) -> None
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, interrupt) if main else None
+    seen = set(_report_keys(stack))
     try:
         while True:
             stats = pump.run()
@@ -866,6 +887,10 @@ def _serve(stack: LocalStack, pump: Any, api: Any, options: DemoOptions) -> None
                     f"processed {stats.handled} message(s)"
                     + (f", {stats.failed} returned to the queue" if stats.failed else "")
                 )
+                for key in _report_keys(stack):
+                    if key not in seen:  # a new upload's report: say what happened to it
+                        seen.add(key)
+                        _say_report(stack, key)
             time.sleep(0.5)
     except KeyboardInterrupt:
         _out("\nStopping.")

@@ -473,3 +473,30 @@ def test_demo_once_on_the_sample__publishes_it_and_exits_0(tmp_path: Path) -> No
     assert "Published: donnees-hospitalieres-covid19" in out
     assert "/api/1/datasets/r/" in out
     assert "--once: the local stack stops now" in out  # the links above are not left dangling
+
+
+@pytest.mark.e2e
+def test_served_demo__says_what_happened_to_each_new_upload(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import CASES, HOSP
+    from infra.demo import _report_keys, _say_report
+    from opendepot import runtime
+
+    runtime.use(None)
+    pump = Pump(stack.sqs, bindings_for(stack), region=stack.region)
+    pump.run(timeout=30)  # the bucket's s3:TestEvent
+    before = set(_report_keys(stack))
+    key = f"{HOSP}/spf/C06-corsica-20.csv"
+    stack.s3.put_object(Bucket=stack.incoming_bucket, Key=key,
+                        Body=(CASES / "C06-corsica-20.csv").read_bytes())
+    pump.run(timeout=30)
+    runtime.use(None)
+    new = [k for k in _report_keys(stack) if k not in before]
+    assert len(new) == 1
+    capsys.readouterr()  # the handlers' own log lines
+    _say_report(stack, new[0])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"REJECTED {key}: ") and out[0].endswith("1 error, 0 warnings")
+    assert "Line 4, column dep: '20' is not a valid department code" in "\n".join(out)
+    assert out[-1] == f"  report: s3://{stack.internal_bucket}/{new[0]}"
