@@ -931,18 +931,21 @@ def _validate_decoded(
 
         def measure(name: str) -> np.ndarray:
             """One staged column as float64 (NaN for missing), read a row group at a time."""
-            out = np.empty(rows_good, np.float64)
+            values = np.empty(rows_good, np.float64)
             at = 0
             for i in range(staged.num_row_groups):
                 part = _floats(staged.read_row_group(i, columns=[name], use_threads=False).column(0))
-                out[at : at + part.size] = part
+                values[at : at + part.size] = part
                 at += part.size
-            return out
+            return values
 
-        _series_warnings(keys, measure, dataset, warnings)
-        keys.pk_sorted = None
-        _release_memory()
-        _total_warnings(keys, measure, dataset, warnings)
+        try:
+            _series_warnings(keys, measure, dataset, warnings)
+            keys.pk_sorted = None
+            _release_memory()
+            _total_warnings(keys, measure, dataset, warnings)
+        finally:
+            staged.close()
     v.seconds = time.perf_counter() - started
     return v
 
