@@ -328,6 +328,49 @@ def _floor_once(path: Path, types: dict[str, Any], threads: bool) -> dict[str, f
             "csv_bytes": csv_bytes}
 
 
+def _same_outputs_once(path: Path, types: dict[str, Any]) -> float:
+    """Seconds for pyarrow alone to make what opendepot publishes from ``path``, with no check:
+    read with the explicit types, stage (Parquet, snappy) and read back, sort by the primary
+    key, roll departments up to regions (INSEE COG) and the nation (sums), and write the three
+    levels as CSV and Parquet (zstd). A reference for the cost of the outputs themselves."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from bench.aws import DATASET
+    from opendepot.registry import load_cog, load_registry
+
+    ds = load_registry().get(DATASET)
+    cog = load_cog()
+    assert ds is not None
+    pk = list(ds.primary_key)
+    measures = [c for c in types if c not in pk]
+    t0 = time.perf_counter()
+    table = pacsv.read_csv(
+        path, parse_options=pacsv.ParseOptions(delimiter=";"),
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+    staged = io.BytesIO()
+    pq.write_table(table, staged, compression="snappy")
+    table = pq.read_table(io.BytesIO(staged.getvalue())).sort_by([(k, "ascending") for k in pk])
+    codes = pa.array(list(cog.departments), pa.string())
+    regions = pa.array([d["reg"] for d in cog.departments.values()], pa.string())
+    with_reg = table.append_column("reg", regions.take(pc.index_in(table["dep"], value_set=codes)))
+    dims = [k for k in pk if k != "dep"]
+    levels = {
+        "dep": table,
+        "reg": with_reg.group_by(["reg", *dims], use_threads=False)
+        .aggregate([(m, "sum") for m in measures]).sort_by([("reg", "ascending")]),
+        "fra": table.group_by(dims, use_threads=False).aggregate([(m, "sum") for m in measures]),
+    }
+    for level in levels.values():
+        pq.write_table(level, io.BytesIO(), compression="zstd")
+        pacsv.write_csv(level, io.BytesIO(), pacsv.WriteOptions(delimiter=";", quoting_style="needed"))
+    return time.perf_counter() - t0
+
+
 def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.csv  # noqa: F401
     import pyarrow.parquet  # noqa: F401
@@ -345,6 +388,8 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         single = _floor_once(args.file, types, threads=False)
         out["single_thread_seconds"] = single["seconds"]
+        gc.collect()
+        out["same_outputs_seconds"] = _same_outputs_once(args.file, types)
     except BaseException as exc:  # noqa: BLE001
         out.update(peak_rss_mib=memory.peak(), failed=_failure(exc))
     return out

@@ -278,6 +278,8 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
     floor = _median(secs(c.floor))
     floor_1 = _median([r.doc["single_thread_seconds"] for r in _ok(c.floor)
                        if "single_thread_seconds" in r.doc])
+    same = _median([r.doc["same_outputs_seconds"] for r in _ok(c.floor)
+                    if "same_outputs_seconds" in r.doc])
     peer_ok = [r for r in c.peer if r.doc.get("rows_per_second")]
     peer_rps = _median([r.doc["rows_per_second"] for r in peer_ok])
     od_rps = w.rows / total if total else None
@@ -310,6 +312,8 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
         "opendepot_seconds_without_storage": _r(compute),
         "floor_seconds": _r(floor) if floor is not None else fail("floor"),
         "floor_single_thread_seconds": _r(floor_1),
+        "floor_same_outputs_seconds": _r(same),
+        "ratio_to_floor_same_outputs": _r(total / same) if total and same else None,
         "peer_rows_per_second": round(peer_rps) if peer_rps else fail("peer"),
         "opendepot_rows_per_second": round(od_rps) if od_rps else od_fail,
         "ratio_to_floor": _r(total / floor) if total and floor else "failed: no ratio",
@@ -533,6 +537,12 @@ def table(results: dict[str, Any]) -> str:
     out.append("peak MiB = peak resident memory of the handler's process, moto in process (moto's "
                "own copies of the objects included); file store = the same handlers over a local "
                "directory (bench.filestore), once: opendepot's own memory and time")
+    same = [f"{w['name']} {_fmt(w.get('floor_same_outputs_seconds'))} s "
+            f"({_fmt(w.get('ratio_to_floor_same_outputs'), 1)}x)"
+            for w in results["workloads"] if w.get("floor_same_outputs_seconds")]
+    if same:
+        out.append("floor for the same outputs (pyarrow alone: read, stage, sort, roll up, 3 levels "
+                   "as CSV + Parquet; no check), and opendepot's ratio to it: " + ", ".join(same))
     out.append(f"daily increment (real history + 1 day, upload -> new manifest readable, local "
                f"server stack): {_fmt(results.get('increment_seconds'))} s")
     for w in results["workloads"]:
@@ -685,6 +695,10 @@ def main(argv: list[str] | None = None) -> int:
                                   "disk and page cache)",
             "floor": "pyarrow.csv.read_csv with the registry's types (dep string, sexe int64, jour "
                      "date32, counts int64) + one Parquet (zstd) + one CSV (;) write, in memory",
+            "floor_same_outputs_seconds": "pyarrow alone making what opendepot publishes, without "
+                                          "any check: read, stage as Parquet and read back, sort "
+                                          "by the key, roll up to regions and the nation, write "
+                                          "three levels as CSV and Parquet, in memory",
             "peer": "frictionless Resource.validate with the registry's Table Schema minus "
                     "opendepot's keys (dateFormats, optional), time-capped",
         },
