@@ -31,7 +31,7 @@ STEPS = {
     "opendepot.publication": ("staged_records", "read_manifest", "consolidate", "rollup",
                               "render_level", "datapackage", "_manifest", "_put_immutable",
                               "_refresh_latest", "rebuild_catalog", "select_uploads"),
-    "opendepot.render": ("to_csv", "to_parquet"),
+    "opendepot.render": ("render_level", "render_parts", "file_digest"),
     "opendepot.decode": ("_to_utf8", "_normalise_line_ends", "gunzip"),
     "opendepot.feeds": ("resolve",),
     "pyarrow.parquet": ("read_table",),

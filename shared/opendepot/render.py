@@ -56,17 +56,12 @@ LICENSES = {
 """Data Package licence objects for the registry's udata licence ids."""
 
 
-HASH_CHUNK = 8 << 20
-"""Bytes per read when hashing a written file."""
-
-
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in ``HASH_CHUNK`` pieces."""
-    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
+    """Hex digest of a file (``hashlib.file_digest``: read in pieces, never whole)."""
     with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(
+            f, lambda: hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
+        ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -97,13 +92,6 @@ class RenderedFile:
 
 CSV_OPTIONS = pacsv.WriteOptions(delimiter=";", quoting_style="needed")
 """The published CSV dialect (see module docstring)."""
-
-
-def to_csv(table: pa.Table) -> bytes:
-    """CSV bytes (see module docstring)."""
-    sink = io.BytesIO()
-    pacsv.write_csv(table, sink, CSV_OPTIONS)
-    return sink.getvalue()
 
 
 PARQUET_CODEC = "zstd" if pa.Codec.is_available("zstd") else "snappy"
