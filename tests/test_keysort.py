@@ -53,14 +53,25 @@ def test_table_order__same_as_arrow_sort_indices(counting_sort, table, keys, wid
     assert ours == arrow
 
 
-def test_table_order__real_key_shape_distinct_keys_take_the_counting_sort():
-    """Department × sexe × day, day-major as SPF writes it: sorted into key order."""
+def test_table_order__real_key_shape_distinct_keys_take_the_counting_sort(monkeypatch):
+    """Department × sexe × day, day-major as SPF writes it: sorted into key order, by the
+    counting sort (the keys are distinct and fill their grid)."""
+    paths = []
+    original = keysort.sort_order
+
+    def recording(key, space):
+        order, distinct = original(key, space)
+        paths.append(distinct)
+        return order, distinct
+
+    monkeypatch.setattr(keysort, "sort_order", recording)
     deps, days = ["01", "02", "2A", "2B", "971"], [dt.date(2020, 3, d) for d in range(18, 25)]
     rows = [(d, s, j) for j in days for d in deps for s in (0, 1, 2)]
     table = pa.table({"dep": [r[0] for r in rows], "sexe": [r[1] for r in rows],
                       "jour": pa.array([r[2] for r in rows], pa.date32())})
     order = keysort.table_order(table, ["dep", "sexe", "jour"]).to_pylist()
     assert [rows[i] for i in order] == sorted(rows)
+    assert paths == [True]
 
 
 def test_table_order__integer_extremes_and_wide_ranges_same_as_arrow():

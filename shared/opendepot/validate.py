@@ -439,7 +439,6 @@ class _Batches:
         """Line of every skipped row, in reading order (8 bytes each, whatever their text)."""
         self.in_order = True
         self.rows = 0
-        self.bad_lines = 0
         self.block_bytes = block_bytes
         names = [f"c{i}" for i in range(width)]
 
@@ -501,7 +500,6 @@ class _Batches:
             )
         for _, _, expected, actual in fresh[len(shown) :]:
             self.errors.count(1, "missing-cell" if actual < expected else "extra-cell")
-        self.bad_lines = len(self.skipped)
 
     def _gathered(self) -> Iterator[pa.Table]:
         """The reader's record batches gathered into tables of about ``block_bytes``."""
@@ -907,7 +905,7 @@ def _validate_decoded(
     _release_memory()
     pk_rejects = _check_primary_key(keys, dataset, errors)
 
-    bad_rows = state.bad_rows + batches.bad_lines
+    bad_rows = state.bad_rows + len(batches.skipped)
     rows_good = int(keys.good.sum())
     if pk_rejects:
         v.rejection = "duplicated primary keys"
