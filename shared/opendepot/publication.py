@@ -34,11 +34,12 @@ import hashlib
 import json
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,6 +75,7 @@ from opendepot.render import (
 )
 from opendepot.storage import PreconditionFailed, Store
 
+T = TypeVar("T")
 MANIFEST = "manifest.json"
 CATALOG_KEY = "catalog.json"
 JSON_MIME = "application/json"
@@ -85,6 +87,9 @@ PARTITION_ROWS = 2_000_000
 """Rows per part of the streaming path, its memory bound: ``ceil(rows / PARTITION_ROWS)`` parts."""
 BATCH_ROWS = 131_072
 """Rows per record batch read from a staged file by the streaming path."""
+STORAGE_THREADS = 8
+"""Concurrent storage requests of one publication (uploads of a version's files, ``latest/``
+copies): each is independent, and all end before the manifest is switched."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,15 @@ def _put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime
                else file_digest(body, "md5"))
         if head is None or head.etag != md5:
             raise
+
+
+def _each(call: Callable[[T], object], items: Sequence[T]) -> None:
+    """``call`` on every item, ``STORAGE_THREADS`` at a time (storage requests wait on the
+    network, or on moto's hashing); returns once every call has ended, raising the first
+    failure."""
+    with ThreadPoolExecutor(max_workers=STORAGE_THREADS) as pool:
+        for done in [pool.submit(call, item) for item in items]:
+            done.result()
 
 
 def resource_id(dataset: str, level: str, fmt: str) -> str:
@@ -352,8 +366,8 @@ def publish_dataset(
             out = _render_in_memory(dataset, selected, staged, fed, cog, work)
         else:
             out = _render_streaming(dataset, plan, staged, cog, work)
-        for f in out.files:
-            _put_immutable(store, settings.published_bucket, f"{prefix}/{f.name}", f.path, f.mime)
+        _each(lambda f: _put_immutable(store, settings.published_bucket,
+                                       f"{prefix}/{f.name}", f.path, f.mime), out.files)
     package = datapackage(dataset, version, out.files, out.schemas)
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
     _put_immutable(store, settings.published_bucket, f"{prefix}/datapackage.json", body, JSON_MIME)
@@ -431,11 +445,14 @@ def _manifest(
 def _refresh_latest(store: Store, settings: Settings, manifest: dict) -> None:
     """Make ``latest/`` hold the manifest's files (copies only what differs)."""
     bucket = settings.published_bucket
-    for r in manifest["resources"]:
+
+    def refresh(r: dict) -> None:
         current = store.head(bucket, r["latest_path"])
         source = store.head(bucket, r["path"])
         if source is not None and (current is None or current.etag != source.etag):
             store.copy(bucket, r["path"], r["latest_path"], cache_control=REVALIDATE)
+
+    _each(refresh, manifest["resources"])
 
 
 def catalog_entry(dataset: Dataset, manifest: dict) -> dict[str, Any]:

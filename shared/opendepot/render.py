@@ -2,8 +2,9 @@
 
 Published files are written to local files (a temporary directory the caller owns), never held
 whole in memory: ``render_level`` writes one table, ``LevelWriter`` appends a level's rows part by
-part (the same bytes for CSV; for Parquet only the row groups differ). A ``RenderedFile`` carries
-the path, size and sha256 (read back in chunks once the file is closed).
+part (the same bytes for CSV; for Parquet only the row groups differ), formatting CSV slices and
+Parquet row groups on ``RENDER_THREADS`` threads. A ``RenderedFile`` carries the path, size and
+sha256 (of the CSV as it is written; of the Parquet file read back in chunks once closed).
 
 - CSV in the dialect Santé publique France's reusers already read: ``;`` separator, UTF-8
   without BOM, LF, ISO dates, text quoted, numbers bare, empty cell for missing.
@@ -17,18 +18,18 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import io
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import os
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, BinaryIO, Self
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-T = TypeVar("T")
 CSV_MIME = "text/csv"
 PARQUET_MIME = "application/vnd.apache.parquet"
 FORMATS = {"csv": CSV_MIME, "parquet": PARQUET_MIME}
@@ -92,6 +93,7 @@ class RenderedFile:
 
 CSV_OPTIONS = pacsv.WriteOptions(delimiter=";", quoting_style="needed")
 """The published CSV dialect (see module docstring)."""
+CSV_NO_HEADER = pacsv.WriteOptions(delimiter=";", quoting_style="needed", include_header=False)
 
 
 PARQUET_CODEC = "zstd" if pa.Codec.is_available("zstd") else "snappy"
@@ -110,42 +112,32 @@ def file_names(dataset_name: str, level: str) -> dict[str, str]:
     return {fmt: f"{dataset_name}-{level}.{fmt}" for fmt in FORMATS}
 
 
-def _both(pool: ThreadPoolExecutor, first: Callable[[], T], second: Callable[[], T]) -> list[T]:
-    """Run two calls at once (Arrow's writers and hashlib release the GIL): the CSV and the
-    Parquet file of a level are written on two cores."""
-    later = pool.submit(second)
-    try:
-        result = first()
-    finally:  # never leave ``second`` running past here, even when ``first`` failed
-        concurrent.futures.wait([later])
-    return [result, later.result()]
+RENDER_THREADS = max(2, min(4, os.cpu_count() or 1))
+"""Threads formatting a level's files: CSV slices and the Parquet file at once (Arrow's writers
+release the GIL). A Lambda of 3008 MB has two vCPUs."""
+CSV_SLICE_ROWS = 131_072
+"""Rows formatted as CSV in one piece: slices are formatted on ``RENDER_THREADS`` threads and
+written in order, at most ``2 * RENDER_THREADS`` of them in memory at once."""
 
 
-def render_level(
-    dataset_name: str, level: str, table: pa.Table, directory: Path
-) -> list[RenderedFile]:
-    """Write the CSV and Parquet files of one level into ``directory``."""
-    names = file_names(dataset_name, level)
-    paths = {fmt: directory / name for fmt, name in names.items()}
-
-    def csv() -> RenderedFile:
-        pacsv.write_csv(table, paths["csv"], CSV_OPTIONS)
-        return RenderedFile.written(names["csv"], level, "csv", paths["csv"], table.num_rows)
-
-    def parquet() -> RenderedFile:
-        pq.write_table(table, paths["parquet"], compression=PARQUET_CODEC)
-        return RenderedFile.written(names["parquet"], level, "parquet", paths["parquet"],
-                                    table.num_rows)
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return _both(pool, csv, parquet)
+def _csv_bytes(table: pa.Table, header: bool) -> pa.Buffer:
+    """``table`` as published CSV, with or without the header line."""
+    sink = pa.BufferOutputStream()
+    options = CSV_OPTIONS if header else CSV_NO_HEADER
+    pacsv.write_csv(table, sink, options)
+    return sink.getvalue()
 
 
 class LevelWriter:
-    """Writes one level's CSV and Parquet files part by part (rows already in their final order).
+    """Writes one level's CSV and Parquet files, part by part (rows already in their final order),
+    or whole (``render_level``).
 
-    The CSV bytes equal ``render_level``'s for the same rows; the Parquet file has one row group
-    per part (or more), the same table. Use as a context manager, or call ``close``.
+    Each part's Parquet row groups are written on one thread while its CSV is formatted in slices
+    of ``CSV_SLICE_ROWS`` rows on the others, then written in order and hashed on the way. The
+    CSV bytes are those of one ``pyarrow.csv.write_csv`` of all the rows (a header, then each
+    slice's lines); the Parquet file those of one ``pyarrow.parquet.write_table`` of a whole
+    table (a part is a call of ``ParquetWriter.write_table``: row groups end at part boundaries).
+    Use as a context manager, or call ``close``.
     """
 
     def __init__(self, dataset_name: str, level: str, schema: pa.Schema, directory: Path) -> None:
@@ -154,35 +146,53 @@ class LevelWriter:
         self.rows = 0
         self._names = file_names(dataset_name, level)
         self._paths = {fmt: directory / name for fmt, name in self._names.items()}
-        self._csv: pacsv.CSVWriter | None = pacsv.CSVWriter(
-            str(self._paths["csv"]), schema, write_options=CSV_OPTIONS
-        )
+        self._csv: BinaryIO | None = self._paths["csv"].open("wb")
+        self._sha256 = hashlib.sha256()
+        self._header = True
         self._parquet: pq.ParquetWriter | None = pq.ParquetWriter(
             str(self._paths["parquet"]), schema, compression=PARQUET_CODEC
         )
-        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pool = ThreadPoolExecutor(max_workers=RENDER_THREADS)
 
     def write(self, table: pa.Table) -> None:
-        """Append rows (their schema must be the writer's)."""
+        """Append rows (their schema must be the writer's); returns once both files hold them."""
         csv, parquet = self._csv, self._parquet
         if csv is None or parquet is None:
             raise ValueError(f"level {self.level}: writer closed")
-        _both(self._pool, lambda: csv.write_table(table), lambda: parquet.write_table(table))
+        pending: deque[Future[pa.Buffer]] = deque()
+        written = self._pool.submit(parquet.write_table, table)
+        try:
+            for start in range(0, max(table.num_rows, 1), CSV_SLICE_ROWS):
+                if len(pending) >= 2 * RENDER_THREADS:
+                    self._out(pending.popleft().result())
+                piece = table.slice(start, CSV_SLICE_ROWS)
+                pending.append(self._pool.submit(_csv_bytes, piece, self._header))
+                self._header = False
+            while pending:
+                self._out(pending.popleft().result())
+        finally:  # no thread may still use the table, or a writer being closed, past here
+            concurrent.futures.wait([written, *pending])
+        written.result()
         self.rows += table.num_rows
+
+    def _out(self, data: pa.Buffer) -> None:
+        assert self._csv is not None
+        self._csv.write(data)
+        self._sha256.update(data)
 
     def close(self) -> list[RenderedFile]:
         """Close both files and describe them (CSV, then Parquet)."""
+        if self._header and self._csv is not None:  # no rows at all: the header line still
+            self.write(self.schema.empty_table())
         self._shut()
-        csv, parquet = (
-            partial(RenderedFile.written, self._names[fmt], self.level, fmt, self._paths[fmt],
-                    self.rows)
-            for fmt in ("csv", "parquet")
-        )
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return _both(pool, csv, parquet)
+        paths, names = self._paths, self._names
+        csv = RenderedFile(names["csv"], self.level, "csv", paths["csv"], self.rows,
+                           paths["csv"].stat().st_size, self._sha256.hexdigest())
+        return [csv, RenderedFile.written(names["parquet"], self.level, "parquet",
+                                          paths["parquet"], self.rows)]
 
     def _shut(self) -> None:
-        self._pool.shutdown(wait=True)  # no write may still run on a writer being closed
+        self._pool.shutdown(wait=True)
         csv, parquet = self._csv, self._parquet
         self._csv = self._parquet = None
         try:
@@ -199,6 +209,15 @@ class LevelWriter:
         """Closes the files if ``close`` was not called (after an error: no description)."""
         if self._csv is not None or self._parquet is not None:
             self._shut()
+
+
+def render_level(
+    dataset_name: str, level: str, table: pa.Table, directory: Path
+) -> list[RenderedFile]:
+    """Write the CSV and Parquet files of one level into ``directory`` (CSV, then Parquet)."""
+    with LevelWriter(dataset_name, level, table.schema, directory) as writer:
+        writer.write(table)
+        return writer.close()
 
 
 def render_parts(
