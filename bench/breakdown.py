@@ -10,6 +10,7 @@ process is patched, and only inside ``with Timers() as t:``.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -48,11 +49,14 @@ class Timers:
         self.store_only = store_only
         self.calls: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)
+        """Seconds per label, summed over calls (concurrent calls each count)."""
         self.peak_growth: dict[str, float] = defaultdict(float)
         """MiB by which the process's peak resident size grew while the step ran (inclusive)."""
         self.outer: dict[str, float] = defaultdict(float)
         """Seconds per group (``store``, ``pc``, ``validate``...) of its outermost calls only."""
         self._depth: dict[str, int] = defaultdict(int)
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
         self._undo: list[tuple[Any, str, Any]] = []
 
     def _wrap(self, owner: Any, name: str, label: str) -> None:
@@ -64,15 +68,22 @@ class Timers:
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             peak = memory.peak()
-            self._depth[group] += 1
-            started = time.perf_counter()
+            with self._lock:
+                self._depth[group] += 1
+                started = time.perf_counter()
+                if self._depth[group] == 1:
+                    self._since[group] = started
             try:
                 return original(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - started
-                self._depth[group] -= 1
-                if self._depth[group] == 0:  # S3Store.copy calls head: count the outer call
-                    self.outer[group] += elapsed
+                with self._lock:
+                    ended = time.perf_counter()
+                    elapsed = ended - started
+                    self._depth[group] -= 1
+                    # nested (S3Store.copy calls head) or concurrent calls (a publication's
+                    # uploads): the group's wall time is the union of its calls' intervals
+                    if self._depth[group] == 0:
+                        self.outer[group] += ended - self._since[group]
                 self.calls[label] += 1
                 self.seconds[label] += elapsed
                 self.peak_growth[label] += memory.peak() - peak
@@ -109,7 +120,8 @@ class Timers:
         self._undo.clear()
 
     def total(self, group: str) -> float:
-        """Seconds spent in a group's calls (``store``: the storage port), nested calls once."""
+        """Wall seconds during which at least one of a group's calls ran (``store``: the storage
+        port): nested calls counted once, concurrent ones (threads) not added up."""
         return self.outer[group]
 
     def rows(self) -> list[tuple[str, int, float, float]]:
