@@ -30,6 +30,13 @@ sort by partition):
 
 Sums of integers do not depend on the order of addition, sums of floats do: ``streamable``
 keeps datasets with float roll-ups in memory.
+
+Both paths sum on integer codes (``_group_sums``): each row's group is packed from the codes of
+its area and dimensions (``keysort``: value order, nulls last), so the groups in packed order
+are the rows in (area, dims) order; ``np.add.at`` sums int64 values, which wrap around on
+overflow as Arrow's int64 sums do, so every sum is Arrow's. Roll-ups without such codes or
+sums (float or unsigned measures, float dimensions, keys past 62 bits) are Arrow's
+``group_by``, the reference.
 """
 
 from __future__ import annotations
@@ -202,8 +209,126 @@ def _complete(
 def _sum_complete(
     table: pa.Table, area: str, dims: list[str], measures: list[str], expected: pa.Table
 ) -> pa.Table:
-    """Group by (area, dims); each measure summed, null unless every member has a value."""
+    """Group by (area, dims); each measure summed, null unless every member has a value.
+    ``expected``: ``area`` -> ``__members``. Sorted by (area, dims)."""
+    if _is_text(table[area].type):
+        codes = keysort.Codes()
+        codes.add(table[area])
+        ranked, values = codes.finish()
+        known = dict(zip(expected[area].to_pylist(), expected["__members"].to_pylist()))
+        # a null area, or one ``expected`` lacks, has no members: its sums are null (as a join)
+        members = np.array([-1 if v is None else known.get(v, -1) for v in values], np.int64)
+        groups = _group_sums(table, ranked, len(values), dims, measures)
+        if groups is not None:
+            areas = pa.array(values, table[area].type)
+            return _complete_groups(table, groups, area, areas, members, dims, measures)
+    return _arrow_sum_complete(table, area, dims, measures, expected)
+
+
+def _arrow_sum_complete(
+    table: pa.Table, area: str, dims: list[str], measures: list[str], expected: pa.Table
+) -> pa.Table:
+    """``_sum_complete`` by Arrow's ``group_by``: the reference."""
     return _complete(_partial_sums(table, area, dims, measures), area, dims, measures, expected)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+CODED = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_date,
+         pa.types.is_boolean)
+"""Dimension types summed on codes: ``keysort``'s codes group and order them as Arrow does."""
+
+
+def _key_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int] | None:
+    """Codes of a dimension in value order, nulls last, and how many (``keysort``); None for
+    types not in ``CODED``."""
+    if not any(t(column.type) for t in CODED):
+        return None
+    numeric = keysort._value_codes(column)
+    if numeric is None:
+        codes = keysort.Codes()
+        codes.add(column)
+        ranked, values = codes.finish()
+        numeric = ranked, len(values)
+    return numeric
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Rows grouped by (area, dims) and summed: the non-empty groups, in (area, dims) order."""
+
+    rows: pa.Array
+    """A row of each group (its dimensions are the group's)."""
+    area: np.ndarray
+    """The area code of each group."""
+    sums: list[np.ndarray]
+    """Per measure, int64: the sum of each group's values (0 without values)."""
+    counts: list[np.ndarray]
+    """Per measure, int64: how many values each group has."""
+
+
+def _group_sums(
+    table: pa.Table, area: np.ndarray, areas: int, dims: list[str], measures: list[str]
+) -> _Groups | None:
+    """``table``'s rows grouped by (area, dims) on integer codes, each measure summed as Arrow
+    sums it (int64, wrapping around on overflow).
+
+    ``area``: each row's area code, numbered in value order, ``areas`` for a row left out. None
+    when a measure is not a signed integer, a dimension not ``CODED`` or the keys need more
+    than 62 bits."""
+    if not all(pa.types.is_signed_integer(table[m].type) for m in measures):
+        return None
+    codes, sizes = [area], [areas + 1]
+    for d in dims:
+        coded = _key_codes(table[d])
+        if coded is None:
+            return None
+        codes.append(coded[0])
+        sizes.append(coded[1])
+    packed = keysort.pack(codes, sizes)
+    if packed is None:
+        return None
+    group, n_groups = keysort.group_ids(*packed)
+    group = group.astype(np.intp, copy=False)
+    rows_in = np.bincount(group, minlength=n_groups)
+    one_row = np.empty(n_groups, np.int64)
+    one_row[group] = np.arange(group.size)
+    kept = np.flatnonzero(rows_in)
+    kept = kept[area[one_row[kept]] < areas]
+    sums, counts = [], []
+    for m in measures:
+        column = table[m]
+        ids, count = group, rows_in
+        if column.null_count:  # the values only
+            ids = group[pc.is_valid(column).to_numpy(zero_copy_only=False)]
+            column, count = column.drop_null(), np.bincount(ids, minlength=n_groups)
+        total = np.zeros(n_groups, np.int64)  # int64 sums wrap around on overflow, as Arrow's
+        np.add.at(total, ids, column.to_numpy().astype(np.int64, copy=False))
+        sums.append(total[kept])
+        counts.append(count[kept])
+    rows = one_row[kept]
+    return _Groups(pa.array(rows), area[rows], sums, counts)
+
+
+def _complete_groups(
+    table: pa.Table,
+    groups: _Groups,
+    area: str,
+    areas: pa.Array,
+    members: np.ndarray,
+    dims: list[str],
+    measures: list[str],
+) -> pa.Table:
+    """``_complete``'s table from ``_group_sums``: ``areas`` the value of each area code,
+    ``members`` how many members each has."""
+    columns = {area: areas.take(pa.array(groups.area)),
+               **{d: table[d].take(groups.rows) for d in dims}}
+    expected = members[groups.area]
+    for m, total, count in zip(measures, groups.sums, groups.counts, strict=True):
+        columns[m] = pa.array(total, pa.int64(), mask=count != expected)
+    return pa.table(columns)
 
 
 def _with_region(base: pa.Table, area: str, cog: Cog) -> pa.Table:
@@ -232,6 +357,60 @@ def _national_members(n_members: int) -> pa.Table:
 def _with_nation(base: pa.Table) -> pa.Table:
     nation = pa.repeat(pa.scalar(NATIONAL_CODE, pa.string()), base.num_rows)
     return base.append_column("fra", nation)
+
+
+def _region_rollup(
+    base: pa.Table, area: str, dims: list[str], measures: list[str], cog: Cog
+) -> pa.Table:
+    """The ``reg`` level of the departments in column ``area`` (``_with_region``,
+    ``_region_members``), summed on the departments' codes when it can be."""
+    if _is_text(base[area].type):
+        codes = keysort.Codes()
+        codes.add(base[area])
+        deps, values = codes.finish()
+        region_of = [cog.region_of(v) for v in values[:-1]]
+        regions = sorted({r for r in region_of if r is not None})
+        number = {r: i for i, r in enumerate(regions)}
+        # departments without a region (and the null code, last) are left out: code len(regions)
+        region_code = np.array([*(number.get(r, len(regions)) for r in region_of), len(regions)])
+        members = np.bincount(region_code, minlength=len(regions) + 1)
+        groups = _group_sums(base, region_code[deps], len(regions), dims, measures)
+        if groups is not None:
+            return _complete_groups(base, groups, "reg", pa.array(regions, pa.string()),
+                                    members, dims, measures)
+    with_reg = _with_region(base, area, cog)
+    return _arrow_sum_complete(with_reg, "reg", dims, measures, _region_members(with_reg, area))
+
+
+def _national_sums(base: pa.Table, dims: list[str], measures: list[str]) -> _Groups | None:
+    """``_group_sums`` of every row of ``base`` in one area (the nation)."""
+    return _group_sums(base, np.zeros(base.num_rows, np.int8), 1, dims, measures)
+
+
+def _national_rollup(base: pa.Table, area: str, dims: list[str], measures: list[str]) -> pa.Table:
+    """The ``fra`` level of the areas in column ``area``: every distinct area is a member."""
+    n_members = len(pc.unique(base[area]))
+    groups = _national_sums(base, dims, measures)
+    if groups is None:
+        return _arrow_sum_complete(_with_nation(base), "fra", dims, measures,
+                                   _national_members(n_members))
+    return _complete_groups(base, groups, "fra", pa.array([NATIONAL_CODE], pa.string()),
+                            np.array([n_members]), dims, measures)
+
+
+def _national_partial_sums(base: pa.Table, dims: list[str], measures: list[str]) -> pa.Table:
+    """``_partial_sums`` of ``_with_nation(base)`` by area ``fra``, on codes when it can be."""
+    groups = _national_sums(base, dims, measures)
+    if groups is None:
+        return _partial_sums(_with_nation(base), "fra", dims, measures)
+    nation = pa.array([NATIONAL_CODE], pa.string())
+    columns = {"fra": nation.take(pa.array(groups.area)),
+               **{d: base[d].take(groups.rows) for d in dims}}
+    for m, total, count in zip(measures, groups.sums, groups.counts, strict=True):
+        columns[f"{m}_sum"] = pa.array(total, pa.int64(), mask=count == 0)
+    for m, count in zip(measures, groups.counts, strict=True):
+        columns[f"{m}_count"] = pa.array(count, pa.int64())
+    return pa.table(columns)
 
 
 def rolled_up_measures(dataset: Dataset, columns: Sequence[str]) -> list[str]:
@@ -270,13 +449,9 @@ def rollup(dataset: Dataset, table: pa.Table, cog: Cog) -> dict[str, pa.Table]:
     measures = rolled_up_measures(dataset, table.column_names)
     base = table.select([geo.field, *dims, *measures])
     if "reg" in levels:
-        with_reg = _with_region(base, geo.field, cog)
-        out["reg"] = _sum_complete(with_reg, "reg", dims, measures,
-                                   _region_members(with_reg, geo.field))
+        out["reg"] = _region_rollup(base, geo.field, dims, measures, cog)
     if "fra" in levels:
-        n_members = len(pc.unique(base[geo.field]))
-        out["fra"] = _sum_complete(_with_nation(base), "fra", dims, measures,
-                                   _national_members(n_members))
+        out["fra"] = _national_rollup(base, geo.field, dims, measures)
     return out
 
 
@@ -580,7 +755,7 @@ class StreamingRollups:
                 rows = _with_region(base.slice(start, self.batch_rows), self.area, self.cog)
                 self._regions.write(rows.select(self._no_regions.column_names))
         if "fra" in self.levels:
-            sums = _partial_sums(_with_nation(base), "fra", self.dims, self.measures)
+            sums = _national_partial_sums(base, self.dims, self.measures)
             self._national = sums if self._national is None else _combine_partials(
                 [self._national, sums], "fra", self.dims, self.measures)
 
