@@ -14,6 +14,9 @@ raises. The file is read in batches (see ``validate_decoded`` and docs/design.md
 - cells (vectorised with pyarrow.compute): ``type-error`` (integer, number, date, boolean),
   ``constraint-error`` (required, minimum, maximum, enum, pattern, minLength, maxLength),
   ``foreign-key`` (area codes outside the INSEE COG and the dataset's declared extra codes);
+  a batch's column whose every cell is plainly valid (ASCII digits, ISO dates...) is checked on
+  its bytes with NumPy and cast once (``_fast_cells``), any other by the rules cell by cell,
+  which find the same for plain cells;
 - ``duplicate-row`` (every cell equal to an earlier row's, for datasets that leave those out);
 - ``primary-key`` (duplicated key, naming both lines; never resolved by picking one row; blank
   rows and exact duplicates, already reported, are not keys);
@@ -31,11 +34,14 @@ errors always reject the file.
 from __future__ import annotations
 
 import ctypes
+import datetime
 import os
 import time
 from array import array
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -341,6 +347,164 @@ def _cast_week(
     return typed, ~ok & ~missing, expected
 
 
+@dataclass
+class _Text:
+    """A string column without nulls seen through NumPy, chunk by chunk: what the fast cell
+    checks (``_fast_cells``, ``_trimmed``, ``_single_digits``) read without a pass of Arrow's
+    per-value kernels."""
+
+    offsets: list[np.ndarray]
+    """Each chunk's value offsets (int32, one more than its values) into its buffer."""
+    data: list[np.ndarray]
+    """Each chunk's byte buffer (uint8)."""
+    low: int
+    """Smallest byte in any value (256 when no value has a byte)."""
+    high: int
+    """Largest byte in any value (-1 when no value has a byte)."""
+
+    @classmethod
+    def of(cls, col: pa.ChunkedArray | pa.Array) -> _Text | None:
+        """None for a column that is not ``pa.string()`` or has nulls."""
+        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+        offsets, data = [], []
+        low, high = 256, -1
+        for c in chunks:
+            if c.type != pa.string() or c.null_count:
+                return None
+            if len(c) == 0:
+                continue
+            _, off, buf = c.buffers()
+            o = np.frombuffer(off, np.int32, len(c) + 1, c.offset * 4)
+            d = np.frombuffer(buf, np.uint8) if buf is not None else np.empty(0, np.uint8)
+            used = d[o[0] : o[-1]]
+            if used.size:
+                low, high = min(low, int(used.min())), max(high, int(used.max()))
+            offsets.append(o)
+            data.append(d)
+        return cls(offsets, data, low, high)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Bytes of each value."""
+        if not self.offsets:
+            return np.empty(0, np.int32)
+        return np.concatenate([np.diff(o) for o in self.offsets])
+
+    def first_bytes(self, lengths: np.ndarray, size: int) -> np.ndarray:
+        """The first byte of each value of ``size`` bytes (``size`` > 0), in order."""
+        found, at = [], 0
+        for o, d in zip(self.offsets, self.data, strict=True):
+            n = o.size - 1
+            found.append(d[o[:-1][lengths[at : at + n] == size]])
+            at += n
+        return np.concatenate(found) if found else np.empty(0, np.uint8)
+
+    def has(self, byte: int) -> bool:
+        """Whether ``byte`` occurs in any value."""
+        chunks = zip(self.offsets, self.data, strict=True)
+        return any((d[o[0] : o[-1]] == byte).any() for o, d in chunks)
+
+    def count(self, byte: int) -> np.ndarray:
+        """How many times ``byte`` occurs in each value."""
+        counts = []
+        for o, d in zip(self.offsets, self.data, strict=True):
+            running = np.zeros(o[-1] - o[0] + 1, np.int32)
+            np.cumsum(d[o[0] : o[-1]] == byte, out=running[1:])
+            counts.append(running[o[1:] - o[0]] - running[o[:-1] - o[0]])
+        return np.concatenate(counts) if counts else np.empty(0, np.int32)
+
+
+def _trimmed(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, _Text | None]:
+    """(``pc.utf8_trim_whitespace(col)``, None), or (``col`` itself, its ``_Text``) when no value
+    holds a byte that can start or be part of whitespace (every whitespace character Arrow trims
+    is encoded with bytes up to 0x20 or from 0x80): then trimming changes nothing."""
+    text = _Text.of(col)
+    if text is not None and text.low > 0x20 and text.high < 0x7F:
+        return col, text
+    return pc.utf8_trim_whitespace(col), None
+
+
+def _single_digits(col: pa.ChunkedArray, text: _Text | None = None) -> np.ndarray:
+    """Values that are one digit 1 to 9 (``^[1-9]$``): one byte, that digit. ``text``: the
+    column's ``_Text``, when known."""
+    text = text or _Text.of(col)
+    if text is None:
+        return _np(pc.match_substring_regex(col, r"^[1-9]$"))
+    lengths = text.lengths
+    short = lengths == 1
+    if short.any():
+        digit = text.first_bytes(lengths, 1)
+        short[short] = (digit >= ord("1")) & (digit <= ord("9"))
+    return short
+
+
+FAST_BYTES: dict[str, tuple[int, int]] = {
+    "integer": (ord("0"), ord("9")),
+    "year": (ord("0"), ord("9")),
+    "number": (ord("."), ord("9")),
+    "date": (ord("-"), ord("9")),
+}
+"""Bytes a column of a type must keep to for ``_fast_cells`` (strings: any)."""
+
+
+def _fast_cells(
+    f: Field, col: pa.ChunkedArray, missing_values: Iterable[str], text: _Text | None = None
+) -> tuple[np.ndarray, pa.ChunkedArray | pa.Array] | None:
+    """(missing, typed) of a trimmed column of a batch without blank rows whose every cell is
+    plainly valid or missing, found with a few passes over its bytes; None whenever that is not
+    plain, and the caller takes the exact path (``pc.is_in`` for missing values, then
+    ``_cast_field``), which then finds the same values and reports what is wrong.
+
+    Plain, by type (an empty cell must be a missing value, ``""`` in ``missing_values``):
+    integer and year: only ASCII digits, at most 18; number: ASCII digits and at most one ``.``
+    per cell, not ``.`` alone (so ``NUMBER_RE`` holds); date (``%Y-%m-%d`` first): bytes from
+    ``-`` to ``9`` and Arrow's cast to date32 succeeds (``_cast_field``'s own first attempt);
+    string: anything. A missing value other than ``""`` is looked for only when a cell could be
+    it (else the exact path decides). The typed values come from the same Arrow casts of the
+    same strings as in ``_cast_field``. ``text``: the column's ``_Text``, when known."""
+    kind = f.type
+    if kind == "date" and f.date_formats[0] != "%Y-%m-%d":
+        return None
+    if kind not in FAST_BYTES and kind != "string":
+        return None
+    text = text or _Text.of(col)
+    if text is None:
+        return None
+    lengths = text.lengths
+    empty = lengths == 0
+    low, high = FAST_BYTES.get(kind, (0, 255))
+    if text.low < low or text.high > high:
+        return None
+    missing = np.zeros(lengths.size, dtype=bool)
+    for value in missing_values:
+        if value == "":
+            missing |= empty
+            continue
+        raw = value.encode()
+        if kind != "string":
+            if all(low <= b <= high for b in raw):
+                return None  # a cell could be this missing value
+        elif (text.first_bytes(lengths, len(raw)) == raw[0]).any():
+            return None
+    if kind != "string" and (empty & ~missing).any():
+        return None  # an empty cell that is not a missing value: a type error
+    if kind in {"integer", "year"} and lengths.size and lengths.max() > 18:
+        return None
+    if kind == "number" and text.low < ord("0"):  # '.' or '/' somewhere
+        dots = text.count(ord("."))
+        if text.has(ord("/")) or (dots > 1).any() or ((dots == 1) & (lengths == 1)).any():
+            return None
+    kept = col
+    if missing.any():
+        kept = pc.if_else(pa.array(~missing), col, pa.scalar(None, pa.string()))
+    if kind == "string":
+        return missing, kept
+    try:
+        return missing, pc.cast(kept, ARROW_TYPES[kind])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # not in Arrow's strict form (2020-02-30): the exact path finds which
+
+
 def _constraint_masks(f: Field, typed: Any, missing: np.ndarray) -> Iterable[tuple[np.ndarray, str, str]]:
     """Yield (failing rows, constraint name, expected) for each declared constraint."""
     if f.required:
@@ -534,6 +698,46 @@ class _Batches:
         self.rows = done + len(self.skipped)
 
 
+class _StagingWriter:
+    """The staged Parquet file, written on one background thread: a batch's write overlaps the
+    next batch's checks (Arrow's writer releases the GIL). One write at most is in flight, so
+    memory holds one batch more, never more; a failed write raises in the caller at its next
+    ``write``, ``wait`` or ``close``."""
+
+    def __init__(self, sink: str | pa.BufferOutputStream, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(sink, schema, compression=STAGING_CODEC)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opendepot-staging")
+        self._pending: Future[None] | None = None
+
+    def write(self, table: pa.Table) -> None:
+        """Queue ``table`` once the previous write is done (raising its error, if any)."""
+        self.wait()
+        self._pending = self._pool.submit(self._writer.write_table, table)
+
+    def wait(self) -> None:
+        """Wait for the write in flight; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self, *, failing: bool = False) -> None:
+        """Finish the write in flight, then close the file, whatever happens; raise the first
+        error met. ``failing``: an error is already on its way up, which these would hide: they
+        are dropped."""
+        first: BaseException | None = None
+        try:
+            self.wait()
+        except BaseException as exc:  # noqa: BLE001 - raised below, once the file is closed
+            first = exc
+        self._pool.shutdown(wait=True)  # nothing in flight from here on
+        try:
+            self._writer.close()
+        except BaseException as exc:  # noqa: BLE001 - as above
+            first = first or exc
+        if first is not None and not failing:
+            raise first
+
+
 @dataclass
 class _State:
     """What the checks carry from batch to batch."""
@@ -574,10 +778,15 @@ def _check_batch(
     not rows for the primary-key check: blank rows and exact duplicates, already reported)."""
     n = table.num_rows
     bad = np.zeros(n, dtype=bool)
-    trimmed = {i: pc.utf8_trim_whitespace(table.column(i)) for i in range(table.num_columns)}
+    trimmed: dict[int, pa.ChunkedArray] = {}
+    texts: dict[int, _Text | None] = {}  # the trimmed column's bytes, when already seen
+    for i in range(table.num_columns):
+        trimmed[i], texts[i] = _trimmed(table.column(i))
     blank = np.ones(n, dtype=bool)
     for col in trimmed.values():
         blank &= _np(pc.equal(col, ""))
+        if not blank.any():
+            break  # no row left that could be blank
     if blank.any():
         _report_mask(
             errors,
@@ -626,9 +835,9 @@ def _check_batch(
             continue
         pos = positions[f.name]
         raw = table.column(pos)
-        col = trimmed[pos]
+        col, text = trimmed[pos], texts[pos]
         if f.pad_single_digit:
-            short = _np(pc.match_substring_regex(col, r"^[1-9]$")) & ~blank
+            short = _single_digits(col, text) & ~blank
             if short.any():
                 # one warning per distinct code, at the end (a spreadsheet drops every leading
                 # zero of a column: 2,970 identical warnings would hide everything else)
@@ -640,8 +849,14 @@ def _check_batch(
                     entry = seen.setdefault(code, [int(lines[where[0]]), 0])
                     entry[1] += int(where.size)
                 col = pc.if_else(pa.array(short), pc.binary_join_element_wise("0", col, ""), col)
-        missing = _np(pc.is_in(col, value_set=missing_set)) & ~blank
-        value, type_bad, expected = _cast_field(f, col, missing)
+                text = None
+        fast = None if blank.any() else _fast_cells(f, col, dataset.missing_values, text)
+        if fast is not None:  # every cell plainly valid or missing: what the exact path finds
+            missing, value = fast
+            type_bad, expected = np.zeros(n, dtype=bool), ""
+        else:
+            missing = _np(pc.is_in(col, value_set=missing_set)) & ~blank
+            value, type_bad, expected = _cast_field(f, col, missing)
         type_bad &= ~blank
         if type_bad.any():
             _report_mask(
@@ -864,7 +1079,7 @@ def _validate_decoded(
 
     schema = dataset_schema(dataset)
     sink = out if out is not None else pa.BufferOutputStream()
-    writer = pq.ParquetWriter(sink, schema, compression=STAGING_CODEC)
+    writer = _StagingWriter(sink, schema)
     key_names = _key_names(dataset)
     codes = {k: keysort.Codes() for k in key_names}
     line_chunks: list[np.ndarray] = []
@@ -875,6 +1090,8 @@ def _validate_decoded(
         for number, (table, lines) in enumerate(batches, start=1):
             typed, bad, not_rows = _check_batch(table, lines, dataset, cog, positions, errors, state)
             state.bad_rows += int(bad.sum())
+            if not bad.all():  # staged while the next lines run and the next batch is checked
+                writer.write(typed.filter(pa.array(~bad)) if bad.any() else typed)
             # every row but blank rows and exact duplicates goes to the primary-key check (a
             # repeated key is never hidden by another error on the same row); good ones are staged
             keep = ~not_rows
@@ -885,12 +1102,13 @@ def _validate_decoded(
             fits = kept_lines.size == 0 or kept_lines[-1] < np.iinfo(np.int32).max
             line_chunks.append(kept_lines.astype(np.int32) if fits else kept_lines)
             good_chunks.append(~bad[keep])
-            if not bad.all():
-                writer.write_table(typed.filter(pa.array(~bad)) if bad.any() else typed)
             if number % 8 == 0:
+                writer.wait()  # the written batch's memory is free to hand back too
                 _release_memory()
-    finally:
-        writer.close()
+    except BaseException:
+        writer.close(failing=True)
+        raise
+    writer.close()
     v.rows = batches.rows
     if v.rows == 0:
         errors.add(Issue("source-error", "the file has a header but no data rows"))
@@ -927,15 +1145,8 @@ def _validate_decoded(
         _padded_warnings(dataset, positions, state, warnings)
         staged = pq.ParquetFile(v.staged if out is not None else pa.BufferReader(v.staged))
 
-        def measure(name: str) -> np.ndarray:
-            """One staged column as float64 (NaN for missing), read a row group at a time."""
-            values = np.empty(rows_good, np.float64)
-            at = 0
-            for i in range(staged.num_row_groups):
-                part = _floats(staged.read_row_group(i, columns=[name], use_threads=False).column(0))
-                values[at : at + part.size] = part
-                at += part.size
-            return values
+        def measure(name: str) -> tuple[np.ndarray, int] | None:
+            return _read_measure(staged, name, rows_good)
 
         try:
             _series_warnings(keys, measure, dataset, warnings)
@@ -1017,8 +1228,53 @@ def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+EXACT_FLOAT_INTEGERS = 2**53
+"""Integers up to this (either sign) are float64 exactly; Arrow's cast refuses the others."""
+
+
+def _floats_into(out: np.ndarray, chunk: pa.Array) -> None:
+    """``out[:] = _floats(chunk)``, without Arrow's cast and fill when ``chunk`` is wholly
+    missing, or int64 or float64 without a missing value (an integer past
+    ``EXACT_FLOAT_INTEGERS`` goes to ``_floats``, which raises as before)."""
+    if chunk.null_count == len(chunk):
+        out.fill(np.nan)
+        return
+    if chunk.null_count == 0 and chunk.type in (pa.int64(), pa.float64()):
+        plain = chunk.to_numpy()
+        if chunk.type == pa.float64() or not plain.size or (
+            -EXACT_FLOAT_INTEGERS <= plain.min() and plain.max() <= EXACT_FLOAT_INTEGERS
+        ):
+            out[...] = plain
+            return
+    out[...] = _floats(chunk)
+
+
+def _read_measure(staged: pq.ParquetFile, name: str, rows: int) -> tuple[np.ndarray, int] | None:
+    """One staged column as float64 (NaN for missing) and how many of its values are missing,
+    read a row group at a time; None, without reading it, when the file's statistics say every
+    value is missing (a column the file does not have)."""
+    metadata = staged.metadata
+    column = staged.schema_arrow.get_field_index(name)
+    groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+    stats = [g.column(column).statistics for g in groups]
+    if groups and all(s is not None and s.has_null_count and s.null_count == g.num_rows
+                      for s, g in zip(stats, groups, strict=True)):
+        return None
+    values = np.empty(rows, np.float64)
+    at = missing = 0
+    for i in range(len(groups)):
+        for chunk in staged.read_row_group(i, columns=[name], use_threads=False).column(0).chunks:
+            _floats_into(values[at : at + len(chunk)], chunk)
+            at += len(chunk)
+            missing += chunk.null_count
+    return values, missing
+
+
 def _series_warnings(
-    keys: _Keys, measure: Callable[[str], np.ndarray], dataset: Dataset, warnings: IssueList
+    keys: _Keys,
+    measure: Callable[[str], tuple[np.ndarray, int] | None],
+    dataset: Dataset,
+    warnings: IssueList,
 ) -> None:
     """Cumulative counts that go down and missing days, per area and dimension, on the published
     rows (packed integer codes sorted by series then day; values formatted only for the rows
@@ -1053,7 +1309,10 @@ def _series_warnings(
             same = _same_series(packed[0], order, n_days)
             del packed
     for m in cumulative:
-        v = measure(m)
+        read = measure(m)
+        if read is None:
+            continue  # no value at all: nothing goes down
+        v = read[0]
         flagged = _decreases(v, order, same)
         shown = flagged[: warnings.room()]
         for i in shown:
@@ -1090,7 +1349,10 @@ def _series_warnings(
         present = np.flatnonzero(np.bincount(pair, minlength=space))  # sorted (area, day) ids
     else:
         present = np.unique(pair)
-    day_numbers = np.array(values[date][:-1], dtype="datetime64[D]")
+    epoch = datetime.date(1970, 1, 1).toordinal()
+    day_numbers = (np.array([x.toordinal() for x in values[date][:-1]], np.int64) - epoch).astype(
+        "datetime64[D]"
+    )
     d = day_numbers[present % n_days]
     g = present // n_days
     step = np.diff(d).astype(np.int64)
@@ -1148,7 +1410,10 @@ def _decreases(values: np.ndarray, order: np.ndarray, same: np.ndarray) -> np.nd
 
 
 def _total_warnings(
-    keys: _Keys, measure: Callable[[str], np.ndarray], dataset: Dataset, warnings: IssueList
+    keys: _Keys,
+    measure: Callable[[str], tuple[np.ndarray, int] | None],
+    dataset: Dataset,
+    warnings: IssueList,
 ) -> None:
     """A total row (``sexe`` 0) smaller than the sum of its parts, where every part has a value
     (additive measures only: a rate is not the sum of its parts); on the published rows, parts
@@ -1184,24 +1449,33 @@ def _total_warnings(
         else:
             group, n_groups = keysort.group_ids(*packed)
         del packed
-        if n_groups < np.iinfo(np.int32).max and group.dtype != np.int32:
-            group = group.astype(np.int32)
+        # numpy.bincount counts on intp: converted once here rather than by every call (and
+        # without a second copy beside the first at its peak)
+        group = group.astype(np.intp, copy=False)
         parts = ~is_total
         size = np.bincount(group[parts], minlength=n_groups)
         t_group = group[totals]
         t_size = size[t_group]
         del size
+        with_parts = t_size > 0
         lines = keys.lines if everything else keys.lines[good]
         for m in measures:
-            v = measure(m)
+            read = measure(m)
+            if read is None:
+                continue  # no value at all: no group has every part counted
+            v, n_missing = read
             total = v[totals]
-            counted_part = parts & ~np.isnan(v)
-            counted = np.bincount(group[counted_part], minlength=n_groups)[t_group]
-            np.copyto(v, 0.0, where=~counted_part)  # v now holds the parts to sum, 0 elsewhere
-            del counted_part
+            if n_missing:
+                counted_part = parts & ~np.isnan(v)
+                counted = np.bincount(group[counted_part], minlength=n_groups)[t_group]
+                np.copyto(v, 0.0, where=~counted_part)  # v now holds the parts to sum, 0 elsewhere
+                del counted_part
+                complete = with_parts & (counted == t_size)
+            else:  # every part counted: the counts are the sizes
+                v[totals] = 0.0  # v now holds the parts to sum, 0 elsewhere
+                complete = with_parts
             psum = np.bincount(group, weights=v, minlength=n_groups)[t_group]
             del v
-            complete = (t_size > 0) & (counted == t_size)
             # decimal measures (populations) carry rounding noise: compare with a tolerance
             below = np.flatnonzero(complete & (total < psum))
             below = below[~np.isclose(total[below], psum[below], rtol=1e-9, atol=1e-9)]
