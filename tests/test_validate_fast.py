@@ -395,16 +395,32 @@ def test_read_measure__the_values_of_arrows_cast_and_none_when_all_missing(tmp_p
     assert V._read_measure(staged, "some", 4)[0].tolist()[0] == 1.0
 
 
-def test_floats_into__refuses_what_arrows_cast_refuses():
-    for value in (2**53 + 1, -(2**53) - 1):
+def test_floats_into__integers_past_2_53_rounded_not_refused():
+    for value in (2**53 + 1, -(2**53) - 1, 123456789012345678):
         chunk = pa.array([1, value], pa.int64())
-        with pytest.raises(pa.ArrowInvalid):
-            V._floats(chunk)
-        with pytest.raises(pa.ArrowInvalid):
-            V._floats_into(np.empty(2), chunk)
-    out = np.empty(2)
-    V._floats_into(out, pa.array([-(2**53), 2**53], pa.int64()))
-    assert out.tolist() == [-(2.0**53), 2.0**53]
+        out = np.empty(2)
+        V._floats_into(out, chunk)
+        assert out.tolist() == [1.0, float(value)] == V._floats(chunk).tolist()
+    with_missing = pa.array([None, 2**60 + 1], pa.int64())
+    assert V._floats(with_missing)[1] == 2.0**60 and np.isnan(V._floats(with_missing)[0])
+
+
+def test_counts_past_2_53__accepted_and_staged_exactly(tmp_path):
+    """A count of 123456789012345678 used to reject the file ("not in range" from the float
+    cast of the cross-row checks): it is a valid integer, staged as written."""
+    big = 123456789012345678
+    body = ('"dep";"sexe";"jour";"hosp";"rea";"rad";"dc"\n'
+            f'"01";"0";"2020-03-18";{big};0;1;0\n"01";"1";"2020-03-18";{big - 10};0;1;0\n'
+            '"01";"2";"2020-03-18";10;0;0;0\n"01";"0";"2020-03-19";5;0;1;0\n')
+    path = tmp_path / "big.csv"
+    path.write_text(body)
+    v = V.validate_file(str(path), hosp(), load_cog(), name="big.csv", workdir=str(tmp_path))
+    assert v.accepted and v.errors.total == 0 and v.rows == 4
+    staged = pq.read_table(v.staged)
+    assert staged["hosp"].to_pylist() == [big, big - 10, 10, 5]
+    # the total equals its parts there: no warning; the cumulative rad goes on from 1 to 1
+    assert "total-below-parts" not in v.warnings.by_type
+    assert "cumulative-decrease" not in v.warnings.by_type
 
 
 def test_totals__the_same_warnings_whether_or_not_missing_values_are_known_absent(monkeypatch):

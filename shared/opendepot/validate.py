@@ -1223,30 +1223,21 @@ def _check_primary_key(keys: _Keys, dataset: Dataset, errors: IssueList) -> int:
 
 
 def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A numeric column as float64 with NaN for missing."""
-    filled = pc.fill_null(pc.cast(col, pa.float64()), np.nan)
+    """A numeric column as float64 with NaN for missing, for the cross-row checks: an integer
+    past 2**53 becomes the nearest float64 (its staged value stays exact)."""
+    filled = pc.fill_null(pc.cast(col, pa.float64(), safe=False), np.nan)
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-EXACT_FLOAT_INTEGERS = 2**53
-"""Integers up to this (either sign) are float64 exactly; Arrow's cast refuses the others."""
 
 
 def _floats_into(out: np.ndarray, chunk: pa.Array) -> None:
     """``out[:] = _floats(chunk)``, without Arrow's cast and fill when ``chunk`` is wholly
-    missing, or int64 or float64 without a missing value (an integer past
-    ``EXACT_FLOAT_INTEGERS`` goes to ``_floats``, which raises as before)."""
+    missing, or int64 or float64 without a missing value."""
     if chunk.null_count == len(chunk):
         out.fill(np.nan)
-        return
-    if chunk.null_count == 0 and chunk.type in (pa.int64(), pa.float64()):
-        plain = chunk.to_numpy()
-        if chunk.type == pa.float64() or not plain.size or (
-            -EXACT_FLOAT_INTEGERS <= plain.min() and plain.max() <= EXACT_FLOAT_INTEGERS
-        ):
-            out[...] = plain
-            return
-    out[...] = _floats(chunk)
+    elif chunk.null_count == 0 and chunk.type in (pa.int64(), pa.float64()):
+        out[...] = chunk.to_numpy()
+    else:
+        out[...] = _floats(chunk)
 
 
 def _read_measure(staged: pq.ParquetFile, name: str, rows: int) -> tuple[np.ndarray, int] | None:
