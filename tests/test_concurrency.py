@@ -69,3 +69,41 @@ def test_version_files__never_overwritten_with_other_bytes(pipeline: Pipeline):
     with pytest.raises(PreconditionFailed):
         _put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"other\n", "text/csv")
     assert pipeline.published(f"{HOSP}/v1/f.csv") == b"a;b\n"
+
+
+def test_uploads_run_at_once_within_the_byte_budget(monkeypatch):
+    """A version's files go up concurrently, but never more than ``STORAGE_BYTES`` of bodies at
+    once: small ones together, one larger than the budget alone; every call ends before
+    ``_each`` returns, and the first failure is raised."""
+    import threading
+    import time
+
+    from opendepot import publication
+
+    monkeypatch.setattr(publication, "STORAGE_BYTES", 100)
+    lock = threading.Lock()
+    running: list[int] = []
+    seen: list[tuple[int, ...]] = []
+    ended: list[int] = []
+
+    def put(size: int) -> None:
+        with lock:
+            running.append(size)
+            seen.append(tuple(sorted(running)))
+        time.sleep(0.05)
+        with lock:
+            running.remove(size)
+            ended.append(size)
+        if size == 13:
+            raise OSError("injected")
+
+    sizes = [40, 30, 20, 250, 10, 5]
+    publication._each(put, sizes, lambda n: n)
+    assert sorted(ended) == sorted(sizes)
+    assert max(sum(s) for s in seen) <= 250 and all(sum(s) <= 100 for s in seen if 250 not in s)
+    assert (250,) in seen  # the large body ran alone
+    assert max(len(s) for s in seen) >= 3  # small ones did run together
+    ended.clear()
+    with pytest.raises(OSError, match="injected"):
+        publication._each(put, [13, 20, 30], lambda n: n)
+    assert sorted(ended) == [13, 20, 30]

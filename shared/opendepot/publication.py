@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,9 @@ BATCH_ROWS = 131_072
 STORAGE_THREADS = 8
 """Concurrent storage requests of one publication (uploads of a version's files, ``latest/``
 copies): each is independent, and all end before the manifest is switched."""
+STORAGE_BYTES = 128 * 2**20
+"""Bytes of the bodies those requests may move at once (S3 streams them; an emulator such as
+moto holds each whole in memory while it is put or copied)."""
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,28 @@ def _put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime
             raise
 
 
-def _each(call: Callable[[T], object], items: Sequence[T]) -> None:
-    """``call`` on every item, ``STORAGE_THREADS`` at a time (storage requests wait on the
-    network, or on moto's hashing); returns once every call has ended, raising the first
-    failure."""
+def _each(call: Callable[[T], object], items: Sequence[T], size: Callable[[T], int]) -> None:
+    """``call`` on every item, ``STORAGE_THREADS`` at a time and while the items in flight hold
+    at most ``STORAGE_BYTES`` (``size``: an item's body, in bytes; a larger one runs alone);
+    returns once every call has ended, raising the first failure."""
+    room = threading.Condition()
+    busy = 0
+
+    def bounded(item: T) -> object:
+        nonlocal busy
+        need = min(size(item), STORAGE_BYTES)
+        with room:
+            room.wait_for(lambda: busy + need <= STORAGE_BYTES)
+            busy += need
+        try:
+            return call(item)
+        finally:
+            with room:
+                busy -= need
+                room.notify_all()
+
     with ThreadPoolExecutor(max_workers=STORAGE_THREADS) as pool:
-        for done in [pool.submit(call, item) for item in items]:
+        for done in [pool.submit(bounded, item) for item in items]:
             done.result()
 
 
@@ -367,7 +387,8 @@ def publish_dataset(
         else:
             out = _render_streaming(dataset, plan, staged, cog, work)
         _each(lambda f: _put_immutable(store, settings.published_bucket,
-                                       f"{prefix}/{f.name}", f.path, f.mime), out.files)
+                                       f"{prefix}/{f.name}", f.path, f.mime),
+              out.files, lambda f: f.size)
     package = datapackage(dataset, version, out.files, out.schemas)
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
     _put_immutable(store, settings.published_bucket, f"{prefix}/datapackage.json", body, JSON_MIME)
@@ -452,7 +473,7 @@ def _refresh_latest(store: Store, settings: Settings, manifest: dict) -> None:
         if source is not None and (current is None or current.etag != source.etag):
             store.copy(bucket, r["path"], r["latest_path"], cache_control=REVALIDATE)
 
-    _each(refresh, manifest["resources"])
+    _each(refresh, manifest["resources"], lambda r: int(r["bytes"]))
 
 
 def catalog_entry(dataset: Dataset, manifest: dict) -> dict[str, Any]:
