@@ -64,6 +64,7 @@ from opendepot.consolidate import (
     staged_schema,
     streamable,
 )
+from opendepot.memory import release_memory
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import (
     LevelWriter,
@@ -386,6 +387,7 @@ def publish_dataset(
             out = _render_in_memory(dataset, selected, staged, fed, cog, work)
         else:
             out = _render_streaming(dataset, plan, staged, cog, work)
+        release_memory()  # the tables are gone: their pages are not kept beside the uploads
         _each(lambda f: _put_immutable(store, settings.published_bucket,
                                        f"{prefix}/{f.name}", f.path, f.mime),
               out.files, lambda f: f.size)

@@ -33,7 +33,6 @@ errors always reject the file.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import os
 import time
@@ -53,6 +52,7 @@ import pyarrow.parquet as pq
 
 from opendepot import formats, keysort
 from opendepot.decode import Decoded, DecodeProblem, decode, decode_file
+from opendepot.memory import release_memory
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset, Field
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -954,26 +954,6 @@ def dataset_schema(dataset: Dataset) -> pa.Schema:
     return pa.schema([(f.name, ARROW_TYPES[f.type]) for f in dataset.fields])
 
 
-def _release_memory() -> None:
-    """Give freed memory back to the system between phases: Arrow's pool, then glibc's heap,
-    where a batch's many mid-sized NumPy temporaries leave free but unreturned pages (about
-    180 MiB after 11 million rows). Elsewhere than glibc, only Arrow's pool."""
-    pa.default_memory_pool().release_unused()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _glibc() -> Any:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-_LIBC = _glibc()
-
-
 def _key_names(dataset: Dataset) -> list[str]:
     geo = dataset.geography.field
     return list(dict.fromkeys([*dataset.primary_key, *([geo] if geo else [])]))
@@ -1104,7 +1084,7 @@ def _validate_decoded(
             good_chunks.append(~bad[keep])
             if number % 8 == 0:
                 writer.wait()  # the written batch's memory is free to hand back too
-                _release_memory()
+                release_memory()
     except BaseException:
         writer.close(failing=True)
         raise
@@ -1120,7 +1100,7 @@ def _validate_decoded(
     del line_chunks, good_chunks
     for k in key_names:
         keys.codes[k], keys.values[k] = codes[k].finish()
-    _release_memory()
+    release_memory()
     pk_rejects = _check_primary_key(keys, dataset, errors)
 
     bad_rows = state.bad_rows + len(batches.skipped)
@@ -1151,7 +1131,7 @@ def _validate_decoded(
         try:
             _series_warnings(keys, measure, dataset, warnings)
             keys.pk_sorted = None
-            _release_memory()
+            release_memory()
             _total_warnings(keys, measure, dataset, warnings)
         finally:
             staged.close()
