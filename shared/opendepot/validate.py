@@ -68,6 +68,9 @@ WEEK_RE = r"^(?P<year>[0-9]{4})-?[SsWw](?P<week>[0-9]{1,2})$"
 WEEK_NO_YEAR_RE = r"^(?:[Ss]emaine|[Ww]eek|[Ss])\s*(?P<week>[0-9]{1,2})$"
 INTEGER_RE = r"^[+-]?[0-9]{1,18}$"  # 64-bit integers: longer digit strings are type errors
 NUMBER_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+FIRST_DAY = pa.scalar(datetime.date(1, 1, 1), pa.date32())
+"""The earliest date Python (and Frictionless) reads: Arrow's cast and strptime read year 0
+(``0000-01-01``), which no key, report or published file can hold; such a date is a type error."""
 TRUE_VALUES = ["true", "True", "TRUE", "1"]
 FALSE_VALUES = ["false", "False", "FALSE", "0"]
 
@@ -292,7 +295,8 @@ def _cast_field(
     if fast is not None:
         try:
             typed = pc.cast(pc.if_else(present, col, pa.scalar(None, pa.string())), fast)
-            return typed, np.zeros(len(col), bool), ""
+            if fast != pa.date32() or not _year_zero(typed):
+                return typed, np.zeros(len(col), bool), ""
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # some value is not in Arrow's strict form: find which, rule by rule
     if f.type == "integer" or f.type == "year":
@@ -315,6 +319,8 @@ def _cast_field(
             parsed = attempt if parsed is None else pc.coalesce(parsed, attempt)
         assert parsed is not None
         typed = pc.cast(pc.if_else(present, parsed, pa.scalar(None, parsed.type)), pa.date32())
+        if _year_zero(typed):
+            typed = pc.if_else(pc.less(typed, FIRST_DAY), pa.scalar(None, pa.date32()), typed)
         bad = ~_np(pc.is_valid(typed)) & ~missing
         return typed, bad, "a date (" + " or ".join(f.date_formats) + ")"
     if f.type == "week":
@@ -326,6 +332,11 @@ def _cast_field(
         typed = pc.if_else(pa.array((is_true | is_false) & ~missing), typed, pa.scalar(None, pa.bool_()))
         return typed, ~(is_true | is_false) & ~missing, "true or false"
     return pc.if_else(present, col, pa.scalar(None, pa.string())), np.zeros(len(col), bool), "text"
+
+
+def _year_zero(typed: pa.ChunkedArray | pa.Array) -> bool:
+    """Whether a date32 column holds a date before ``FIRST_DAY`` (year 0)."""
+    return bool(pc.any(pc.less(typed, FIRST_DAY)).as_py())
 
 
 def _cast_week(
@@ -500,9 +511,12 @@ def _fast_cells(
     if kind == "string":
         return missing, kept
     try:
-        return missing, pc.cast(kept, ARROW_TYPES[kind])
+        typed = pc.cast(kept, ARROW_TYPES[kind])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # not in Arrow's strict form (2020-02-30): the exact path finds which
+    if kind == "date" and _year_zero(typed):
+        return None  # 0000-01-01: a type error, the exact path reports it
+    return missing, typed
 
 
 def _constraint_masks(f: Field, typed: Any, missing: np.ndarray) -> Iterable[tuple[np.ndarray, str, str]]:
@@ -1337,8 +1351,9 @@ def _series_warnings(
         start, end = d[i], d[i + 1]
         line = int(lines[first_row[i + 1]])
         area = values[geo][g[i + 1]]
-        missing = [str(start + k) for k in range(1, int(step[i]))]
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        n_missing = int(step[i]) - 1  # the days named: 5 at most (a typo year makes millions)
+        shown = ", ".join(str(start + k) for k in range(1, min(n_missing, 5) + 1))
+        shown += " ..." if n_missing > 5 else ""
         warnings.add(
             Issue(
                 "missing-day",
@@ -1348,7 +1363,7 @@ def _series_warnings(
                 date,
                 None,
                 str(end),
-                note=f"{len(missing)} day(s) missing",
+                note=f"{n_missing} day(s) missing",
             )
         )
     warnings.count(gaps.size - shown_gaps.size, "missing-day")
