@@ -107,3 +107,31 @@ def test_uploads_run_at_once_within_the_byte_budget(monkeypatch):
     with pytest.raises(OSError, match="injected"):
         publication._each(put, [13, 20, 30], lambda n: n)
     assert sorted(ended) == [13, 20, 30]
+
+
+def test_small_reads_run_at_once_and_keep_their_order():
+    """Manifests and upload records are read several at a time (``_map``): results come back in
+    the items' order whatever order the reads end in; a failure is raised after every read."""
+    import threading
+    import time
+
+    from opendepot import publication
+
+    started = threading.Barrier(3)  # the first three reads are all in flight at once
+    ended: list[int] = []
+
+    def read(n: int) -> str:
+        if n < 3:
+            started.wait(timeout=5)
+        time.sleep(0.01 * (10 - n))  # later items end first
+        ended.append(n)
+        if n == 7:
+            raise KeyError("gone")
+        return f"manifest {n}"
+
+    assert publication._map(read, list(range(7))) == [f"manifest {n}" for n in range(7)]
+    assert ended != sorted(ended)
+    ended.clear()
+    with pytest.raises(KeyError, match="gone"):
+        publication._map(read, list(range(10)))
+    assert sorted(ended) == list(range(10))

@@ -78,6 +78,7 @@ from opendepot.render import (
 from opendepot.storage import PreconditionFailed, Store
 
 T = TypeVar("T")
+R = TypeVar("R")
 MANIFEST = "manifest.json"
 CATALOG_KEY = "catalog.json"
 JSON_MIME = "application/json"
@@ -184,6 +185,14 @@ def _each(call: Callable[[T], object], items: Sequence[T], size: Callable[[T], i
             done.result()
 
 
+def _map(call: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``call`` on every item (small storage reads: manifests, upload records),
+    ``STORAGE_THREADS`` at a time; the results in the items' order, or the first failure once
+    every call has ended."""
+    with ThreadPoolExecutor(max_workers=STORAGE_THREADS) as pool:
+        return list(pool.map(call, items))
+
+
 def resource_id(dataset: str, level: str, fmt: str) -> str:
     """Resource id, stable across versions: uuid5 of ``opendepot:{dataset}:{level}:{format}``."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{dataset}:{level}:{fmt}"))
@@ -207,11 +216,9 @@ def read_manifest(store: Store, settings: Settings, dataset: str) -> tuple[dict 
 
 def staged_records(store: Store, settings: Settings, dataset: str) -> list[dict]:
     """Every upload record under ``staging/{dataset}/``."""
-    return [
-        json.loads(store.get(settings.internal_bucket, o.key))
-        for o in store.list(settings.internal_bucket, f"staging/{dataset}/")
-        if o.key.endswith(".json")
-    ]
+    keys = [o.key for o in store.list(settings.internal_bucket, f"staging/{dataset}/")
+            if o.key.endswith(".json")]
+    return _map(lambda key: json.loads(store.get(settings.internal_bucket, key)), keys)
 
 
 @dataclass(frozen=True)
@@ -504,11 +511,10 @@ def catalog_entry(dataset: Dataset, manifest: dict) -> dict[str, Any]:
 
 def rebuild_catalog(store: Store, settings: Settings, registry: Registry, now: datetime) -> bool:
     """Rewrite ``catalog.json`` from every dataset's manifest; returns True if it changed."""
-    entries = []
-    for ds in registry:
-        manifest, _ = read_manifest(store, settings, ds.name)
-        if manifest is not None:
-            entries.append(catalog_entry(ds, manifest))
+    known = list(registry)
+    manifests = _map(lambda ds: read_manifest(store, settings, ds.name)[0], known)
+    entries = [catalog_entry(ds, m) for ds, m in zip(known, manifests, strict=True)
+               if m is not None]
     datasets = json.dumps(entries, ensure_ascii=False, sort_keys=True, default=str)
     head = store.head(settings.published_bucket, CATALOG_KEY)
     if head is not None:
