@@ -1,5 +1,6 @@
-"""Inputs that broke validate, found while checking its fast paths against its exact ones: each
-case asserts the exact path's (and Frictionless') answer, and that the fast path gives the same."""
+"""Dates that broke validate (year 0, a typo year making a gap of centuries), found while checking
+its fast paths against its exact ones: each case asserts the exact path's (and Frictionless')
+answer, and that the fast path gives the same."""
 
 from __future__ import annotations
 
