@@ -84,9 +84,12 @@ class Timers:
                     # uploads): the group's wall time is the union of its calls' intervals
                     if self._depth[group] == 0:
                         self.outer[group] += ended - self._since[group]
-                self.calls[label] += 1
-                self.seconds[label] += elapsed
-                self.peak_growth[label] += memory.peak() - peak
+                    # += on a dict is a read then a write: concurrent calls must not lose one
+                    self.calls[label] += 1
+                    self.seconds[label] += elapsed
+                grown = memory.peak() - peak
+                with self._lock:
+                    self.peak_growth[label] += grown
 
         timed.__wrapped__ = original  # type: ignore[attr-defined]
         setattr(owner, name, timed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class FailingStore:
 
     def __init__(self, inner: Any, method: str, fail_at: int) -> None:
         self.inner, self.method, self.fail_at, self.calls = inner, method, fail_at, 0
+        self._lock = threading.Lock()  # a publication's puts run on several threads
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
@@ -40,9 +42,11 @@ class FailingStore:
             return target
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            if self.calls == self.fail_at:
-                raise RuntimeError(f"injected failure at {name} #{self.calls}")
+            with self._lock:
+                self.calls += 1
+                call = self.calls
+            if call == self.fail_at:
+                raise RuntimeError(f"injected failure at {name} #{call}")
             return target(*args, **kwargs)
 
         return wrapped
@@ -249,8 +253,9 @@ def test_failure_mid_publication__readers_keep_previous_version_then_retry_switc
     validate(sqs_event({"Records": [v2]}))
     failing = FailingStore(rt.store, "put", fail_at=2)  # the second put of the publication
     result = drain_publish(rt, sqs, store=failing)
-    # the version's six files are put at once: the second fails, the other five are written,
-    # and the publication stops there, before its datapackage.json and the manifest
+    # the version's six files are put concurrently (STORAGE_THREADS at a time): the second put
+    # to start fails, the other five still run, and the publication stops once they have ended,
+    # before its datapackage.json and the manifest
     assert len(result["batchItemFailures"]) == 1 and failing.calls == 6
     after = published_state(s3)
     # readers: same manifest, catalog and latest files; the one new object is an unreferenced

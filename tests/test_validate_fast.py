@@ -359,6 +359,24 @@ def test_check_failure_mid_file__the_write_in_flight_finished_and_the_file_close
     assert pq.ParquetFile(tmp_path / "staged.parquet").metadata.num_rows > 0  # batches 1 and 2
 
 
+def test_reader_failing_to_open__the_staged_file_closed_before_the_error_leaves(
+    recording, tmp_path, monkeypatch
+):
+    """An error from opening the CSV reader (Arrow's "straddling object" makes
+    ``validate_decoded`` retry on the same ``out``) closes the staged file on its way up, not
+    only when the garbage collector drops the writer (the traceback kept here holds it)."""
+
+    def broken(*args, **kwargs):
+        raise pa.ArrowInvalid("CSV parse error: simulated")
+
+    monkeypatch.setattr(V._Batches, "_open", staticmethod(broken))
+    decoded = V.decode((HEADER + PLAIN_ROWS).encode(), max_bytes=2**20)
+    with pytest.raises(pa.ArrowInvalid, match="simulated") as raised:
+        V._validate_decoded(decoded, hosp(), load_cog(), name="h.csv",
+                            out=str(tmp_path / "staged.parquet"))
+    assert raised.traceback and len(recording.closed) == 1 and staging_threads() == []
+
+
 def test_many_batches__the_staged_table_is_the_one_batch_table(tmp_path):
     path = tmp_path / "h.csv"
     months = (PLAIN_ROWS.replace("-03-1", f"-{m:02d}-1") for m in range(1, 11))

@@ -35,8 +35,9 @@ Both paths sum on integer codes (``_group_sums``): each row's group is packed fr
 its area and dimensions (``keysort``: value order, nulls last), so the groups in packed order
 are the rows in (area, dims) order; ``np.add.at`` sums int64 values, which wrap around on
 overflow as Arrow's int64 sums do, so every sum is Arrow's. Roll-ups without such codes or
-sums (float or unsigned measures, float dimensions, keys past 62 bits) are Arrow's
-``group_by``, the reference.
+sums (an area column that is not text, float or unsigned measures, dimensions of other types
+than ``CODED``'s, keys past 62 bits) are Arrow's ``group_by``, the reference; so is the adding up
+of the streaming path's national partial sums (``_combine_partials``).
 """
 
 from __future__ import annotations

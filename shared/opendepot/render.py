@@ -135,8 +135,9 @@ class LevelWriter:
     Each part's Parquet row groups are written on one thread while its CSV is formatted in slices
     of ``CSV_SLICE_ROWS`` rows on the others, then written in order and hashed on the way. The
     CSV bytes are those of one ``pyarrow.csv.write_csv`` of all the rows (a header, then each
-    slice's lines); the Parquet file those of one ``pyarrow.parquet.write_table`` of a whole
-    table (a part is a call of ``ParquetWriter.write_table``: row groups end at part boundaries).
+    slice's lines); the Parquet file holds the same table, its row groups ending at part
+    boundaries (each part is one ``ParquetWriter.write_table``), so only a level written whole
+    (``render_level``) has the bytes of one ``pyarrow.parquet.write_table``.
     Use as a context manager, or call ``close``.
     """
 

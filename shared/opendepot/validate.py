@@ -470,9 +470,10 @@ def _fast_cells(
     integer and year: only ASCII digits, at most 18; number: ASCII digits and at most one ``.``
     per cell, not ``.`` alone (so ``NUMBER_RE`` holds); date (``%Y-%m-%d`` first): bytes from
     ``-`` to ``9`` and Arrow's cast to date32 succeeds (``_cast_field``'s own first attempt);
-    string: anything. A missing value other than ``""`` is looked for only when a cell could be
-    it (else the exact path decides). The typed values come from the same Arrow casts of the
-    same strings as in ``_cast_field``. ``text``: the column's ``_Text``, when known."""
+    string: anything. A missing value other than ``""`` is never matched here: when a cell could
+    be it (its bytes fit the type's; for strings, a cell of its length starting with its first
+    byte), the column is left to the exact path. The typed values come from the same Arrow casts
+    of the same strings as in ``_cast_field``. ``text``: the column's ``_Text``, when known."""
     kind = f.type
     if kind == "date" and f.date_formats[0] != "%Y-%m-%d":
         return None
@@ -1006,9 +1007,10 @@ def validate_decoded(
     ``block_bytes`` of text at a time.
 
     The accepted rows are written, batch by batch, as Parquet (``STAGING_CODEC``) to the file
-    ``out``, or to memory when ``out`` is None: ``Validation.staged``. Memory holds one batch, the
-    key columns as integer codes (1 to 4 bytes per key column and row) and one measure column at
-    a time for the cross-row checks; never the whole file. A row longer than the reader's block
+    ``out``, or to memory when ``out`` is None: ``Validation.staged``. Memory holds one batch
+    (and the previous batch's accepted rows while they are staged, ``_StagingWriter``), the key
+    columns as integer codes (1 to 4 bytes per key column and row) and one measure column at a
+    time for the cross-row checks; never the whole file. A row longer than the reader's block
     (1 MiB) makes it read the file again in blocks of ``LONG_ROW_BYTES``; a row longer than that
     is a ``source-error``.
     """
@@ -1079,8 +1081,8 @@ def _validate_decoded(
     line_chunks: list[np.ndarray] = []
     good_chunks: list[np.ndarray] = []
     state = _State()
-    batches = _Batches(decoded, len(decoded.header), errors, block_bytes, read_bytes)
-    try:
+    try:  # opening the reader can fail too (a parse error in its first block): the file is closed
+        batches = _Batches(decoded, len(decoded.header), errors, block_bytes, read_bytes)
         for number, (table, lines) in enumerate(batches, start=1):
             typed, bad, not_rows = _check_batch(table, lines, dataset, cog, positions, errors, state)
             state.bad_rows += int(bad.sum())
@@ -1237,7 +1239,7 @@ def _floats_into(out: np.ndarray, chunk: pa.Array) -> None:
 def _read_measure(staged: pq.ParquetFile, name: str, rows: int) -> tuple[np.ndarray, int] | None:
     """One staged column as float64 (NaN for missing) and how many of its values are missing,
     read a row group at a time; None, without reading it, when the file's statistics say every
-    value is missing (a column the file does not have)."""
+    value is missing (e.g. a measure the uploaded file lacks, staged as nulls)."""
     metadata = staged.metadata
     column = staged.schema_arrow.get_field_index(name)
     groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
