@@ -88,16 +88,35 @@ def test_render_level__no_rows_gives_the_header_only(table, tmp_path):
     assert pq.read_table(parquet.path).schema.names == table.schema.names
 
 
-def test_level_writer__a_failing_part_leaves_no_thread_running(table, tmp_path, monkeypatch):
+def test_level_writer__a_failing_slice_raises_once_no_slice_is_running(table, tmp_path,
+                                                                       monkeypatch):
+    """A slice that fails (disk full, a column Arrow cannot format): ``write`` raises only once
+    every other slice and the Parquet write have ended, so nothing still reads the table or
+    writes to a file being closed."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    running: list[int] = []
+
     def broken(piece: pa.Table, header: bool) -> pa.Buffer:
-        if not header:
-            raise OSError("disk full")
-        return pa.py_buffer(b"x")
+        with lock:
+            running.append(1)
+        try:
+            if header:
+                raise OSError("disk full")
+            time.sleep(0.2)  # the later slices are still formatting when the first fails
+            return pa.py_buffer(b"x")
+        finally:
+            with lock:
+                running.pop()
 
     monkeypatch.setattr(render, "CSV_SLICE_ROWS", 1000)
     monkeypatch.setattr(render, "_csv_bytes", broken)
+    writer = render.LevelWriter(HOSP, "dep", table.schema, tmp_path)
     with pytest.raises(OSError, match="disk full"):
-        with render.LevelWriter(HOSP, "dep", table.schema, tmp_path) as writer:
-            writer.write(table.slice(0, 5000))
-    assert writer._pool._shutdown  # joined on the way out
+        writer.write(table.slice(0, 5000))
+    time.sleep(0.05)  # had write not waited, the later slices would be in their 0.2 s now
+    assert running == []  # checked before any close: write itself waited
+    writer.__exit__(None, None, None)
     assert writer._csv is None and writer._parquet is None

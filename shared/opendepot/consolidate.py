@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 
 from opendepot import keysort
 from opendepot.keys import sequencer_key
+from opendepot.memory import release_memory
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset
 
 ADDITIVE = {"stock", "cumulative", "incidence"}
@@ -247,13 +248,7 @@ def _key_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int] | None:
     types not in ``CODED``."""
     if not any(t(column.type) for t in CODED):
         return None
-    numeric = keysort._value_codes(column)
-    if numeric is None:
-        codes = keysort.Codes()
-        codes.add(column)
-        ranked, values = codes.finish()
-        numeric = ranked, len(values)
-    return numeric
+    return keysort.column_codes(column)
 
 
 @dataclass(frozen=True)
@@ -666,12 +661,6 @@ def _last_of_each_key(table: pa.Table, key: list[str]) -> pa.Array:
     return pa.array(last)
 
 
-def _release_unused() -> None:
-    """Ask Arrow's allocator to give freed memory back to the system between parts (mimalloc and
-    jemalloc keep it otherwise, and the process's resident size with it)."""
-    pa.default_memory_pool().release_unused()
-
-
 def _read_part(file: Path) -> pa.Table:
     """One spilled part, then its file deleted (its space is free for the next)."""
     with pa.OSFile(str(file), "rb") as source:
@@ -710,7 +699,7 @@ def consolidated_parts(
             table = _take_by_column(table, keysort.table_order(table, list(key)))
         yield table
         del table
-        _release_unused()
+        release_memory()
 
 
 class StreamingRollups:
@@ -787,6 +776,6 @@ class StreamingRollups:
                 yield _sum_complete(rows, "reg", self.dims, self.measures, expected)
                 done = True
             del rows
-            _release_unused()
+            release_memory()
         if not done:  # no department with a region: the table is empty, as in ``rollup``
             yield _sum_complete(self._no_regions, "reg", self.dims, self.measures, expected)

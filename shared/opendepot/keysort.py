@@ -133,17 +133,25 @@ def table_order(table: pa.Table, keys: Sequence[str]) -> pa.Array:
         return pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
     cols, sizes = [], []
     for k in keys:
-        numeric = _value_codes(table[k])
-        if numeric is None:
-            codes = Codes()
-            codes.add(table[k])
-            ranked, values = codes.finish()
-            numeric = ranked, len(values)
-        cols.append(numeric[0])
-        sizes.append(numeric[1])
+        codes, size = column_codes(table[k])
+        cols.append(codes)
+        sizes.append(size)
     packed = pack(cols, sizes)
     order = np.lexsort(cols[::-1]) if packed is None else sort_order(*packed)[0]
     return pa.array(order.astype(np.int64, copy=False))
+
+
+def column_codes(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Codes of one column in value order, nulls last (sorting the codes sorts the values as
+    ``sort_indices`` does), and how many codes there can be: an integer or date column's value
+    less its smallest, any other column's ``Codes``."""
+    numeric = _value_codes(col)
+    if numeric is None:
+        codes = Codes()
+        codes.add(col)
+        ranked, values = codes.finish()
+        numeric = ranked, len(values)
+    return numeric
 
 
 def _value_codes(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int] | None:

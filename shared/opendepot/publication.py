@@ -162,8 +162,10 @@ def _put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime
 
 def _each(call: Callable[[T], object], items: Sequence[T], size: Callable[[T], int]) -> None:
     """``call`` on every item, ``STORAGE_THREADS`` at a time and while the items in flight hold
-    at most ``STORAGE_BYTES`` (``size``: an item's body, in bytes; a larger one runs alone);
-    returns once every call has ended, raising the first failure."""
+    at most ``STORAGE_BYTES`` (``size``: an item's body, in bytes; a larger one runs alone).
+    Returns once every call has ended, failed ones included (a failure does not stop the
+    others: each is one independent object); then raises the error of the first failing item,
+    in the items' order."""
     room = threading.Condition()
     busy = 0
 
@@ -477,13 +479,15 @@ def _refresh_latest(store: Store, settings: Settings, manifest: dict) -> None:
     """Make ``latest/`` hold the manifest's files (copies only what differs)."""
     bucket = settings.published_bucket
 
-    def refresh(r: dict) -> None:
+    def stale(r: dict) -> bool:
         current = store.head(bucket, r["latest_path"])
         source = store.head(bucket, r["path"])
-        if source is not None and (current is None or current.etag != source.etag):
-            store.copy(bucket, r["path"], r["latest_path"], cache_control=REVALIDATE)
+        return source is not None and (current is None or current.etag != source.etag)
 
-    _each(refresh, manifest["resources"], lambda r: int(r["bytes"]))
+    resources = manifest["resources"]
+    copies = [r for r, old in zip(resources, _map(stale, resources), strict=True) if old]
+    _each(lambda r: store.copy(bucket, r["path"], r["latest_path"], cache_control=REVALIDATE),
+          copies, lambda r: int(r["bytes"]))
 
 
 def catalog_entry(dataset: Dataset, manifest: dict) -> dict[str, Any]:
