@@ -10,7 +10,7 @@ import pytest
 
 from conftest import HOSP, Pipeline
 from opendepot.publication import publish_dataset
-from opendepot.registry import load_cog, load_registry
+from opendepot.registry import load_cog, load_registry, load_descriptor
 from opendepot.storage import PreconditionFailed
 
 BODY = "dep;sexe;jour;hosp;rea;rad;dc\n{dep};0;2020-03-24;{hosp};1;1;1\n"
@@ -34,7 +34,7 @@ class RacingStore:
 
 def test_lost_race_for_the_manifest__fails_then_retry_publishes_every_upload(pipeline: Pipeline):
     registry, cog = load_registry(), load_cog()
-    descriptor = dict(registry.get(HOSP).descriptor, mode="append")
+    descriptor = dict(load_descriptor(HOSP), mode="append")
     from opendepot.registry import Registry, parse_dataset
 
     ds = parse_dataset(descriptor)

@@ -182,7 +182,7 @@ def test_registered_descriptors__every_field_titled_and_described_in_french_and_
     for name in OURS:
         ds = registry.get(name)
         assert ds is not None, name
-        assert ds.descriptor["en"]["title"] and ds.descriptor["en"]["description"], name
+        assert ds.en["title"] and ds.en["description"], name
         for f in ds.schema["fields"]:
             assert f["title"] and f["description"], (name, f["name"])
             assert f["en"]["title"] and f["en"]["description"], (name, f["name"])

@@ -21,7 +21,7 @@ from infra.pump import Pump, bindings_for
 from infra.stack import LocalStack
 from opendepot import runtime
 from opendepot.config import Settings
-from opendepot.registry import Registry, load_cog, load_registry, parse_dataset
+from opendepot.registry import Registry, load_cog, load_registry, parse_dataset, load_descriptor
 from opendepot.storage import S3Store, SqsQueue
 
 pytestmark = pytest.mark.e2e
@@ -110,7 +110,7 @@ def test_twenty_uploads_from_four_threads__final_version_holds_every_upload(loca
     writes; with 2 pump workers every accepted upload ends up in the final version, and every
     version's manifest matches its files."""
     stack, _ = local
-    descriptor = copy.deepcopy(load_registry().get(HOSP).descriptor)
+    descriptor = load_descriptor(HOSP)
     descriptor["name"], descriptor["mode"] = "test-append", "append"
     registry = Registry({**load_registry().datasets, "test-append": parse_dataset(descriptor)})
     runtime.use(runtime.Runtime(Settings.from_env(), S3Store(stack.s3), SqsQueue(stack.sqs),

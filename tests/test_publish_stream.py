@@ -28,7 +28,7 @@ from opendepot.config import Settings
 from opendepot.consolidate import key_counts, plan_partitions
 from opendepot.ingest import ObjectEvent, ingest
 from opendepot.publication import _put_immutable, publish_dataset
-from opendepot.registry import Dataset, Registry, load_cog, load_registry, parse_dataset
+from opendepot.registry import Dataset, Registry, load_cog, load_registry, parse_dataset, load_descriptor
 from opendepot.storage import MemoryQueue, MemoryStore, PreconditionFailed
 from test_datasets_hospital import upload_name
 from test_real_hospital import publication_order
@@ -41,7 +41,7 @@ TINY = {"STREAM_MIN_ROWS": 0, "PARTITION_ROWS": 5_000, "BATCH_ROWS": 7_000}
 
 def append_mode() -> Dataset:
     """The hospital dataset as an ``append`` dataset: uploads revise rows on the primary key."""
-    descriptor = json.loads(json.dumps(load_registry().get(HOSP).descriptor))
+    descriptor = load_descriptor(HOSP)
     descriptor["mode"] = "append"
     return parse_dataset(descriptor)
 

@@ -31,7 +31,7 @@ from opendepot.consolidate import (
     region_counts,
     rollup,
 )
-from opendepot.registry import Cog, Dataset, load_cog, load_registry, parse_dataset
+from opendepot.registry import Cog, Dataset, load_cog, load_registry, parse_dataset, load_descriptor
 from opendepot.validate import validate
 from test_publish_stream import NEW, source
 
@@ -165,7 +165,7 @@ MEASURES: dict[str, tuple[pa.DataType, st.SearchStrategy[int]]] = {
 @cache
 def dataset_with(dims: tuple[str, ...]) -> Dataset:
     """The hospital dataset keyed by department and ``dims``, measures ``MEASURES``."""
-    descriptor = json.loads(json.dumps(load_registry().get(HOSP).descriptor))
+    descriptor = load_descriptor(HOSP)
     fields = [f for f in descriptor["schema"]["fields"] if f["name"] in {"dep", "sexe", "jour"}]
     fields += [{"name": "cl_age90", "type": "string"}, {"name": "ehpad", "type": "boolean"}]
     fields += [{"name": m, "type": "integer"} for m in MEASURES]

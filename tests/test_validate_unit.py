@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import HOSP, Pipeline
 from opendepot.decode import decode
-from opendepot.registry import load_cog, load_registry, parse_dataset
+from opendepot.registry import load_cog, load_registry, parse_dataset, load_descriptor
 from opendepot.report import build_report, format_human
 from opendepot.validate import validate
 
@@ -83,7 +83,7 @@ def test_constraints__minimum_enum_and_unique():
     v = run(HEADER + "01;3;2020-03-18;-1;1;1;1\n")
     assert [(e.type, e.field_name, e.note) for e in v.errors.items] == [
         ("constraint-error", "sexe", "constraint enum"), ("constraint-error", "hosp", "constraint minimum")]
-    descriptor = json.loads(json.dumps(load_registry().get(HOSP).descriptor))
+    descriptor = load_descriptor(HOSP)
     descriptor["schema"]["fields"][2]["constraints"]["unique"] = True  # jour unique (test only)
     ds = parse_dataset(descriptor)
     u = run(HEADER + "01;0;2020-03-18;1;1;1;1\n01;1;2020-03-18;1;1;1;1\n", ds)

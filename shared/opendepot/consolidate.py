@@ -432,11 +432,11 @@ def rollup(dataset: Dataset, table: pa.Table, cog: Cog) -> dict[str, pa.Table]:
     """
     geo = dataset.geography
     out = {geo.level: table}
-    spec = dataset.descriptor.get("consolidated")
-    if spec:
-        out[spec.get("name", "consolidated")] = prioritise(
-            table, list(spec["key"]), spec["priority"]["field"], list(spec["priority"]["order"]),
-            spec["priority"].get("then"),
+    spec = dataset.consolidated
+    if spec is not None:
+        then = {"field": spec.then_field, "last": list(spec.then_last)} if spec.then_field else None
+        out[spec.name] = prioritise(
+            table, list(spec.key), spec.priority_field, list(spec.priority_order), then
         )
     levels = rollup_levels(dataset)
     if not levels or geo.field is None:
@@ -475,7 +475,7 @@ def staged_schema(dataset: Dataset, paths: Sequence[Path]) -> pa.Schema:
 def streamable(dataset: Dataset, schema: pa.Schema) -> bool:
     """Whether the streaming path gives exactly ``consolidate`` + ``rollup``'s tables: a primary
     key, no ``provenance`` or ``consolidated`` table, roll-up measures of signed integers."""
-    if not dataset.primary_key or dataset.provenance or dataset.descriptor.get("consolidated"):
+    if not dataset.primary_key or dataset.provenance or dataset.consolidated is not None:
         return False
     if any(k not in schema.names for k in dataset.primary_key):
         return False

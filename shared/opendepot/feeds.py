@@ -38,59 +38,18 @@ import pyarrow.parquet as pq
 
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.storage import Store
+from opendepot.specs import FeedSpec
 
 MANIFEST = "manifest.json"
 
 
-@dataclass(frozen=True)
-class Feed:
-    """One declared feed (see module docstring)."""
-
-    dataset: str
-    """The fed dataset (its published version is read)."""
-    producer: str
-    """Provenance of the fed rows."""
-    level: str
-    """Published level of the fed dataset to read (``dep``)."""
-    filter: dict[str, Any]
-    columns: dict[str, str]
-    templates: dict[str, str]
-    names: dict[str, str]
-    constants: dict[str, Any]
-
-    @classmethod
-    def parse(cls, d: dict[str, Any], target: Dataset) -> Feed:
-        feed = cls(
-            dataset=d["dataset"],
-            producer=d["producer"],
-            level=d.get("level", "dep"),
-            filter=dict(d.get("filter", {})),
-            columns=dict(d.get("columns", {})),
-            templates=dict(d.get("templates", {})),
-            names=dict(d.get("names", {})),
-            constants=dict(d.get("constants", {})),
-        )
-        if feed.producer in target.producers:
-            raise ValueError(f"{target.name}: feed producer {feed.producer!r} may also upload; "
-                             "fed and uploaded rows would share keys")
-        targets = [*feed.columns, *feed.templates, *feed.names, *feed.constants]
-        unknown = set(targets) - set(target.field_names)
-        if unknown or len(targets) != len(set(targets)):
-            raise ValueError(f"{target.name}: feed from {feed.dataset}: columns {sorted(unknown)} "
-                             "are not fields, or a column is given twice")
-        return feed
-
-    def sources(self) -> set[str]:
-        """Columns of the fed table this feed reads."""
-        used = {*self.filter, *self.columns.values(), *self.names.values()}
-        for template in self.templates.values():
-            used |= {name for _, name, _, _ in string.Formatter().parse(template) if name}
-        return used
+Feed = FeedSpec
+"""One declared feed (see module docstring), parsed and checked by the registry."""
 
 
 def declared(dataset: Dataset) -> tuple[Feed, ...]:
     """The feeds ``dataset`` declares (none for most datasets)."""
-    return tuple(Feed.parse(d, dataset) for d in dataset.descriptor.get("feeds", []))
+    return dataset.feeds
 
 
 def dependents(registry: Registry, name: str) -> list[str]:

@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from opendepot.decode import BOM, DecodeProblem
+from opendepot.registry import Dataset, YamlSpec
 
 ZIP_MAGIC = b"PK\x03\x04"
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-def _excel_to_csv(raw: bytes, dataset: Any) -> bytes | DecodeProblem:
+def _excel_to_csv(raw: bytes, dataset: Dataset) -> bytes | DecodeProblem:
     import pandas as pd  # noqa: PLC0415 - only for Excel uploads
 
-    sheet = (getattr(dataset, "descriptor", {}) or {}).get("excel", {}).get("sheet", 0)
+    sheet = dataset.excel_sheet
     try:
         frame = pd.read_excel(
             io.BytesIO(raw), sheet_name=sheet, dtype=str, keep_default_na=False, engine="openpyxl"
@@ -44,76 +45,6 @@ def _excel_to_csv(raw: bytes, dataset: Any) -> bytes | DecodeProblem:
 
 
 # ------------------------------------------------------------------------------------ YAML
-
-
-@dataclass(frozen=True)
-class YamlSpec:
-    """How a dataset reads YAML bulletins: the descriptor's ``"yaml"`` key, parsed.
-
-    A bulletin is a mapping: a date, a source, and blocks of figures, each block one area (a
-    mapping) or several (a list of mappings with their own code and name). Every key found in
-    a block must be declared (a measure, an alias of one, the code or name key, or ignored):
-    an undeclared key with a value rejects the file, so a typo never loses a figure silently.
-    """
-
-    date: str
-    """Column of the bulletin's top-level ``date``."""
-    source: dict[str, str]
-    """Key of the ``source`` mapping -> column (``nom`` -> ``source_nom``...)."""
-    blocks: dict[str, dict[str, str]]
-    """Block key -> constant columns of its rows (``donneesNationales``: ``maille_code`` FRA)."""
-    area: dict[str, str]
-    """Key of an area -> column (``code`` -> ``maille_code``, ``nom`` -> ``maille_nom``)."""
-    code_column: str
-    """The column that holds the area code."""
-    kind_column: str | None
-    """Column derived from the code's prefix (``granularite``), or None."""
-    kinds: dict[str, str]
-    """Code prefix (before ``-``) -> value of ``kind_column`` (``DEP`` -> ``departement``)."""
-    measures: dict[str, str]
-    """Lower-cased key (declared name or alias) -> column."""
-    ignored: frozenset[str]
-    """Lower-cased keys skipped inside a block (nested ``victimes`` lists, bed capacities...)."""
-    ignored_top: frozenset[str]
-    """Lower-cased top-level keys skipped (``time``)."""
-    by_producer: dict[str, dict[str, str]]
-    """Column -> {producer id or ``prefix-*`` -> value}: columns taken from the upload's
-    producer (the second segment of its key), e.g. the source family ``source_type``."""
-    columns: tuple[str, ...]
-    """Header of the CSV written, in the dataset's field order."""
-
-    @classmethod
-    def parse(cls, declared: dict[str, Any], field_order: tuple[str, ...]) -> YamlSpec:
-        area = dict(declared.get("area", {"code": "maille_code", "nom": "maille_nom"}))
-        code_column = area.get("code", "maille_code")
-        kind = declared.get("kind", {})
-        measures = {k.lower(): v for k, v in declared.get("measures", {}).items()}
-        for alias, target in declared.get("aliases", {}).items():
-            measures[alias.lower()] = measures.get(target.lower(), target)
-        blocks = {k: dict(v or {}) for k, v in declared["blocks"].items()}
-        by_producer = {c: dict(m) for c, m in declared.get("byProducer", {}).items()}
-        wanted = {declared.get("date", "date"), *declared.get("source", {}).values(),
-                  *area.values(), *measures.values(), *by_producer}
-        wanted |= {c for constants in blocks.values() for c in constants}
-        if kind.get("column"):
-            wanted.add(kind["column"])
-        unknown = wanted - set(field_order)
-        if unknown:
-            raise ValueError(f"yaml: columns {sorted(unknown)} are not fields of the dataset")
-        return cls(
-            date=declared.get("date", "date"),
-            source=dict(declared.get("source", {})),
-            blocks=blocks,
-            area=area,
-            code_column=code_column,
-            kind_column=kind.get("column"),
-            kinds=dict(kind.get("byCodePrefix", {})),
-            measures=measures,
-            ignored=frozenset(k.lower() for k in declared.get("ignore", [])),
-            ignored_top=frozenset(k.lower() for k in declared.get("ignoreTopLevel", [])),
-            by_producer=by_producer,
-            columns=tuple(f for f in field_order if f in wanted),
-        )
 
 
 class _Bad(Exception):
@@ -320,13 +251,6 @@ def yaml_to_csv(raw: bytes, name: str, spec: YamlSpec) -> bytes | DecodeProblem:
     return sink.getvalue().encode("utf-8")
 
 
-def _yaml_spec(dataset: Any) -> YamlSpec | None:
-    declared = (getattr(dataset, "descriptor", {}) or {}).get("yaml")
-    if not declared:
-        return None
-    return YamlSpec.parse(declared, tuple(getattr(dataset, "field_names", ())))
-
-
 def _kind(head: bytes, name: str) -> str | None:
     """``yaml``, ``excel`` or None (CSV): the one decision of which uploads ``convert`` takes."""
     lower = name.lower().removesuffix(".gz")
@@ -343,16 +267,16 @@ def convertible(name: str) -> Callable[[bytes, int], bool]:
     return lambda head, size: _kind(head, name) is not None
 
 
-def convert(raw: bytes, name: str, dataset: Any) -> bytes | DecodeProblem | None:
+def convert(raw: bytes, name: str, dataset: Dataset) -> bytes | DecodeProblem | None:
     """CSV bytes for a non-CSV upload (see module docstring), else None."""
     kind = _kind(raw, name)
     if kind == "yaml":
-        spec = _yaml_spec(dataset)
+        spec = dataset.yaml
         if spec is None:
             return DecodeProblem(
                 "format-error",
                 f"the file is YAML ({name.rsplit('/', 1)[-1]!r}) but dataset "
-                f"{getattr(dataset, 'name', '?')!r} takes no YAML bulletins (CSV or Excel only)",
+                f"{dataset.name!r} takes no YAML bulletins (CSV or Excel only)",
             )
         return yaml_to_csv(raw, name, spec)
     if kind == "excel":

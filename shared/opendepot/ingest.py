@@ -81,7 +81,7 @@ def shrink_check(
     """Hold a ``snapshot`` upload that loses more than the declared share of rows or areas of
     the producer's previous accepted upload (``shrinkGuard`` in the registry); ``v`` is the
     accepted validation (its ``rows_published`` and ``areas``)."""
-    guard = dataset.descriptor.get("shrinkGuard")
+    guard = dataset.shrink_guard
     if not guard or dataset.mode_of(producer) != "snapshot":
         return None
     previous = [
@@ -90,8 +90,8 @@ def shrink_check(
     if not previous:
         return None
     last = max(previous, key=upload_order)
-    checks = [("rows", last.get("rows"), v.rows_published, guard.get("maxRowLossPercent")),
-              ("areas", last.get("areas"), v.areas, guard.get("maxAreaLossPercent"))]
+    checks = [("rows", last.get("rows"), v.rows_published, guard.max_row_loss_percent),
+              ("areas", last.get("areas"), v.areas, guard.max_area_loss_percent)]
     for what, before, now, limit in checks:
         if limit is None or not before or now is None:
             continue

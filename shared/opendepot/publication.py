@@ -133,9 +133,9 @@ def next_version(now: datetime, manifest: dict | None) -> str:
 def published_key(dataset: Dataset, level: str) -> list[str]:
     """Primary key of one published table: the declared key with the area column of the level,
     plus ``producer`` when rows carry provenance; a ``consolidated`` table has its own key."""
-    spec = dataset.descriptor.get("consolidated") or {}
-    if level == spec.get("name", "consolidated") and spec:
-        return list(spec["key"])
+    spec = dataset.consolidated
+    if spec is not None and level == spec.name:
+        return list(spec.key)
     key = [level if c == dataset.geography.field else c for c in dataset.primary_key]
     if dataset.provenance and level == dataset.geography.level and "producer" not in key:
         key.append("producer")

@@ -9,19 +9,35 @@ regions, 2020) is ``reference/cog2020.json``, derived from INSEE's CSV by ``infr
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
-Measure = Literal["stock", "cumulative", "incidence", "rate"]
-Mode = Literal["snapshot", "append"]
+from opendepot.specs import (
+    MEASURE_KINDS,
+    MODES,
+    Consolidated,
+    ErrorBudget,
+    FeedSpec,
+    Measure,
+    Mode,
+    Reader,
+    RegistryError,
+    ShrinkGuard,
+    YamlSpec,
+    check_mapping,
+)
+
+__all__ = [
+    "LEVELS", "NATIONAL_CODE", "Cog", "Consolidated", "Dataset", "ErrorBudget", "FeedSpec",
+    "Field", "Geography", "Measure", "Mode", "Registry", "RegistryError", "ShrinkGuard",
+    "YamlSpec", "load_cog", "load_descriptor", "load_registry", "parse_dataset",
+]
+
 LEVELS = ("dep", "reg", "fra")
 NATIONAL_CODE = "FR"
-
-
-class RegistryError(ValueError):
-    """A descriptor is malformed (a bug in the shipped registry, caught by the tests)."""
 
 
 @dataclass(frozen=True)
@@ -64,37 +80,66 @@ class Geography:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A registered dataset: metadata, who may publish it, its schema and consolidation rules."""
+    """A registered dataset: metadata, who may publish it, its schema and consolidation rules,
+    every option typed (see ``opendepot.specs``)."""
 
     name: str
     """Slug, as on data.gouv.fr."""
     title: str
+    """French title."""
     description: str
+    """French description (Markdown)."""
     organization: dict[str, str]
+    """Publishing organization: ``name``, ``slug`` (and ``id`` when the registry gives one)."""
     license: str
+    """Licence id (``lov2``: Licence Ouverte 2.0)."""
     frequency: str
+    """udata frequency (``daily``, ``weekly``...; ``unknown``)."""
     tags: tuple[str, ...]
+    """udata tags."""
     producers: tuple[str, ...]
     """Producers allowed to publish it (second segment of the incoming key)."""
     mode: Mode
     """``snapshot``: newest upload is the full history; ``append``: rows merged on the primary key."""
     fields: tuple[Field, ...]
+    """The Table Schema's fields, in order."""
     primary_key: tuple[str, ...]
+    """Table Schema ``primaryKey``."""
     missing_values: tuple[str, ...]
+    """Table Schema ``missingValues``."""
     aliases: dict[str, str]
     """Lower-cased alternative column name -> canonical name."""
     measures: dict[str, Measure]
+    """Measure column -> kind (stocks, cumulative counts and incidences roll up; rates do not)."""
     totals: dict[str, Any]
     """Code of the total row per dimension (``sexe``: 0); never summed with the parts."""
     geography: Geography
-    max_bad_rows_percent: float
-    """Row error budget: rows failing a check are left out while they stay within this share."""
+    """Area column, level and roll-ups."""
+    error_budget: ErrorBudget
+    """Which bad rows may be left out instead of rejecting the file."""
     schema: dict[str, Any]
     """The Table Schema as declared."""
     provenance: bool
     """Published rows carry ``producer`` and ``upload_id`` (and ``source_url`` where given)."""
-    descriptor: dict[str, Any]
-    """The whole descriptor as shipped."""
+    shrink_guard: ShrinkGuard | None = None
+    """Holds snapshot uploads that lose too much (None: no guard)."""
+    consolidated: Consolidated | None = None
+    """An extra published table chosen by source priority (None: none)."""
+    feeds: tuple[FeedSpec, ...] = ()
+    """Rows taken from other datasets' published versions."""
+    excel_sheet: str | int = 0
+    """The sheet read from an ``.xlsx`` upload: a name, or a 0-based position."""
+    yaml: YamlSpec | None = None
+    """How YAML bulletins become rows (None: YAML uploads are not accepted)."""
+    producer_modes: dict[str, Mode] = field(default_factory=dict)
+    """A producer's own consolidation mode, overriding ``mode``."""
+    en: dict[str, str] = field(default_factory=dict)
+    """English ``title`` and ``description``."""
+
+    @property
+    def max_bad_rows_percent(self) -> float:
+        """Row error budget, in percent of the rows (``errorBudget.maxBadRowsPercent``)."""
+        return self.error_budget.max_bad_rows_percent
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -132,21 +177,24 @@ class Dataset:
         return (self.geography.level, *self.geography.rollups)
 
     def mode_of(self, producer: str) -> Mode:
-        """The consolidation mode of one producer's uploads: ``producerModes`` (ours), else ``mode``."""
-        return self.descriptor.get("producerModes", {}).get(producer, self.mode)
+        """The consolidation mode of one producer's uploads: ``producerModes``, else ``mode``."""
+        return self.producer_modes.get(producer, self.mode)
 
 
 OUR_FIELD_KEYS = {"dateFormats", "optional", "padSingleDigit", "defaultYear"}
 """Field properties that are opendepot's own (documented in docs/design.md), not Table Schema."""
+FIELD_KEYS = {"name", "type", "format", "title", "description", "constraints", "en", *OUR_FIELD_KEYS}
+"""Every key a schema field may have."""
+FIELD_TYPES = ("string", "integer", "number", "date", "boolean", "year", "week")
 ANY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y")
 
 
-def _date_formats(d: dict[str, Any]) -> tuple[str, ...]:
+def _date_formats(r: Reader) -> tuple[str, ...]:
     """strptime formats of a date field: ``dateFormats`` (ours) or the Table Schema ``format``
     (``default``: ISO; ``any``: the common French and ISO forms; else a strptime pattern)."""
-    if "dateFormats" in d:
-        return tuple(d["dateFormats"])
-    fmt = d.get("format", "default")
+    if r.has("dateFormats"):
+        return r.texts("dateFormats")
+    fmt = r.text("format", "default")
     if fmt == "any":
         return ANY_DATE_FORMATS
     if fmt and fmt != "default":
@@ -154,64 +202,136 @@ def _date_formats(d: dict[str, Any]) -> tuple[str, ...]:
     return ("%Y-%m-%d",)
 
 
-def _field(d: dict[str, Any], geo: dict[str, Any]) -> Field:
-    constraints = dict(d.get("constraints", {}))
-    pad = d.get("padSingleDigit", geo.get("padCodes", False) and d["name"] == geo.get("field"))
-    return Field(
-        name=d["name"],
-        type=d.get("type", "string"),
+def _field(r: Reader, geo_field: str | None, pad_codes: bool) -> Field:
+    name = r.text("name", required=True)
+    constraints = dict(r.mapping("constraints", values=(str, int, float, bool, list)))
+    pad = r.flag("padSingleDigit", pad_codes and name == geo_field)
+    r.text("title")
+    r.text("description")
+    r.text("format")
+    r.mapping("en")
+    parsed = Field(
+        name=name,
+        type=r.choice("type", FIELD_TYPES, "string"),
         required=bool(constraints.pop("required", False)),
-        optional_column=bool(d.get("optional", False)),
+        optional_column=r.flag("optional"),
         constraints=constraints,
-        date_formats=_date_formats(d),
-        pad_single_digit=bool(pad),
-        default_year=d.get("defaultYear"),
-        descriptor={k: v for k, v in d.items() if k not in OUR_FIELD_KEYS},
+        date_formats=_date_formats(r),
+        pad_single_digit=pad,
+        default_year=r.integer("defaultYear"),
+        descriptor={k: v for k, v in r.data.items() if k not in OUR_FIELD_KEYS},
     )
+    r.done()
+    return parsed
 
 
-def parse_dataset(d: dict[str, Any]) -> Dataset:
-    """Turn a descriptor (parsed JSON) into a ``Dataset``. Raises RegistryError."""
-    try:
-        schema = d["schema"]
-        geo = d.get("geography", {"field": None, "level": "fra"})
-        fields = tuple(_field(f, geo) for f in schema["fields"])
-        names = {f.name for f in fields}
-        pk = tuple(schema.get("primaryKey", []))
-        if not set(pk) <= names or (geo.get("field") is not None and geo["field"] not in names):
-            raise RegistryError(f"{d['name']}: primaryKey or geography field not in fields")
-        for m in d.get("measures", {}):
-            if m not in names:
-                raise RegistryError(f"{d['name']}: measure {m} not in fields")
-        return Dataset(
-            name=d["name"],
-            title=d["title"],
-            description=d.get("description", ""),
-            organization=d["organization"],
-            license=d.get("license", "lov2"),
-            frequency=d.get("frequency", "unknown"),
-            tags=tuple(d.get("tags", [])),
-            producers=tuple(d["producers"]),
-            mode=d.get("mode", "snapshot"),
-            fields=fields,
-            primary_key=pk,
-            missing_values=tuple(schema.get("missingValues", [""])),
-            aliases={k.lower(): v for k, v in d.get("aliases", {}).items()},
-            measures=dict(d.get("measures", {})),
-            totals=dict(d.get("totals", {})),
-            geography=Geography(
-                field=geo.get("field"),
-                level=geo["level"],
-                rollups=tuple(geo.get("rollups", [])),
-                extra_codes=dict(geo.get("extraCodes", {})),
-            ),
-            max_bad_rows_percent=float(d.get("errorBudget", {}).get("maxBadRowsPercent", 0.0)),
-            schema=schema,
-            provenance=bool(d.get("provenance", False)),
-            descriptor=d,
-        )
-    except KeyError as exc:
-        raise RegistryError(f"{d.get('name', '?')}: missing key {exc}") from exc
+def _geography(r: Reader | None) -> tuple[Geography, bool]:
+    """The ``geography`` block and its ``padCodes``."""
+    if r is None:
+        return Geography(field=None, level="fra", rollups=(), extra_codes={}), False
+    r.text("note")
+    r.text("reference")
+    extra = r.child("extraCodes")
+    codes: dict[str, dict[str, str]] = {}
+    if extra is not None:
+        codes = {code: extra.mapping(code) for code in list(extra.data)}
+        extra.done()
+    geo = Geography(
+        field=r.optional_text("field"),
+        level=r.text("level", required=True),
+        rollups=r.texts("rollups"),
+        extra_codes=codes,
+    )
+    pad = r.flag("padCodes")
+    r.done()
+    return geo, pad
+
+
+def _check_names(d: Dataset, where: str) -> None:
+    names = set(d.field_names)
+    geo = d.geography.field
+    if not set(d.primary_key) <= names or (geo is not None and geo not in names):
+        raise RegistryError(f"{where}: primaryKey or geography field not in fields")
+    for m in d.measures:
+        if m not in names:
+            raise RegistryError(f"{where}: measures.{m}: not a field")
+    for k in d.totals:
+        if k not in names:
+            raise RegistryError(f"{where}: totals.{k}: not a field")
+    for feed in d.feeds:
+        if feed.producer in d.producers:
+            raise RegistryError(f"{where}: feeds: producer {feed.producer!r} may also upload; "
+                                "fed and uploaded rows would share keys")
+        targets = feed.targets()
+        unknown = set(targets) - names
+        if unknown or len(targets) != len(set(targets)):
+            raise RegistryError(f"{where}: feeds: from {feed.dataset}: columns {sorted(unknown)} "
+                                "are not fields, or a column is given twice")
+
+
+def parse_dataset(d: dict[str, Any], where: str | None = None) -> Dataset:
+    """Turn a descriptor (parsed JSON) into a ``Dataset``, checking every key and type.
+
+    ``where``: the file name used in messages (default ``{name}.json``).
+    Raises RegistryError naming the file and the key: an unknown key, a wrong type, a missing
+    required key, or names that do not match the schema's fields."""
+    where = where or f"{d.get('name', '?')}.json"
+    r = Reader(d, where, top=True)
+    schema_reader = r.child("schema", required=True)
+    assert schema_reader is not None
+    geo, pad_codes = _geography(r.child("geography"))
+    fields = tuple(_field(f, geo.field, pad_codes) for f in schema_reader.children("fields"))
+    pk = schema_reader.texts("primaryKey")
+    missing = schema_reader.texts("missingValues", ("",))
+    schema_reader.done()
+    measures = r.mapping("measures")
+    check_mapping(measures, MEASURE_KINDS, r.path("measures"))
+    producer_modes = r.mapping("producerModes")
+    check_mapping(producer_modes, MODES, r.path("producerModes"))
+    guard = r.child("shrinkGuard")
+    consolidated = r.child("consolidated")
+    excel = r.child("excel")
+    sheet: str | int = 0
+    if excel is not None:
+        sheet = excel.raw("sheet", 0)
+        if not isinstance(sheet, (str, int)) or isinstance(sheet, bool):
+            raise RegistryError(f"{excel.path('sheet')}: expected a sheet name or position")
+        excel.done()
+    yaml_reader = r.child("yaml")
+    r.text("modeNote")
+    dataset = Dataset(
+        name=r.text("name", required=True),
+        title=r.text("title", required=True),
+        description=r.text("description", ""),
+        organization=r.mapping("organization"),
+        license=r.text("license", "lov2"),
+        frequency=r.text("frequency", "unknown"),
+        tags=r.texts("tags"),
+        producers=r.texts("producers", required=True),
+        mode=r.choice("mode", MODES, "snapshot"),
+        fields=fields,
+        primary_key=pk,
+        missing_values=missing,
+        aliases={k.lower(): v for k, v in r.mapping("aliases").items()},
+        measures=measures,
+        totals=r.scalars("totals"),
+        geography=geo,
+        error_budget=ErrorBudget.parse(r.child("errorBudget")),
+        schema=dict(schema_reader.data),
+        provenance=r.flag("provenance"),
+        shrink_guard=ShrinkGuard.parse(guard) if guard is not None else None,
+        consolidated=Consolidated.parse(consolidated) if consolidated is not None else None,
+        feeds=tuple(FeedSpec.parse(f) for f in r.children("feeds")),
+        excel_sheet=sheet,
+        yaml=YamlSpec.parse(yaml_reader, tuple(f.name for f in fields)) if yaml_reader else None,
+        producer_modes=producer_modes,
+        en=r.mapping("en"),
+    )
+    if not dataset.organization.get("slug") and not dataset.organization.get("name"):
+        raise RegistryError(f"{r.path('organization')}: expected a name and a slug")
+    r.done()
+    _check_names(dataset, where)
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -223,17 +343,31 @@ class Registry:
     def get(self, name: str) -> Dataset | None:
         return self.datasets.get(name)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Dataset]:
         return iter(sorted(self.datasets.values(), key=lambda d: d.name))
+
+
+def load_descriptor(name: str) -> dict[str, Any]:
+    """The shipped descriptor of dataset ``name`` as parsed JSON (a fresh copy: tests derive
+    variants from it and ``parse_dataset`` them). Raises KeyError for an unknown name."""
+    entry = resources.files("opendepot.datasets").joinpath(f"{name}.json")
+    if not entry.is_file():
+        raise KeyError(name)
+    data: dict[str, Any] = json.loads(entry.read_text("utf-8"))
+    return data
 
 
 @cache
 def load_registry() -> Registry:
-    """Read every shipped descriptor once (cached for the life of the process)."""
+    """Read and check every shipped descriptor once (cached for the life of the process).
+
+    Raises RegistryError naming the file and key of the first malformed descriptor."""
     out: dict[str, Dataset] = {}
     for entry in resources.files("opendepot.datasets").iterdir():
         if entry.name.endswith(".json"):
-            ds = parse_dataset(json.loads(entry.read_text("utf-8")))
+            ds = parse_dataset(json.loads(entry.read_text("utf-8")), entry.name)
+            if f"{ds.name}.json" != entry.name:
+                raise RegistryError(f"{entry.name}: name {ds.name!r} does not match the file name")
             out[ds.name] = ds
     return Registry(out)
 

@@ -817,7 +817,7 @@ def _check_batch(
     # ``leave-out`` they are row errors (``duplicate-row``), left out within the error budget,
     # instead of primary-key conflicts: nothing is picked between different values.
     dup = np.zeros(n, dtype=bool)
-    if dataset.descriptor.get("errorBudget", {}).get("exactDuplicateRows") == "leave-out":
+    if dataset.error_budget.exact_duplicate_rows == "leave-out":
         first_line = np.zeros(n, dtype=np.int64)
         for i, row in enumerate(_row_hashes(trimmed)):
             seen = state.rows_seen.get(row)
