@@ -190,11 +190,25 @@ def real_root_candidates() -> list[Path]:
     return [p.parent for p in default_data_candidates("x")]
 
 
+def awaiting_real(root: Path) -> list[tuple[Path, str]]:
+    """Real files kept out of the demo on purpose, each with why: the entries of
+    ``infra/real_sources/*.json`` whose ``dataset`` is null (data whose dataset is not declared
+    yet; its ``awaiting`` text says which and where it is tracked)."""
+    out: list[tuple[Path, str]] = []
+    for entry in real_sources():
+        if entry.get("dataset") is None:
+            out.extend((p, entry["awaiting"]) for p in sorted(root.glob(entry["glob"])) if p.is_file())
+    return out
+
+
 def collect_real(root: Path) -> tuple[list[InputFile], list[str]]:
     """Every real file mapped to a dataset and producer, oldest publication first; and the
     relative paths of the files no mapping covers (references excluded)."""
     assigned: dict[Path, tuple[str, str]] = {}
+    waiting = {p for p, _ in awaiting_real(root)}
     for entry in real_sources():
+        if entry.get("dataset") is None:
+            continue  # awaiting a dataset: see ``awaiting_real``
         for p in sorted(root.glob(entry["glob"])):
             if p.is_file():
                 assigned.setdefault(p, (entry["dataset"], entry["producer"]))
@@ -203,6 +217,7 @@ def collect_real(root: Path) -> tuple[list[InputFile], list[str]]:
         for p in root.rglob("*")
         if p.is_file()
         and p not in assigned
+        and p not in waiting
         and not str(p.relative_to(root)).startswith(NOT_INPUTS)
     )
     dates = {p: publication_date(p.relative_to(root)) for p in assigned}
@@ -631,6 +646,10 @@ def _inputs(options: DemoOptions) -> list[InputFile] | None:
                 )
                 for rel in unmapped:
                     _out(f"       not dropped (no dataset declared for it): {rel}")
+                if options.dataset is None:
+                    for why in sorted({why for _, why in awaiting_real(root)}):
+                        held = [p for p, w in awaiting_real(root) if w == why]
+                        _out(f"       not dropped ({len(held)} files awaiting {why.split(';')[0]})")
                 return files
     candidates = default_data_candidates(options.dataset or "donnees-hospitalieres-covid19")
     for root in candidates:

@@ -8,7 +8,7 @@ import json
 import frictionless
 import pytest
 
-from infra.demo import collect_real, real_sources
+from infra.demo import awaiting_real, collect_real, real_sources
 from opendepot.cli import main
 from opendepot.registry import load_registry
 
@@ -25,6 +25,16 @@ def test_every_real_input_file__is_mapped_to_a_registered_dataset(real_dir):
     assert len(files) == 52  # 60 files less the COG (2) and the SPF column dictionaries (6)
     assert [f.name for f in files if f.producer not in registry.get(f.dataset).producers] == []
     assert len(real_sources()) >= 16
+
+
+def test_real_files_without_a_declared_dataset__are_marked_awaiting_not_unmapped(real_dir):
+    waiting = awaiting_real(real_dir)
+    assert sorted(p.name for p, _ in waiting) == sorted(
+        p.name for p in (real_dir / "fonds-solidarite").glob("*.csv"))
+    assert len(waiting) == 6
+    assert all("fonds-solidarite" in why and "issue 15" in why for _, why in waiting)
+    files, _ = collect_real(real_dir)
+    assert not [f for f in files if "fonds-solidarite" in str(f.path)]
 
 
 def test_validate_every_real_file__json_loads_as_a_frictionless_report(real_dir, capsys):
