@@ -26,11 +26,13 @@ import pytest
 import yaml
 
 from conftest import HOSP, REAL, ROOT, Pipeline
-from opendepot import feeds
+from opendepot import feeds, layout
 from opendepot.config import Settings
-from opendepot.consolidate import rollup, select_uploads
+from opendepot.consolidate import select_uploads
+from opendepot.contracts import FedUpload, Manifest, UploadRecord
 from opendepot.ingest import IngestOutcome
 from opendepot.registry import load_cog, load_registry
+from opendepot.rollup import rollup
 from opendepot.storage import MemoryQueue, MemoryStore
 from opendepot.validate import validate
 
@@ -69,8 +71,10 @@ def _engine_gaps() -> dict[str, str]:
                                  "the file, not a row error within the error budget - "
                                  "feature request F2")
     producers = ["opencovid19-fr", "opencovid19-fr", "ars-corse", "ars-corse"]
-    records = [{"upload_id": f"u{i}", "key": f"{CC}/{p}/{i}", "producer": p,
-                "received_at": f"2020-01-0{i}T00:00:00Z", "sequencer": f"{i:016X}"}
+    records = [UploadRecord(key=f"{CC}/{p}/{i}", bucket="in", version_id=None, etag="e",
+                            sequencer=f"{i:016X}", received_at=f"2020-01-0{i}T00:00:00Z", size=1,
+                            upload_id=f"u{i}", dataset=CC, producer=p, rows=1, rows_left_out=0,
+                            areas=1, sha256="", bytes=1, report_key="", staged_key="")
                for i, p in enumerate(producers, 1)]
     if len(select_uploads(ds, records)) != 3:
         gaps["producer-modes"] = ("the dataset-wide mode applies to every producer; "
@@ -145,7 +149,7 @@ def rel(path: Path) -> str:
 class Published:
     sources: pd.DataFrame
     consolide: pd.DataFrame
-    manifest: dict
+    manifest: Manifest
 
 
 @dataclass
@@ -160,11 +164,12 @@ class Run:
 
 def read_published(p: Pipeline) -> Published:
     def table(name: str) -> pd.DataFrame:
-        df = pq.read_table(io.BytesIO(p.published(f"{CC}/latest/{CC}-{name}.parquet"))).to_pandas()
+        df = pq.read_table(io.BytesIO(p.published(layout.latest_key(CC, name, "parquet"))))
+        df = df.to_pandas()
         df["date"] = df["date"].astype(str)
         return df
 
-    manifest = json.loads(p.published(f"{CC}/manifest.json"))
+    manifest = Manifest.from_json(json.loads(p.published(layout.manifest_key(CC))))
     return Published(table("sources"), table("consolide"), manifest)
 
 
@@ -205,7 +210,7 @@ def test_invalid_yaml_bulletin__rejected_with_a_report_naming_the_line(pipeline)
     assert error["type"] == "format-error"
     assert error["message"].startswith("the file is not valid YAML: line 25, column 1: found "
                                        "character '\\t' that cannot start any token")
-    assert not pipeline.store.list(pipeline.settings.internal_bucket, f"staging/{CC}/")
+    assert not pipeline.store.list(pipeline.settings.internal_bucket, layout.staging_prefix(CC))
 
 
 @needs()
@@ -270,7 +275,7 @@ def test_broken_nightly_build__held_with_row_counts_then_published_on_confirm(ru
     assert run.after.sources.groupby("producer").size()["opencovid19-fr"] == now
     lost = set(run.before.sources.source_type) - set(run.after.sources.source_type)
     assert lost == {"sante-publique-france-data", "opencovid19-fr"}
-    assert len(run.after.manifest["versions"]) == 2
+    assert len(run.after.manifest.versions) == 2
 
 
 @needs()
@@ -291,7 +296,7 @@ def test_by_source_table__keeps_every_source_row(run):
     got = run.before.sources.groupby("producer").size().to_dict()
     assert got == expected
     assert len(run.before.sources) == sum(expected.values())
-    assert run.before.manifest["rows"]["sources"] == sum(expected.values())
+    assert run.before.manifest.rows["sources"] == sum(expected.values())
 
 
 @needs()
@@ -303,7 +308,7 @@ def test_consolidated_table__one_row_per_date_and_area_by_declared_priority(run,
     key = ["date", "maille_code"]
     assert not consolide.duplicated(key).any()
     assert len(consolide) == len(sources.drop_duplicates(key))
-    assert len(consolide) == published.manifest["rows"]["consolide"]
+    assert len(consolide) == published.manifest.rows["consolide"]
     rank = {s: i for i, s in enumerate(PRIORITY)}
     best = sources.assign(rank=sources.source_type.map(rank).fillna(len(PRIORITY)))
     best = best.groupby(key)["rank"].min()
@@ -371,16 +376,19 @@ def test_hospital_feed__department_rows_match_the_hospital_file(run):
     (row,) = c[(c.maille_code == "DEP-2A") & (c.date == "2021-03-16")].to_dict("records")
     assert row["producer"] == FEED and row["hospitalises"] == int(
         source[(source.dep == "2A") & (source.jour == "2021-03-16")].hosp.iloc[0])
-    uploads = run.before.manifest["uploads"]
-    assert uploads[-1]["upload_id"] == f"{HOSP}@{run.hosp_version}"
-    assert uploads[-1]["feed"]["dataset"] == HOSP
+    fed = run.before.manifest.uploads[-1]
+    assert isinstance(fed, FedUpload)
+    assert fed.upload_id == f"{HOSP}@{run.hosp_version}"
+    assert (fed.feed.dataset, fed.feed.level, fed.producer) == (HOSP, "dep", FEED)
+    assert fed.feed.path == layout.published_file_key(HOSP, run.hosp_version, "dep", "parquet")
+    assert all(isinstance(u, UploadRecord) for u in run.before.manifest.uploads[:-1])
 
 
 @needs()
 def test_published_tables__by_source_and_consolidated_without_rollups(run):
     m = run.before.manifest
-    assert set(m["rows"]) == {"sources", "consolide"}
-    assert {r["name"] for r in m["resources"]} == {f"{CC}-sources", f"{CC}-consolide"}
+    assert set(m.rows) == {"sources", "consolide"}
+    assert {r.name for r in m.resources} == {f"{CC}-sources", f"{CC}-consolide"}
     provenance = {"producer", "upload_id", "source_url", "source_nom"}
     assert provenance <= set(run.before.sources.columns)
     codes = set(run.before.sources.maille_code)
@@ -424,7 +432,7 @@ def test_new_hospital_version__republishes_chiffres_cles(pipeline):
     second_hosp = pipeline.publish(HOSP).version
     again = pipeline.publish(CC)
     assert again.created and f"{HOSP}@{second_hosp}" in again.upload_ids
-    body = pipeline.published(f"{CC}/latest/{CC}-sources.parquet")
+    body = pipeline.published(layout.latest_key(CC, "sources", "parquet"))
     df = pq.read_table(io.BytesIO(body)).to_pandas()
     fed = df[df.producer == FEED].sort_values("maille_code")
     assert fed.maille_code.tolist() == ["DEP-2A", "DEP-2B"]

@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conftest import HOSP
+from opendepot import layout
 from opendepot.config import Settings
+from opendepot.contracts import Catalog, Manifest, UploadRecord
 from opendepot.ingest import ObjectEvent, ingest
 from opendepot.publication import publish_dataset
 from opendepot.registry import load_cog, load_registry
@@ -88,7 +90,7 @@ def run(cases_dir, crash_at: int | None) -> tuple[MemoryStore, Faults, int]:
         event = ObjectEvent(settings.incoming_bucket, key, len(body), etag, f"v{i}",
                             f"{i + 1:016X}", t0 + timedelta(minutes=i))
         sent_before = len(queue.sent)
-        for attempt in range(5):
+        for _attempt in range(5):
             try:
                 ingest(store, queue, settings, registry, cog, event)
                 break
@@ -108,28 +110,37 @@ def run(cases_dir, crash_at: int | None) -> tuple[MemoryStore, Faults, int]:
 def published_state(store: MemoryStore, settings: Settings) -> dict[str, Any]:
     """What readers see: the latest files' bytes, the manifest's uploads, rows and checksums."""
     bucket = store.buckets.get(settings.published_bucket, {})
-    manifest = json.loads(bucket[f"{HOSP}/manifest.json"].body)
-    catalog = json.loads(bucket["catalog.json"].body)
+    manifest = Manifest.from_json(json.loads(bucket[layout.manifest_key(HOSP)].body))
+    catalog = Catalog.from_json(json.loads(bucket[layout.CATALOG_KEY].body))
+    latest = {layout.latest_key(HOSP, lv, fmt) for lv in ("dep", "reg", "fra")
+              for fmt in ("csv", "parquet")}
     return {
-        "latest": {k: hashlib.sha256(o.body).hexdigest() for k, o in bucket.items() if "/latest/" in k},
-        "uploads": [u["upload_id"] for u in manifest["uploads"]],
-        "rows": manifest["rows"],
-        "files": sorted((r["name"], r["format"], r["sha256"]) for r in manifest["resources"]),
-        "versions": len(manifest["versions"]),
-        "catalog": [(d["name"], d["rows"]) for d in catalog["datasets"]],
+        "latest": {k: hashlib.sha256(o.body).hexdigest() for k, o in bucket.items() if k in latest},
+        "uploads": list(manifest.upload_ids),
+        "rows": dict(manifest.rows),
+        "files": sorted((r.name, r.format, r.sha256) for r in manifest.resources),
+        "versions": len(manifest.versions),
+        "catalog": [(d.name, dict(d.rows)) for d in catalog.datasets],
     }
 
 
 def check_invariants(store: MemoryStore, settings: Settings) -> None:
     bucket = store.buckets[settings.published_bucket]
-    manifest = json.loads(bucket[f"{HOSP}/manifest.json"].body)
-    for version in manifest["versions"]:
-        for r in version["resources"]:
-            obj = bucket[r["path"]]
-            assert len(obj.body) == r["bytes"]
-            assert hashlib.sha256(obj.body).hexdigest() == r["sha256"]
-    for r in manifest["resources"]:
-        assert hashlib.sha256(bucket[r["latest_path"]].body).hexdigest() == r["sha256"]
+    manifest = Manifest.from_json(json.loads(bucket[layout.manifest_key(HOSP)].body))
+    for version in manifest.versions:
+        for f in version.resources:
+            obj = bucket[f.path]
+            assert len(obj.body) == f.bytes
+            assert hashlib.sha256(obj.body).hexdigest() == f.sha256
+    for r in manifest.resources:
+        assert hashlib.sha256(bucket[r.latest_path].body).hexdigest() == r.sha256
+    # every upload the manifest is made of is still staged, as its record says
+    internal = store.buckets[settings.internal_bucket]
+    for u in manifest.uploads:
+        assert isinstance(u, UploadRecord)
+        assert UploadRecord.from_json(json.loads(
+            internal[layout.staged_record_key(HOSP, u.producer, u.upload_id)].body)) == u
+        assert u.staged_key in internal
     incoming = store.buckets[settings.incoming_bucket]
     assert sorted(incoming) == [f"{HOSP}/spf/daily-{i}.csv" for i in range(3)]
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from conftest import HOSP, Pipeline
 from opendepot.consolidate import current_versions, select_uploads
+from opendepot.contracts import UploadRecord
 from opendepot.ingest import ObjectEvent
 from opendepot.keys import sequencer_key
 from opendepot.registry import load_registry
@@ -44,24 +45,24 @@ def test_older_write_delivered_last__never_replaces_the_newer(pipeline):
     assert dep.hosp.tolist() == [200]
 
 
+def record(key: str, sequencer: str, upload_id: str, received_at: str) -> UploadRecord:
+    return UploadRecord.from_json({
+        "key": key, "bucket": "in", "version_id": None, "etag": "e", "sequencer": sequencer,
+        "received_at": received_at, "size": 1, "upload_id": upload_id, "dataset": HOSP,
+        "producer": "spf", "rows": 1, "areas": 1, "sha256": "s", "bytes": 1,
+        "report_key": "r", "staged_key": "s"})
+
+
 def test_current_versions__one_record_per_key_by_sequencer():
-    records = [
-        {"key": "a", "sequencer": "10", "upload_id": "2", "received_at": "2", "producer": "spf"},
-        {"key": "a", "sequencer": "0F", "upload_id": "3", "received_at": "3", "producer": "spf"},
-        {"key": "b", "sequencer": "01", "upload_id": "1", "received_at": "1", "producer": "spf"},
-    ]
-    assert sorted(r["upload_id"] for r in current_versions(records)) == ["1", "2"]
+    records = [record("a", "10", "2", "2"), record("a", "0F", "3", "3"), record("b", "01", "1", "1")]
+    assert sorted(r.upload_id for r in current_versions(records)) == ["1", "2"]
     ds = load_registry().get(HOSP)
-    assert [r["upload_id"] for r in select_uploads(ds, records)] == ["2"]
+    assert [r.upload_id for r in select_uploads(ds, records)] == ["2"]
 
 
 def test_without_sequencers__the_later_arrival_of_a_key_is_current():
     """moto's events carry no sequencer: the arrival time (milliseconds) decides, never the
     upload id's hash."""
-    records = [
-        {"key": "a", "sequencer": "", "upload_id": "20260101T000000Z-ffff",
-         "received_at": "2026-01-01T00:00:00.100Z", "producer": "spf"},
-        {"key": "a", "sequencer": "", "upload_id": "20260101T000000Z-0000",
-         "received_at": "2026-01-01T00:00:00.900Z", "producer": "spf"},
-    ]
-    assert [r["upload_id"] for r in current_versions(records)] == ["20260101T000000Z-0000"]
+    records = [record("a", "", "20260101T000000Z-ffff", "2026-01-01T00:00:00.100Z"),
+               record("a", "", "20260101T000000Z-0000", "2026-01-01T00:00:00.900Z")]
+    assert [r.upload_id for r in current_versions(records)] == ["20260101T000000Z-0000"]

@@ -25,9 +25,10 @@ from moto import mock_aws
 from conftest import HOSP
 from infra.pump import Pump, bindings_for
 from infra.stack import LocalStack
-from opendepot import runtime
+from opendepot import layout, runtime
 from opendepot.cli import main
 from opendepot.config import Settings
+from opendepot.contracts import PublishMessage
 from opendepot.redrive import QueuePair, RedriveError, describe, find_queue_pairs, redrive
 from opendepot.registry import load_cog, load_registry
 from opendepot.storage import S3Store, SqsQueue
@@ -72,7 +73,7 @@ def _broken(stack: LocalStack, method: str, bucket: str, reason: str) -> None:
 
 def _national(stack: LocalStack, day: str) -> list[int]:
     body = stack.s3.get_object(
-        Bucket=stack.published_bucket, Key=f"{HOSP}/latest/{HOSP}-fra.csv"
+        Bucket=stack.published_bucket, Key=layout.latest_key(HOSP, "fra", "csv")
     )["Body"].read()
     df = pd.read_csv(io.BytesIO(body), sep=";")
     return df[(df.jour == day) & (df.sexe == 0)].hosp.tolist()
@@ -151,7 +152,7 @@ def test_failing_publish__redrive_all_gives_it_back_to_its_fifo_group_then_publi
     assert "publish: moved 1 message(s) from opendepot-publish-dlq.fifo to opendepot-publish.fifo" \
         in out
     assert back["Attributes"]["MessageGroupId"] == HOSP
-    assert json.loads(back["Body"])["dataset"] == HOSP
+    assert PublishMessage.from_json(json.loads(back["Body"])).dataset == HOSP
     assert stats.failed == 0 and _dead(stack, "PublishQueue") == 0
     assert _national(stack, "2020-03-24") == [1692]
 

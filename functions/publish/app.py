@@ -7,8 +7,9 @@ switch guards against anything else. A failed message is retried by the queue.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,39 +17,44 @@ from aws_lambda_powertools.utilities.batch import (
     SqsFifoPartialProcessor,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opendepot import feeds, runtime
+from opendepot import feeds, layout, runtime
+from opendepot.contracts import ContractError, PublishMessage
 from opendepot.publication import publish_dataset
 
 logger = Logger(service="opendepot-publish")
 metrics = Metrics(namespace="opendepot", service="publish")
-processor = SqsFifoPartialProcessor(logger=logger)  # failures logged as ours
+processor = SqsFifoPartialProcessor(logger=cast(logging.Logger, logger))  # failures logged as ours
 
 
 def record_handler(record: SQSRecord) -> None:
     rt = runtime.current()
-    message = json.loads(record.body)
-    dataset = rt.registry.get(message.get("dataset", ""))
-    if dataset is None:
-        logger.error("publish request for an unknown dataset", extra={"message": message})
+    try:
+        message = PublishMessage.from_json(json.loads(record.body))
+    except (ValueError, ContractError) as exc:  # a malformed message never becomes valid
+        logger.error("malformed publish request",
+                     extra={"body": record.body[:500], "error": str(exc)})
         return
-    logger.append_keys(dataset=dataset.name, upload_id=message.get("upload_id"))
+    dataset = rt.registry.get(message.dataset)
+    if dataset is None:
+        logger.error("publish request for an unknown dataset", extra={"message": message.to_json()})
+        return
+    logger.append_keys(dataset=dataset.name, upload_id=message.upload_id)
     started = time.perf_counter()
     out = publish_dataset(rt.store, rt.settings, rt.registry, rt.cog, dataset, rt.clock())
-    if out.created:
+    if out.created and out.version is not None:
         # datasets fed by this one (registry ``feeds``) publish again with its new version; the
         # feed graph is acyclic (tests/test_registry_feeds.py), so this always ends
         for dependent in feeds.dependents(rt.registry, dataset.name):
-            rt.queue.send(
-                rt.settings.publish_queue_url,
-                {"dataset": dependent, "upload_id": f"{dataset.name}@{out.version}"},
-                group_id=dependent,
-            )
+            request = PublishMessage(dependent, layout.fed_upload_id(dataset.name, out.version))
+            rt.queue.send(rt.settings.publish_queue_url, request.to_json(), group_id=dependent)
             logger.info("asked a dependent dataset to publish", extra={"dependent": dependent})
         metrics.add_metric(name="VersionsPublished", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="RowsPublished", unit=MetricUnit.Count, value=sum(out.rows.values()))
+        metrics.add_metric(name="RowsPublished", unit=MetricUnit.Count,
+                           value=sum(out.rows.values()))
         metrics.add_metric(name="PublishSeconds", unit=MetricUnit.Seconds,
                            value=round(time.perf_counter() - started, 3))
     logger.info(
@@ -59,7 +65,7 @@ def record_handler(record: SQSRecord) -> None:
 
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -36,12 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from opendepot import layout
+from opendepot.contracts import FedSource, FedUpload, Manifest
 from opendepot.registry import Cog, Dataset, Registry
-from opendepot.storage import Store
 from opendepot.specs import FeedSpec
-
-MANIFEST = "manifest.json"
-
+from opendepot.storage import Store
 
 Feed = FeedSpec
 """One declared feed (see module docstring), parsed and checked by the registry."""
@@ -77,8 +76,8 @@ def fed_rows(feed: Feed, source: pa.Table, target: pa.Schema, upload_id: str, co
         raise ValueError(f"feed from {feed.dataset}: columns {sorted(missing)} not in its "
                          f"published {feed.level} table")
     table = source
-    for column, value in feed.filter.items():
-        table = table.filter(pc.equal(table[column], pa.scalar(value).cast(table[column].type)))
+    for column, wanted in feed.filter.items():
+        table = table.filter(pc.equal(table[column], pa.scalar(wanted).cast(table[column].type)))
     n = table.num_rows
     names = {code: d["name"] for code, d in cog.departments.items()}
     columns: dict[str, Any] = {}
@@ -107,26 +106,25 @@ class FedVersion:
     """A feed and the fed dataset's version it reads now."""
 
     feed: Feed
+    """The declared feed."""
     version: str
+    """The fed dataset's current version."""
     published_at: str
+    """When that version was published (ISO 8601 UTC)."""
     path: str
     """Key of the fed level's Parquet file in the published bucket (immutable version file)."""
 
     @property
     def upload_id(self) -> str:
-        return f"{self.feed.dataset}@{self.version}"
+        """``{fed dataset}@{version}`` (``layout.fed_upload_id``)."""
+        return layout.fed_upload_id(self.feed.dataset, self.version)
 
     @property
-    def record(self) -> dict[str, Any]:
+    def record(self) -> FedUpload:
         """Stands for the fed version among the publication's uploads (manifest ``uploads``):
         its ``upload_id`` changes with the fed version, so a new one makes a new publication."""
-        return {
-            "upload_id": self.upload_id,
-            "producer": self.feed.producer,
-            "feed": {"dataset": self.feed.dataset, "version": self.version,
-                     "level": self.feed.level, "path": self.path},
-            "received_at": self.published_at,
-        }
+        source = FedSource(self.feed.dataset, self.version, self.feed.level, self.path)
+        return FedUpload(self.upload_id, self.feed.producer, source, self.published_at)
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,8 @@ class Feeds:
     bucket: str = ""
 
     @property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[FedUpload]:
+        """The fed versions as a manifest's ``uploads`` list them."""
         return [v.record for v in self.versions]
 
     def extend(self, table: pa.Table, cog: Cog) -> pa.Table:
@@ -158,10 +157,10 @@ class Feeds:
         return out.sort_by([(k, "ascending") for k in key]) if key else out
 
 
-def _parquet_path(manifest: dict[str, Any], level: str) -> str | None:
-    for r in manifest.get("resources", []):
-        if r.get("level") == level and r.get("format") == "parquet":
-            return str(r["path"])
+def _parquet_path(manifest: Manifest, level: str) -> str | None:
+    for r in manifest.resources:
+        if r.level == level and r.format == "parquet":
+            return r.path
     return None
 
 
@@ -171,13 +170,13 @@ def resolve(
     """The current version of each dataset ``dataset`` is fed by (manifests only)."""
     versions = []
     for feed in declared(dataset) if feeds is None else feeds:
-        key = f"{feed.dataset}/{MANIFEST}"
+        key = layout.manifest_key(feed.dataset)
         if store.head(bucket, key) is None:
             continue  # not published yet: nothing to feed
-        manifest = json.loads(store.get(bucket, key))
+        manifest = Manifest.from_json(json.loads(store.get(bucket, key)))
         path = _parquet_path(manifest, feed.level)
         if path is None:
             raise ValueError(f"{dataset.name}: fed dataset {feed.dataset} publishes no "
                              f"{feed.level} Parquet file")
-        versions.append(FedVersion(feed, manifest["version"], manifest["published_at"], path))
+        versions.append(FedVersion(feed, manifest.version, manifest.published_at, path))
     return Feeds(dataset, tuple(versions), store, bucket)

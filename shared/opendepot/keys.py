@@ -1,15 +1,20 @@
-"""Object keys: decoding, safety checks, routing to dataset and producer, upload ids.
+"""Incoming keys: decoding, safety checks, routing to dataset and producer; S3 sequencers.
 
 Incoming keys are ``{dataset}/{producer}/{file...}``. Keys in S3 events are URL-encoded
 (``+`` for space, ``%XX`` otherwise); they are decoded exactly once with ``unquote_plus``.
+Every key opendepot writes, and every id, is made by ``opendepot.layout`` (``upload_id`` is
+re-exported here for older callers).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import unquote_plus
+
+from opendepot.layout import upload_id
+
+__all__ = ["IncomingKey", "KeyRejected", "check_safe", "decode_event_key", "route",
+           "sequencer_key", "upload_id"]
 
 
 class KeyRejected(ValueError):
@@ -84,19 +89,6 @@ def route(key: str) -> IncomingKey:
             f"key {key!r} is not of the form {{dataset}}/{{producer}}/{{file}}",
         )
     return IncomingKey(key=key, dataset=parts[0], producer=parts[1], filename=parts[-1])
-
-
-def upload_id(
-    received_at: datetime, key: str, version_id: str | None, etag: str, sequencer: str
-) -> str:
-    """Id of one object version: ``YYYYMMDDTHHMMSSZ-<12 hex>``.
-
-    Sorts by arrival time; the same object version (key and versionId, or key, eTag and
-    sequencer when the bucket is not versioned) always gets the same id.
-    """
-    identity = f"{key}\n{version_id or ''}\n{'' if version_id else etag + ':' + sequencer}"
-    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
-    return f"{received_at.strftime('%Y%m%dT%H%M%SZ')}-{digest}"
 
 
 def sequencer_key(sequencer: str) -> str:

@@ -1,0 +1,171 @@
+"""Every object key and every id opendepot makes: the one place their patterns are written.
+
+Buckets (see docs/design.md, "Keys"):
+
+- incoming: ``{dataset}/{producer}/{file...}`` (routed by ``opendepot.keys.route``);
+- internal: ``reports/{dataset}/{producer}/{upload_id}.json`` (validation report),
+  ``reports/_refused/{upload_id}.json`` (report of a key that cannot be trusted as a path),
+  ``staging/{dataset}/{producer}/{upload_id}.parquet`` (accepted rows) and
+  ``staging/{dataset}/{producer}/{upload_id}.json`` (the upload record);
+- published: ``{dataset}/{version}/{dataset}-{level}.{csv|parquet}``,
+  ``{dataset}/{version}/datapackage.json``, ``{dataset}/latest/{dataset}-{level}.{fmt}``,
+  ``{dataset}/manifest.json``, ``catalog.json``.
+
+Ids: upload ``{YYYYMMDDTHHMMSSZ}-{12 hex}``; version ``YYYY-MM-DD-HHhMMmSSs`` (UTC); dataset,
+resource and organization ids are uuid5 in ``NAMESPACE_URL`` (stable across versions).
+Pure functions; none checks that a segment is safe (``opendepot.keys.check_safe`` does, before
+any incoming key is routed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+
+REPORTS = "reports/"
+"""Prefix of every validation report (internal bucket)."""
+REFUSED_PREFIX = "reports/_refused/"
+"""Prefix of the reports of keys refused before routing (internal bucket)."""
+STAGING = "staging/"
+"""Prefix of every staged upload (internal bucket)."""
+MANIFEST_NAME = "manifest.json"
+"""File name of a dataset's manifest, under ``{dataset}/``."""
+DATAPACKAGE_NAME = "datapackage.json"
+"""File name of a version's Data Package descriptor, under ``{dataset}/{version}/``."""
+CATALOG_KEY = "catalog.json"
+"""Key of the catalog (published bucket)."""
+LATEST = "latest"
+"""The folder of a dataset's stable copies of its current files."""
+VERSION_FORMAT = "%Y-%m-%d-%Hh%Mm%Ss"
+"""``strftime`` format of a version id (UTC)."""
+
+
+# --- internal bucket --------------------------------------------------------------------------
+
+
+def report_prefix(dataset: str, producer: str) -> str:
+    """``reports/{dataset}/{producer}/``: a producer's reports."""
+    return f"{REPORTS}{dataset}/{producer}/"
+
+
+def report_key(dataset: str, producer: str, upload_id: str) -> str:
+    """``reports/{dataset}/{producer}/{upload_id}.json``."""
+    return f"{report_prefix(dataset, producer)}{upload_id}.json"
+
+
+def refused_report_key(upload_id: str) -> str:
+    """``reports/_refused/{upload_id}.json``: an unsafe or unroutable key's report."""
+    return f"{REFUSED_PREFIX}{upload_id}.json"
+
+
+def staging_prefix(dataset: str) -> str:
+    """``staging/{dataset}/``: every staged upload of a dataset."""
+    return f"{STAGING}{dataset}/"
+
+
+def staged_parquet_key(dataset: str, producer: str, upload_id: str) -> str:
+    """``staging/{dataset}/{producer}/{upload_id}.parquet``: the accepted rows."""
+    return f"{staging_prefix(dataset)}{producer}/{upload_id}.parquet"
+
+
+def staged_record_key(dataset: str, producer: str, upload_id: str) -> str:
+    """``staging/{dataset}/{producer}/{upload_id}.json``: the upload record."""
+    return f"{staging_prefix(dataset)}{producer}/{upload_id}.json"
+
+
+def is_staged_record(key: str) -> bool:
+    """True for an upload record's key (under ``staging/``, ``.json``), False for staged Parquet."""
+    return key.startswith(STAGING) and key.endswith(".json")
+
+
+# --- published bucket -------------------------------------------------------------------------
+
+
+def manifest_key(dataset: str) -> str:
+    """``{dataset}/manifest.json``."""
+    return f"{dataset}/{MANIFEST_NAME}"
+
+
+def version_prefix(dataset: str, version: str) -> str:
+    """``{dataset}/{version}`` (no trailing slash): the folder of one immutable version."""
+    return f"{dataset}/{version}"
+
+
+def published_file_name(dataset: str, level: str, fmt: str) -> str:
+    """``{dataset}-{level}.{fmt}``: a published table's file name (level: ``dep``, ``reg``,
+    ``fra`` or a consolidated table's name; fmt: ``csv`` or ``parquet``)."""
+    return f"{dataset}-{level}.{fmt}"
+
+
+def version_file_key(dataset: str, version: str, name: str) -> str:
+    """``{dataset}/{version}/{name}``: a file of one version."""
+    return f"{version_prefix(dataset, version)}/{name}"
+
+
+def published_file_key(dataset: str, version: str, level: str, fmt: str) -> str:
+    """``{dataset}/{version}/{dataset}-{level}.{fmt}``."""
+    return version_file_key(dataset, version, published_file_name(dataset, level, fmt))
+
+
+def latest_file_key(dataset: str, name: str) -> str:
+    """``{dataset}/latest/{name}``: the stable copy of a current file."""
+    return f"{dataset}/{LATEST}/{name}"
+
+
+def latest_key(dataset: str, level: str, fmt: str) -> str:
+    """``{dataset}/latest/{dataset}-{level}.{fmt}``."""
+    return latest_file_key(dataset, published_file_name(dataset, level, fmt))
+
+
+def datapackage_key(dataset: str, version: str) -> str:
+    """``{dataset}/{version}/datapackage.json``."""
+    return version_file_key(dataset, version, DATAPACKAGE_NAME)
+
+
+# --- ids --------------------------------------------------------------------------------------
+
+
+def upload_id(
+    received_at: datetime, key: str, version_id: str | None, etag: str, sequencer: str
+) -> str:
+    """Id of one object version: ``YYYYMMDDTHHMMSSZ-<12 hex>``.
+
+    Sorts by arrival time; the same object version (key and versionId, or key, eTag and
+    sequencer when the bucket is not versioned) always gets the same id.
+    """
+    identity = f"{key}\n{version_id or ''}\n{'' if version_id else etag + ':' + sequencer}"
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
+    return f"{received_at.strftime('%Y%m%dT%H%M%SZ')}-{digest}"
+
+
+def version_id(now: datetime) -> str:
+    """``YYYY-MM-DD-HHhMMmSSs`` of ``now`` (UTC)."""
+    return now.strftime(VERSION_FORMAT)
+
+
+def parse_version(version: str) -> datetime:
+    """The naive datetime a version id stands for (UTC). Raises: ValueError (not a version id)."""
+    return datetime.strptime(version, VERSION_FORMAT)
+
+
+def fed_upload_id(dataset: str, version: str) -> str:
+    """``{dataset}@{version}``: a fed dataset's version among a publication's uploads."""
+    return f"{dataset}@{version}"
+
+
+def dataset_id(dataset: str) -> str:
+    """Stable id of a dataset: ``uuid5(NAMESPACE_URL, "opendepot:{dataset}")``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{dataset}"))
+
+
+def resource_id(dataset: str, level: str, fmt: str) -> str:
+    """Stable id of a resource (the same for every version):
+    ``uuid5(NAMESPACE_URL, "opendepot:{dataset}:{level}:{format}")``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{dataset}:{level}:{fmt}"))
+
+
+def organization_id(slug: str) -> str:
+    """Id of an organization the registry gives none:
+    ``uuid5(NAMESPACE_URL, "opendepot:organization:{slug}")``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:organization:{slug}"))
