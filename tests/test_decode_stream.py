@@ -1,4 +1,5 @@
-"""Streaming decode (``decode_file``): the result of ``decode`` on the same bytes, from a file.
+"""Streaming decode (``decode_file``, the production decoder): the result of the former
+in-memory decoder (the oracle ``tests/oracles.py``) on the same bytes, from a file.
 
 Every real file and every case file, plain and gzipped, through chunks of every size from the
 default down to 7 bytes (so chunk ends fall inside CR CR LF, CRLF and UTF-8 characters); the
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pytest
-from conftest import CASES, HOSP, REAL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opendepot.decode import BOM, Decoded, DecodeProblem, decode, decode_file
+from oracles import decode
+
+from conftest import CASES, HOSP, REAL
+from opendepot.decode import BOM, Decoded, DecodeProblem, decode_file
 from opendepot.formats import convert, convertible
 from opendepot.registry import load_registry
 
@@ -78,6 +81,7 @@ def file_id(path: Path) -> str:
     return str(path.relative_to(REAL.parent))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("chunk_bytes", [16 << 20, 4096, 7])
 @pytest.mark.parametrize("path", FILES, ids=file_id)
 def test_every_shared_file__same_as_decode(path, chunk_bytes, tmp_path, cc):
@@ -89,6 +93,7 @@ def test_every_shared_file__same_as_decode(path, chunk_bytes, tmp_path, cc):
         assert Path(got.path).parent == tmp_path
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("chunk_bytes", [16 << 20, 4096])
 @pytest.mark.parametrize("path", FILES, ids=file_id)
 def test_every_shared_file_gzipped__same_as_decode(path, chunk_bytes, tmp_path, cc):
@@ -104,15 +109,26 @@ def test_every_shared_file_gzipped__same_as_decode(path, chunk_bytes, tmp_path, 
     assert os.listdir(tmp_path / "in") == [path.name + ".gz"]  # never writes beside the input
 
 
-def test_real_yaml_bulletin_gzipped__converted_in_memory(tmp_path, cc):
+def test_real_yaml_bulletin_gzipped__converted_then_read_from_disk(tmp_path, cc):
     yaml = REAL / "opencovid19-fr" / "ministere-sante" / "2020-04-15.yaml"
     name = f"{CC}/ministere-sante/2020-04-15.yaml.gz"
     body = gzip.compress(yaml.read_bytes())
     got = streamed(write(tmp_path, "b.yaml.gz", body), tmp_path, name=name, dataset=cc)
-    assert isinstance(got, Decoded) and got.path is None and got.data is not None
-    assert (got.compression, got.bytes, got.delimiter) == ("gzip", len(body), ";")
+    assert isinstance(got, Decoded) and got.path is not None and got.data is None
+    assert got.converted and (got.compression, got.bytes, got.delimiter) == ("gzip", len(body), ";")
     assert got.header[:3] == ("date", "granularite", "maille_code")
-    assert os.listdir(tmp_path) == ["b.yaml.gz"]  # the gunzipped copy is gone
+    # the gunzipped copy is gone; the converted CSV text is the one file left beside the input
+    assert sorted(os.listdir(tmp_path)) == ["b.yaml.gz", Path(got.path).name]
+
+
+def test_decode__the_production_decoder_on_bytes_text_in_memory(tmp_path):
+    from opendepot.decode import decode as production
+
+    raw = "région;dép\r\nRhône;01\r\n".encode("cp1252")
+    got = production(raw, max_bytes=MAX)
+    assert isinstance(got, Decoded) and got.path is None
+    assert got.data == "région;dép\nRhône;01\n".encode()
+    assert got == decode(raw, max_bytes=MAX)
 
 
 def test_without_convertible__converter_never_called(tmp_path):

@@ -37,6 +37,7 @@ def both(path: Path):
     return ours, theirs
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "relative",
     [

@@ -19,11 +19,12 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from conftest import HOSP
-from test_index_api import LambdaContext as Context
-from opendepot import runtime
+from opendepot import checks, runtime
+from opendepot.checks import Batch, Check
 from opendepot.config import Settings
 from opendepot.registry import load_cog, load_registry
 from opendepot.storage import S3Store, SqsQueue
+from test_index_api import LambdaContext as Context
 
 EVENTS = Path(__file__).parent / "events"
 SETTINGS = Settings()
@@ -190,6 +191,38 @@ def test_url_encoded_keys__decoded_once_and_read(aws, cases_dir):
     manifest = json.loads(s3.get_object(Bucket=SETTINGS.published_bucket,
                                         Key=f"{HOSP}/manifest.json")["Body"].read())
     assert manifest["uploads"][0]["key"] in keys  # snapshot: the newest upload of spf
+
+
+class OutOfMemory(Check):
+    """Runs out of memory on a batch holding the marker value 424242 (test only)."""
+
+    def batch(self, batch: Batch) -> None:
+        if any("424242" in col.to_pylist() for col in batch.trimmed):
+            raise MemoryError("simulated: Lambda out of memory")
+
+
+def test_memory_error_in_validation__a_batch_item_failure_retried_no_report(aws, cases_dir):
+    """An infrastructure failure is not the file's: the message fails (the queue redelivers it,
+    then keeps it in the dead-letter queue), no report says "rejected", nothing is staged; the
+    other message of the batch is processed."""
+    rt, s3, sqs = aws
+    template = json.loads((cases_dir / "C09-url-encoded-key.json").read_text())["Records"][0]
+    header = "dep;sexe;jour;hosp;rea;rad;dc\n"
+    records = []
+    for name, hosp in (("fine.csv", "12"), ("oom.csv", "424242")):
+        record = map_event(template, f"{HOSP}/spf/")
+        record["s3"]["object"]["key"] = f"{HOSP}/spf/{name}"
+        records.append(put_for(s3, record, f"{header}75;0;2020-03-24;{hosp};1;1;1\n".encode()))
+    event = sqs_event({"Records": [records[0]]}, {"Records": [records[1]]})
+    with checks.registered(OutOfMemory):
+        result = validate(event)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert [r["opendepot"]["key"] for r in reports(s3)] == [f"{HOSP}/spf/fine.csv"]
+    staged = s3.list_objects_v2(Bucket=SETTINGS.internal_bucket, Prefix="staging/")["Contents"]
+    assert len(staged) == 2 and all("/spf/" in o["Key"] for o in staged)  # fine.csv's two files
+    assert OutOfMemory not in checks.CHECKS
+    assert validate(sqs_event({"Records": [records[1]]})) == {"batchItemFailures": []}  # retried
+    assert sorted(r["opendepot"]["status"] for r in reports(s3)) == ["accepted", "accepted"]
 
 
 def logged(caplog) -> str:

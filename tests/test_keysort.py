@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from opendepot import keysort
 
+
 @contextmanager
 def forced_grid(on: bool) -> Iterator[None]:
     """The counting sort's grid test forced on (every key set tries the grid) or off."""

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from opendepot import validate as V
+from opendepot import cells as C
 from opendepot.registry import load_registry
-from test_validate_fast import DEPARTMENTS, HEADER, PLAIN_ROWS, both, cells, exact_only, field, run
+from test_validate_fast import DEPARTMENTS, HEADER, PLAIN_ROWS, both, cells, field, run
 
 GROUPED = "donnees-hospitalieres-groupees-covid19"  # dates: %d/%m/%Y first, then ISO
 
@@ -48,16 +48,16 @@ def test_year_zero_date__in_a_dataset_whose_first_format_is_not_iso(cell):
 
 def test_fast_cells__year_zero_left_to_the_exact_path_which_flags_it():
     col = pa.chunked_array([["2020-03-18", "0000-01-01"], [""]])
-    assert V._fast_cells(field("jour"), col, ("", "NA")) is None
+    assert C.fast_cells(field("jour"), col, ("", "NA")) is None
     missing = np.array([False, False, True])
-    typed, bad, _ = V._cast_field(field("jour"), col, missing)
+    typed, bad, _ = C.cast_field(field("jour"), col, missing)
     assert bad.tolist() == [False, True, False]
     assert typed.to_pylist() == [datetime.date(2020, 3, 18), None, None]
     plain = pa.chunked_array([["2020-03-18", "0001-01-01", "9999-12-31"]])
-    assert V._fast_cells(field("jour"), plain, ("",))[1].to_pylist() == [
+    assert C.fast_cells(field("jour"), plain, ("",))[1].to_pylist() == [
         datetime.date(2020, 3, 18), datetime.date(1, 1, 1), datetime.date(9999, 12, 31)]
-    assert pc.any(pc.less(V._cast_field(field("jour"), plain, np.zeros(3, bool))[0],
-                          V.FIRST_DAY)).as_py() is False
+    assert pc.any(pc.less(C.cast_field(field("jour"), plain, np.zeros(3, bool))[0],
+                          C.FIRST_DAY)).as_py() is False
 
 
 # A typo in a year (0202 for 2020) made a gap of 664,000 days per area: every missing day was
@@ -85,8 +85,7 @@ def test_missing_day_gap_of_centuries__same_warning_without_formatting_every_day
 def test_missing_day__five_days_named_at_most_as_before(gap, named):
     later = datetime.date(2020, 3, 18) + datetime.timedelta(days=gap)
     body = HEADER + f"01;0;2020-03-18;1;1;1;1\n01;0;{later};1;1;1;1\n"
-    with exact_only():
-        v = run(body)
+    v = run(body, fast=False)
     (w,) = [w for w in v.warnings.items if w.type == "missing-day"]
     assert w.message == (f"Line 3: no row for dep 01 on {named} (between 2020-03-18 and "
                          f"{later}); the gap is not filled")

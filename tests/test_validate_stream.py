@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
+from report_invariant import assert_agrees
 
 from conftest import HOSP
 from opendepot import keysort
@@ -30,7 +31,7 @@ def both(raw: bytes, tmp_path, dataset: str = HOSP, block: int = SMALL):
     work.mkdir(exist_ok=True)
     whole = validate(raw, ds, cog, name="t.csv")
     batched = validate_file(str(source), ds, cog, name="t.csv", workdir=str(work), block_bytes=block)
-    return whole, batched
+    return assert_agrees(whole), assert_agrees(batched)
 
 
 def issues(v) -> tuple[list[dict], list[dict]]:

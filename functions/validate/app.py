@@ -2,14 +2,17 @@
 
 One SQS message holds one S3 notification (``Records[]``), or an ``s3:TestEvent`` that is
 skipped. Powertools' batch utility reports failed messages only, so one broken message does
-not make the queue redeliver the whole batch.
+not make the queue redeliver the whole batch. A problem of the file is a report; an
+infrastructure failure (memory, disk, storage, timeouts: ``opendepot.failures``) raises, so
+its message is a batch item failure: redelivered, then kept by the dead-letter queue.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,6 +21,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,7 +33,8 @@ from opendepot.report import format_human
 
 logger = Logger(service="opendepot-validate")
 metrics = Metrics(namespace="opendepot", service="validate")
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # failures logged as ours
+processor = BatchProcessor(  # failures logged as ours
+    event_type=EventType.SQS, logger=cast(logging.Logger, logger))
 
 
 def object_events(body: dict[str, Any]) -> list[ObjectEvent]:
@@ -43,7 +48,7 @@ def object_events(body: dict[str, Any]) -> list[ObjectEvent]:
             size=r.s3.get_object.size,
             etag=r.s3.get_object.etag,
             version_id=r.s3.get_object.version_id,
-            sequencer=r.s3.get_object.get("sequencer", ""),
+            sequencer=str(r.s3.get_object.get("sequencer") or ""),
             event_time=datetime.fromisoformat(r.event_time.replace("Z", "+00:00")),
             event_name=r.event_name,
         )
@@ -70,7 +75,7 @@ def record_handler(record: SQSRecord) -> None:
 
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

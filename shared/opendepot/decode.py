@@ -3,17 +3,20 @@
 Handles gzip (magic bytes), the UTF-8 byte order mark, UTF-8 else CP1252 (decided once per
 file, never per line), line ends LF, CRLF, CR and CR CR LF (mixed in one file), and the
 delimiter (``;``, ``,`` or tab, detected on the header line only). Problems are returned as
-``DecodeProblem`` (a report entry), never raised: only ``decode`` callers' bugs raise.
+``DecodeProblem`` (a report entry), never raised: only callers' bugs raise.
 
-``decode`` works on bytes in memory. ``decode_file`` gives the same result for a file on disk
-while holding only a few chunks of it in memory: what it has to write (the gunzipped file, the
-normalised text) goes to a work directory, and ``Decoded.source()`` reads either kind.
+``decode_file`` decodes a file on disk while holding only a few chunks of it in memory: what it
+has to write (the gunzipped file, a converted workbook or bulletin, the normalised text) goes to
+a work directory. ``decode`` (bytes) is a thin wrapper over it that returns the text in memory;
+``Decoded.source()`` reads either kind. (The former in-memory decoder is kept as the test
+oracle ``tests/oracles.py``.)
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import os
 import tempfile
 import zlib
@@ -54,13 +57,14 @@ NOT_TEXT_ZIP = DecodeProblem(
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _not_text(head: bytes) -> DecodeProblem:
+def not_text(head: bytes) -> DecodeProblem:
     """The problem for a file with NUL bytes: a hint when it is a ZIP archive (xlsx)."""
     return NOT_TEXT_ZIP if head.startswith(ZIP_MAGIC) else NOT_TEXT
 RTF = DecodeProblem("format-error", "the file is an RTF document, not CSV")
 
 
-def _too_big(size: int, max_bytes: int) -> DecodeProblem:
+def too_big(size: int, max_bytes: int) -> DecodeProblem:
+    """A gzip file of ``size`` bytes that expands past ``max_bytes``."""
     return DecodeProblem(
         "source-error",
         f"the {size}-byte gzip file expands past the size limit of {max_bytes} bytes "
@@ -68,11 +72,13 @@ def _too_big(size: int, max_bytes: int) -> DecodeProblem:
     )
 
 
-def _corrupt(exc: zlib.error) -> DecodeProblem:
+def corrupt_gzip(exc: zlib.error) -> DecodeProblem:
+    """A gzip stream zlib cannot read."""
     return DecodeProblem("source-error", f"the gzip stream is corrupt: {exc}")
 
 
-def _undecodable(byte: int, offset: int) -> DecodeProblem:
+def undecodable(byte: int, offset: int) -> DecodeProblem:
+    """Text neither UTF-8 nor CP1252: the first byte that is neither, at ``offset``."""
     return DecodeProblem(
         "encoding-error",
         f"the file is neither UTF-8 nor Windows-1252 text (byte {byte:#04x} at offset {offset})",
@@ -120,46 +126,6 @@ class Decoded:
         return pa.OSFile(self.path)
 
 
-def gunzip(raw: bytes, max_bytes: int) -> bytes | DecodeProblem:
-    """Decompress gzip without ever holding more than ``max_bytes`` of output."""
-    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
-    try:
-        out = inflater.decompress(raw, max_bytes + 1)
-    except zlib.error as exc:
-        return _corrupt(exc)
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        return _too_big(len(raw), max_bytes)
-    return out
-
-
-def _to_utf8(raw: bytes) -> tuple[bytes, str]:
-    if raw.startswith(BOM):
-        body = raw[len(BOM) :]
-        body.decode("utf-8")  # still strict: a BOM file that is not UTF-8 is an error
-        return body, "utf-8-sig"
-    try:
-        raw.decode("utf-8")
-        return raw, "utf-8"
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="strict").encode("utf-8"), "cp1252"
-
-
-def _normalise_line_ends(data: bytes) -> tuple[bytes, dict[str, int]]:
-    if b"\r" not in data:  # LF only: one scan instead of four
-        return data, {"lf": data.count(b"\n"), "crlf": 0, "cr": 0, "crcrlf": 0}
-    crcrlf = data.count(b"\r\r\n")
-    crlf = data.count(b"\r\n") - crcrlf
-    cr = data.count(b"\r") - crlf - 2 * crcrlf
-    lf = data.count(b"\n") - crlf - crcrlf
-    if crcrlf:
-        data = data.replace(b"\r\r\n", b"\n")
-    if crlf:
-        data = data.replace(b"\r\n", b"\n")
-    if cr:
-        data = data.replace(b"\r", b"\n")
-    return data, {"lf": lf, "crlf": crlf, "cr": cr, "crcrlf": crcrlf}
-
-
 def detect_delimiter(header_line: str) -> str | None:
     """The most frequent of ``;``, ``,`` and tab in the header line, or None if none occurs."""
     counts = {d: header_line.count(d) for d in DELIMITERS}
@@ -167,7 +133,7 @@ def detect_delimiter(header_line: str) -> str | None:
     return best if counts[best] else None
 
 
-def _dialect(first_line: bytes) -> tuple[str | None, tuple[str, ...]]:
+def dialect(first_line: bytes) -> tuple[str | None, tuple[str, ...]]:
     """Delimiter and header labels of the first line of the normalised text."""
     first = first_line.decode("utf-8")
     delimiter = detect_delimiter(first)
@@ -182,57 +148,27 @@ Converter = Callable[[bytes], "bytes | DecodeProblem | None"]
 def decode(
     raw: bytes, *, max_bytes: int, converter: Converter | None = None
 ) -> Decoded | DecodeProblem:
-    """Turn an object's bytes into UTF-8 CSV text and detect its dialect.
+    """Turn an object's bytes into UTF-8 CSV text (``data``) and detect its dialect: the
+    result of ``decode_file`` on a temporary copy, its text read back into memory.
 
     ``converter`` (see ``opendepot.formats``) is given the decompressed bytes first, so Excel
-    and YAML files become CSV text before the CSV rules apply.
+    and YAML files become CSV text before the CSV rules apply (it returns None for a file not
+    of its kind).
 
     Returns a ``DecodeProblem`` for: an empty object, a corrupt or oversized gzip stream, a
     binary file (NUL bytes), text that is neither UTF-8 nor CP1252, an RTF document.
     """
-    size = len(raw)
-    compression = None
-    if raw.startswith(GZIP_MAGIC):
-        out = gunzip(raw, max_bytes)
-        if isinstance(out, DecodeProblem):
-            return out
-        raw, compression = out, "gzip"
-    return _decode_decompressed(raw, size=size, compression=compression, converter=converter)
-
-
-def _decode_decompressed(
-    raw: bytes, *, size: int, compression: str | None, converter: Converter | None
-) -> Decoded | DecodeProblem:
-    """``decode`` once the bytes are decompressed: conversion, checks, encoding, dialect."""
-    was_converted = False
-    if converter is not None and raw.strip():
-        converted = converter(raw)
-        if isinstance(converted, DecodeProblem):
-            return converted
-        if converted is not None:
-            raw, was_converted = converted, True
-    if not raw.strip():
-        return EMPTY
-    if b"\x00" in raw[:NUL_SCAN_BYTES]:
-        return _not_text(raw)
-    if raw.removeprefix(BOM).lstrip().startswith(RTF_MAGIC):
-        return RTF
-    try:
-        text, encoding = _to_utf8(raw)
-    except UnicodeDecodeError as exc:
-        return _undecodable(exc.object[exc.start], exc.start)
-    text, line_ends = _normalise_line_ends(text)
-    delimiter, header = _dialect(text.split(b"\n", 1)[0])
-    return Decoded(
-        data=text,
-        encoding=encoding,
-        compression=compression,
-        delimiter=delimiter,
-        header=header,
-        line_ends=line_ends,
-        bytes=size,
-        converted=was_converted,
-    )
+    with tempfile.TemporaryDirectory(prefix="opendepot-decode-") as workdir:
+        path = os.path.join(workdir, "upload")
+        with open(path, "wb") as f:
+            f.write(raw)
+        got = decode_file(path, max_bytes=max_bytes, workdir=workdir, converter=converter,
+                          convertible=(lambda head, size: True) if converter else None)
+        if isinstance(got, DecodeProblem):
+            return got
+        assert got.path is not None
+        with open(got.path, "rb") as f:
+            return dataclasses.replace(got, data=f.read(), path=None)
 
 
 # ------------------------------------------------------------------------- files on disk
@@ -347,8 +283,8 @@ def _gunzip_file(
                     inflater = before.copy()
                     inflater.decompress(data, room)
             except zlib.error as exc:
-                return _corrupt(exc)
-            return _too_big(size, max_bytes)
+                return corrupt_gzip(exc)
+            return too_big(size, max_bytes)
     return None
 
 
@@ -362,19 +298,29 @@ def _decode_file(
     convertible: Callable[[bytes, int], bool] | None,
     chunk_bytes: int,
 ) -> Decoded | DecodeProblem:
-    """``_decode_decompressed`` of the (decompressed) file ``source``."""
+    """``decode_file`` of the (decompressed) file ``source``: conversion (in memory, written
+    back to ``work``), checks, encoding, line ends, dialect."""
     with open(source, "rb") as f:
         head = f.read(NUL_SCAN_BYTES)
+    converted = False
     if (converter is not None and convertible is not None
             and convertible(head[:HEAD_BYTES], os.path.getsize(source))):
         with open(source, "rb") as f:
             raw = f.read()
-        return _decode_decompressed(raw, size=size, compression=compression, converter=converter)
+        made = converter(raw) if raw.strip() else None
+        if isinstance(made, DecodeProblem):
+            return made
+        if made is not None:  # the CSV text replaces the upload, then read as any CSV file
+            source, converted = work.new(".converted"), True
+            with open(source, "wb") as out:
+                out.write(made)
+            head = made[:NUL_SCAN_BYTES]
+        del raw, made
     first = _first_nonblank(source, 0)
     if first is None:
         return EMPTY
     if b"\x00" in head:
-        return _not_text(head)
+        return not_text(head)
     bom = head.startswith(BOM)
     text_start = _first_nonblank(source, len(BOM)) if bom else first
     if text_start is not None and _read_at(source, text_start, len(RTF_MAGIC)) == RTF_MAGIC:
@@ -391,8 +337,8 @@ def _decode_file(
                 encoding = "cp1252"
                 text, line_ends = _normalise_file(source, work, 0, _Cp1252, chunk_bytes)
     except _Undecodable as exc:
-        return _undecodable(exc.byte, exc.offset)
-    delimiter, header = _dialect(_first_line(text))
+        return undecodable(exc.byte, exc.offset)
+    delimiter, header = dialect(_first_line(text))
     return Decoded(
         data=None,
         path=text,
@@ -402,6 +348,7 @@ def _decode_file(
         header=header,
         line_ends=line_ends,
         bytes=size,
+        converted=converted,
     )
 
 

@@ -84,7 +84,7 @@ def pack(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, int] | 
         space *= s
     if space >= 2**62:
         return None
-    width = np.int32 if space < np.iinfo(np.int32).max else np.int64
+    width: type[np.signedinteger[Any]] = np.int32 if space < np.iinfo(np.int32).max else np.int64
     key = np.zeros(len(codes[0]) if codes else 0, width)
     for c, s in zip(codes, sizes, strict=True):
         key *= s
@@ -102,7 +102,7 @@ def sort_order(key: np.ndarray, space: int) -> tuple[np.ndarray, bool]:
     stable sort (then distinct is False: not checked)."""
     n = key.size
     if dense(space, n):
-        index = np.int32 if n < np.iinfo(np.int32).max else np.int64
+        index: type[np.signedinteger[Any]] = np.int32 if n < np.iinfo(np.int32).max else np.int64
         grid = np.full(space, -1, index)
         grid[key] = np.arange(n, dtype=index)
         order = grid[grid >= 0]

@@ -25,61 +25,23 @@ import hashlib
 import re
 from typing import Any
 
-from opendepot.validate import Issue, IssueList, Validation
-
-TITLES = {
-    "source-error": "Source Error",
-    "format-error": "Format Error",
-    "encoding-error": "Encoding Error",
-    "blank-label": "Blank Label",
-    "duplicate-label": "Duplicate Label",
-    "extra-label": "Extra Label",
-    "missing-label": "Missing Label",
-    "blank-row": "Blank Row",
-    "missing-cell": "Missing Cell",
-    "extra-cell": "Extra Cell",
-    "type-error": "Type Error",
-    "constraint-error": "Constraint Error",
-    "foreign-key": "ForeignKey Error",
-    "primary-key": "PrimaryKey Error",
-    "padded-code": "Padded Code",
-    "cumulative-decrease": "Cumulative Decrease",
-    "missing-day": "Missing Day",
-    "unsafe-key": "Unsafe Key",
-    "unrouted-key": "Unrecognized Input File",
-    "producer-not-allowed": "Producer Not Allowed",
-    "object-too-large": "Object Too Large",
-    "snapshot-shrink": "Snapshot Shrink",
-    "total-below-parts": "Total Below Parts",
-    "unique-error": "Unique Error",
-}
-TAGS = {
-    "blank-label": ["#table", "#header", "#label"],
-    "duplicate-label": ["#table", "#header", "#label"],
-    "extra-label": ["#table", "#header", "#label"],
-    "missing-label": ["#table", "#header", "#label"],
-    "blank-row": ["#table", "#row"],
-    "missing-cell": ["#table", "#row", "#cell"],
-    "extra-cell": ["#table", "#row", "#cell"],
-    "type-error": ["#table", "#row", "#cell"],
-    "constraint-error": ["#table", "#row", "#cell"],
-    "foreign-key": ["#table", "#row"],
-    "primary-key": ["#table", "#row"],
-}
-
+from opendepot.issues import CATALOGUE, Issue, IssueList
+from opendepot.validate import Validation, refused
 
 LABEL_ERRORS = {"blank-label", "duplicate-label", "extra-label", "missing-label"}
 
 
 def issue_dict(issue: Issue, labels: tuple[str, ...] = ()) -> dict[str, Any]:
     """One issue as a Frictionless error object (location keys only where known), with the
-    properties Frictionless' own error class of that type requires."""
+    properties Frictionless' own error class of that type requires; title and tags from the
+    catalogue (``opendepot.issues.CATALOGUE``)."""
+    kind = CATALOGUE.get(issue.type)
     out: dict[str, Any] = {
         "type": issue.type,
-        "title": TITLES.get(issue.type, issue.type.replace("-", " ").title()),
+        "title": kind.title if kind else issue.type.replace("-", " ").title(),
         "description": "",
         "message": issue.message,
-        "tags": TAGS.get(issue.type, []),
+        "tags": list(kind.tags) if kind else [],
         "note": issue.note,
     }
     for name, value in (
@@ -137,15 +99,20 @@ def build_report(
     size: int | None = None,
     sha256: str | None = None,
 ) -> dict[str, Any]:
-    """The report of one validated upload.
+    """The report of one validated upload, built once from its final issue lists: the totals,
+    ``errorsByType`` and the cap all come from ``v.errors`` / ``v.warnings`` (``IssueList``).
 
     ``raw`` is the original object (for size and sha256; None when it was never read, or when
     it was streamed: then ``size`` and ``sha256`` give them);
     ``context`` goes into the ``opendepot`` section (dataset, producer, key, version_id,
     upload_id...).
+
+    Raises:
+        IssueCountError: the lists disagree with their counts (a bug, never the file's fault).
     """
+    v.errors.check()  # every report produced, in tests and in production, agrees with itself
+    v.warnings.check()
     d = v.decoded
-    status = "accepted" if v.accepted else "rejected"
     if raw is not None:
         size, sha256 = len(raw), hashlib.sha256(raw).hexdigest()
     task_warnings = _limit_warnings(v.errors, v.warnings) + [w.message for w in v.warnings.items]
@@ -182,7 +149,7 @@ def build_report(
         "tasks": [task],
         "opendepot": {
             **context,
-            "status": status,
+            "status": v.status,
             "rejection": v.rejection,
             "rows": v.rows,
             "rows_left_out": v.rows_left_out,
@@ -199,14 +166,9 @@ def build_report(
     }
 
 
-def refusal_report(issue: Issue, context: dict[str, Any], *, status: str = "rejected") -> dict[str, Any]:
+def refusal_report(issue: Issue, context: dict[str, Any]) -> dict[str, Any]:
     """A report for an upload refused before its content was read (key, producer, size)."""
-    v = Validation(name=context.get("key", ""), errors=IssueList(1), warnings=IssueList(1))
-    v.errors.add(issue)
-    v.rejection = issue.message
-    report = build_report(v, None, context)
-    report["opendepot"]["status"] = status
-    return report
+    return build_report(refused(issue, context.get("key", "")), None, context)
 
 
 def _count(n: int, word: str) -> str:
@@ -229,7 +191,8 @@ def format_human(report: dict[str, Any], *, max_lines: int = 10) -> str:
         head = f"REJECTED {key}: {od.get('rejection') or 'invalid'}"
     if od.get("status") == "held":
         return head
-    head += f"; {_count(stats.get('errors', 0), 'error')}, {_count(stats.get('warnings', 0), 'warning')}"
+    errors, warnings = stats.get("errors", 0), stats.get("warnings", 0)
+    head += f"; {_count(errors, 'error')}, {_count(warnings, 'warning')}"
     lines = [head]
     if od.get("converted"):
         lines.append("  read as a workbook or YAML bulletin, converted to CSV")
