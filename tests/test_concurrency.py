@@ -10,7 +10,7 @@ import pytest
 
 from conftest import HOSP, Pipeline
 from opendepot.publication import publish_dataset
-from opendepot.registry import load_cog, load_registry, load_descriptor
+from opendepot.registry import load_cog, load_descriptor, load_registry
 from opendepot.storage import PreconditionFailed
 
 BODY = "dep;sexe;jour;hosp;rea;rad;dc\n{dep};0;2020-03-24;{hosp};1;1;1\n"
@@ -61,26 +61,27 @@ def test_lost_race_for_the_manifest__fails_then_retry_publishes_every_upload(pip
 
 
 def test_version_files__never_overwritten_with_other_bytes(pipeline: Pipeline):
-    from opendepot.publication import _put_immutable
+    from opendepot.publication import put_immutable
 
     bucket = pipeline.settings.published_bucket
-    _put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"a;b\n", "text/csv")
-    _put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"a;b\n", "text/csv")  # a retry
+    put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"a;b\n", "text/csv")
+    put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"a;b\n", "text/csv")  # a retry
     with pytest.raises(PreconditionFailed):
-        _put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"other\n", "text/csv")
+        put_immutable(pipeline.store, bucket, f"{HOSP}/v1/f.csv", b"other\n", "text/csv")
     assert pipeline.published(f"{HOSP}/v1/f.csv") == b"a;b\n"
 
 
-def test_uploads_run_at_once_within_the_byte_budget(monkeypatch):
-    """A version's files go up concurrently, but never more than ``STORAGE_BYTES`` of bodies at
-    once: small ones together, one larger than the budget alone; every call ends before
-    ``_each`` returns, and the first failure is raised."""
+def test_uploads_run_at_once_within_the_byte_budget():
+    """A version's files go up concurrently (``concurrency.each``), but never more than the
+    budget of bodies at once: small ones together, one larger than the budget alone; every call
+    ends before ``each`` returns, and the first failure is raised."""
     import threading
     import time
 
-    from opendepot import publication
+    from opendepot import concurrency, publication
 
-    monkeypatch.setattr(publication, "STORAGE_BYTES", 100)
+    assert publication.STORAGE_THREADS == 4  # what publications use, with STORAGE_BYTES
+
     lock = threading.Lock()
     running: list[int] = []
     seen: list[tuple[int, ...]] = []
@@ -98,24 +99,25 @@ def test_uploads_run_at_once_within_the_byte_budget(monkeypatch):
             raise OSError("injected")
 
     sizes = [40, 30, 20, 250, 10, 5]
-    publication._each(put, sizes, lambda n: n)
+    concurrency.each(put, sizes, lambda n: n, threads=4, budget=100)
     assert sorted(ended) == sorted(sizes)
     assert max(sum(s) for s in seen) <= 250 and all(sum(s) <= 100 for s in seen if 250 not in s)
     assert (250,) in seen  # the large body ran alone
     assert max(len(s) for s in seen) >= 3  # small ones did run together
     ended.clear()
     with pytest.raises(OSError, match="injected"):
-        publication._each(put, [13, 20, 30], lambda n: n)
+        concurrency.each(put, [13, 20, 30], lambda n: n, threads=4, budget=100)
     assert sorted(ended) == [13, 20, 30]
 
 
 def test_small_reads_run_at_once_and_keep_their_order():
-    """Manifests and upload records are read several at a time (``_map``): results come back in
-    the items' order whatever order the reads end in; a failure is raised after every read."""
+    """Manifests and upload records are read several at a time (``concurrency.map_ordered``):
+    results come back in the items' order whatever order the reads end in; a failure is raised
+    after every read."""
     import threading
     import time
 
-    from opendepot import publication
+    from opendepot import concurrency
 
     started = threading.Barrier(3)  # the first three reads are all in flight at once
     ended: list[int] = []
@@ -129,9 +131,10 @@ def test_small_reads_run_at_once_and_keep_their_order():
             raise KeyError("gone")
         return f"manifest {n}"
 
-    assert publication._map(read, list(range(7))) == [f"manifest {n}" for n in range(7)]
+    got = concurrency.map_ordered(read, list(range(7)), threads=4)
+    assert got == [f"manifest {n}" for n in range(7)]
     assert ended != sorted(ended)
     ended.clear()
     with pytest.raises(KeyError, match="gone"):
-        publication._map(read, list(range(10)))
+        concurrency.map_ordered(read, list(range(10)), threads=4)
     assert sorted(ended) == list(range(10))

@@ -1,8 +1,12 @@
-"""The streaming publication path (``opendepot.consolidate``, step 4 of ``publish_dataset``)
-against the in-memory path, its reference: the real hospital files ingested into the in-memory
-store and published both ways, with the streaming path forced by tiny parts and batches. Every
-level's CSV must be byte for byte the same and every Parquet table equal; published values are
-checked against the source files and INSEE's own COG file, read here independently."""
+"""The one publication path (``opendepot.levels``, step 3 of ``publish_dataset``) against the
+plain whole-table oracle (``tests/publish_oracle.py``: every upload read whole, Arrow's
+``group_by`` for the newest row of each key and for the roll-ups, each level written in one piece).
+
+Real files go through ingest and publish (in-memory store) with production's tuning (the real
+files make one part) and with tiny parts (``TINY``: ~23 parts of the real hospital file); both
+publications must have the same CSV bytes, Parquet tables and manifest figures, and each must be
+the oracle's, computed from the same staged uploads. Published values are also checked against
+the source files and INSEE's own COG file, read here independently."""
 
 from __future__ import annotations
 
@@ -20,23 +24,34 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from publish_oracle import render_whole
 
 from bench.workloads import read_grid, write_scaled
 from conftest import HOSP
-from opendepot import publication
+from opendepot import feeds
 from opendepot.config import Settings
-from opendepot.consolidate import key_counts, plan_partitions
+from opendepot.consolidate import select_uploads
 from opendepot.ingest import ObjectEvent, ingest
-from opendepot.publication import _put_immutable, publish_dataset
-from opendepot.registry import Dataset, Registry, load_cog, load_registry, parse_dataset, load_descriptor
+from opendepot.levels import Levels, Tuning, plan, render_levels, whole_table_needed
+from opendepot.partitions import Upload, key_counts, plan_partitions
+from opendepot.publication import TUNING, publish_dataset, put_immutable, staged_records
+from opendepot.registry import (
+    Dataset,
+    Registry,
+    load_cog,
+    load_descriptor,
+    load_registry,
+    parse_dataset,
+)
 from opendepot.storage import MemoryQueue, MemoryStore, PreconditionFailed
 from test_datasets_hospital import upload_name
 from test_real_hospital import publication_order
 
 NEW = "donnees-hospitalieres-covid19-2021-03-17-17h03.csv"
 LEVELS = ("dep", "reg", "fra")
-TINY = {"STREAM_MIN_ROWS": 0, "PARTITION_ROWS": 5_000, "BATCH_ROWS": 7_000}
-"""Forces the streaming path on the real file: ~23 parts of ~5,000 rows, read 7,000 at a time."""
+TINY = Tuning(partition_rows=5_000, batch_rows=7_000)
+"""Many parts on the real file: ~23 parts of ~5,000 rows, read 7,000 at a time."""
+CC = "chiffres-cles"
 
 
 def append_mode() -> Dataset:
@@ -48,12 +63,12 @@ def append_mode() -> Dataset:
 
 @dataclass
 class Published:
-    """One dataset's published bucket after the uploads were ingested and published in turn."""
+    """The buckets after uploads were ingested and published in turn."""
 
     store: MemoryStore
     settings: Settings
-    streamed: int
-    """How many publications took the streaming path."""
+    registry: Registry
+    tuning: Tuning
     statuses: list[str]
     """Ingest status of each upload."""
 
@@ -73,6 +88,10 @@ class Published:
     def table(self, level: str, dataset: str = HOSP) -> pa.Table:
         return pq.read_table(io.BytesIO(self.file(level, "parquet", dataset)))
 
+    def row_groups(self, level: str, dataset: str = HOSP) -> int:
+        """Row groups of a level's Parquet file: one per part written (parts < 1 M rows)."""
+        return pq.ParquetFile(io.BytesIO(self.file(level, "parquet", dataset))).num_row_groups
+
     def frame(self, level: str) -> pd.DataFrame:
         df = self.table(level).to_pandas()
         df["jour"] = df["jour"].astype(str)
@@ -80,52 +99,89 @@ class Published:
 
 
 def publish_all(
-    dataset: Dataset, uploads: list[tuple[str, bytes]], tuning: dict[str, int] | None = None
+    datasets: Dataset | list[Dataset],
+    uploads: list[tuple[str, bytes]],
+    tuning: Tuning = TUNING,
 ) -> Published:
-    """Ingest each upload and publish after each one (fixed clock: the same ids and versions in
-    every run), with the publication constants in ``tuning``; counts the streaming publications."""
+    """Ingest each upload (``name``, or ``dataset/producer/name``) and publish its dataset after
+    each one (fixed clock: the same ids and versions in every run) with ``tuning``."""
+    datasets = datasets if isinstance(datasets, list) else [datasets]
     settings = Settings(publish_queue_url="memory://publish.fifo")
     store, queue, cog = MemoryStore(), MemoryQueue(), load_cog()
-    registry = Registry({dataset.name: dataset})
-    streamed, statuses = 0, []
-    real = publication._render_streaming
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        nonlocal streamed
-        streamed += 1
-        return real(*args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(publication, "_render_streaming", spy)
-        for name, value in (tuning or {}).items():
-            m.setattr(publication, name, value)
-        now = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
-        for i, (name, body) in enumerate(uploads, 1):
-            key = f"{dataset.name}/spf/{name}"
-            etag = store.put(settings.incoming_bucket, key, body, "text/csv")
-            now += timedelta(minutes=1)
-            event = ObjectEvent(settings.incoming_bucket, key, len(body), etag, f"v{i}",
-                                f"{i:016X}", now)
-            statuses.append(ingest(store, queue, settings, registry, cog, event).status)
-            publish_dataset(store, settings, registry, cog, dataset, now + timedelta(seconds=5))
-    return Published(store, settings, streamed, statuses)
+    registry = Registry({ds.name: ds for ds in datasets})
+    statuses = []
+    now = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    for i, (name, body) in enumerate(uploads, 1):
+        key = name if "/" in name else f"{datasets[0].name}/spf/{name}"
+        etag = store.put(settings.incoming_bucket, key, body, "text/csv")
+        now += timedelta(minutes=1)
+        event = ObjectEvent(settings.incoming_bucket, key, len(body), etag, f"v{i}",
+                            f"{i:016X}", now)
+        statuses.append(ingest(store, queue, settings, registry, cog, event).status)
+        dataset = registry.get(key.split("/", 1)[0])
+        publish_dataset(store, settings, registry, cog, dataset, now + timedelta(seconds=5),
+                        tuning=tuning)
+    return Published(store, settings, registry, tuning, statuses)
 
 
 def assert_same_publication(
-    streamed: Published, reference: Published, dataset: str = HOSP, levels: tuple[str, ...] = LEVELS
+    cut: Published, reference: Published, dataset: str = HOSP, levels: tuple[str, ...] = LEVELS
 ) -> None:
     """Same CSV bytes and Parquet tables per level, same rows, coverage and schemas."""
     for level in levels:
-        assert streamed.file(level, "csv", dataset) == reference.file(level, "csv", dataset), level
-        a, b = streamed.table(level, dataset), reference.table(level, dataset)
+        assert cut.file(level, "csv", dataset) == reference.file(level, "csv", dataset), level
+        a, b = cut.table(level, dataset), reference.table(level, dataset)
         assert a.schema == b.schema and a.equals(b), level
-    s, r = streamed.manifest_of(dataset), reference.manifest_of(dataset)
+    s, r = cut.manifest_of(dataset), reference.manifest_of(dataset)
     for k in ("rows", "temporal_coverage", "schemas", "uploads", "version"):
         assert s[k] == r[k], k
     for res in s["resources"]:  # each file is what the manifest says it is
-        body = streamed.object(res["path"])
+        body = cut.object(res["path"])
         assert (len(body), hashlib.sha256(body).hexdigest()) == (res["bytes"], res["sha256"])
-        assert streamed.object(res["latest_path"]) == body
+        assert cut.object(res["latest_path"]) == body
+
+
+def staged_uploads(published: Published, dataset: Dataset, directory: Path) -> list[Upload]:
+    """The uploads the dataset's last publication was made of, downloaded into ``directory``."""
+    directory.mkdir()
+    records = staged_records(published.store, published.settings, dataset.name)
+    uploads = []
+    for i, r in enumerate(select_uploads(dataset, records)):
+        path = directory / f"{i}.parquet"
+        path.write_bytes(published.store.get(published.settings.internal_bucket, r.staged_key))
+        uploads.append(Upload(path, r.producer, r.upload_id, r.rows))
+    return uploads
+
+
+def assert_oracle_publication(
+    published: Published, name: str, tmp_path: Path, tuning: Tuning | None = None
+) -> Levels:
+    """The dataset's last publication re-rendered from its staged uploads by the production
+    path (with ``tuning``, else the publication's) and by the oracle: the same files, schemas,
+    rows and coverage; and the production files are the published ones. Returns production's."""
+    dataset, cog = published.registry.get(name), load_cog()
+    assert dataset is not None
+    fed = feeds.resolve(published.store, published.settings.published_bucket, dataset)
+    (tmp_path / "got").mkdir(parents=True)
+    (tmp_path / "want").mkdir()
+    got = render_levels(dataset, staged_uploads(published, dataset, tmp_path / "a"), fed, cog,
+                        tmp_path / "got", tuning or published.tuning)
+    want = render_whole(dataset, staged_uploads(published, dataset, tmp_path / "b"), fed, cog,
+                        tmp_path / "want")
+    assert [(f.name, f.rows) for f in got.files] == [(f.name, f.rows) for f in want.files]
+    for g, w in zip(got.files, want.files, strict=True):
+        if g.format == "csv":
+            assert g.path.read_bytes() == w.path.read_bytes(), g.name
+        else:
+            a, b = pq.read_table(g.path), pq.read_table(w.path)
+            assert a.schema == b.schema and a.equals(b), g.name
+        assert published.file(g.level, g.format, name) == g.path.read_bytes(), g.name
+    assert got.schemas == want.schemas
+    assert list(got.rows.items()) == list(want.rows.items())
+    assert got.coverage == want.coverage
+    manifest = published.manifest_of(name)
+    assert (manifest["rows"], manifest["temporal_coverage"]) == (got.rows, got.coverage)
+    return got
 
 
 def source(path: Path) -> pd.DataFrame:
@@ -137,31 +193,33 @@ def source(path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def real_hospital(real_dir: Path) -> Callable[[dict[str, int] | None], Published]:
+def real_hospital(real_dir: Path) -> Callable[[Tuning], Published]:
     """The real 2021-03-17 file published by the shipped registry entry, once per tuning."""
     body = (real_dir / HOSP / NEW).read_bytes()
-    done: dict[str, Published] = {}
+    done: dict[Tuning, Published] = {}
 
-    def get(tuning: dict[str, int] | None) -> Published:
-        key = json.dumps(tuning, sort_keys=True)
-        if key not in done:
-            done[key] = publish_all(load_registry().get(HOSP), [(NEW, body)], tuning)
-            assert done[key].statuses == ["accepted"]
-        return done[key]
+    def get(tuning: Tuning) -> Published:
+        if tuning not in done:
+            done[tuning] = publish_all(load_registry().get(HOSP), [(NEW, body)], tuning)
+            assert done[tuning].statuses == ["accepted"]
+        return done[tuning]
 
     return get
 
 
-def test_real_hospital_file__streaming_and_in_memory_publish_identical_files(real_hospital):
-    reference, streamed = real_hospital(None), real_hospital(TINY)
-    assert (reference.streamed, streamed.streamed) == (0, 1)
-    assert streamed.manifest["rows"] == {"dep": 110_595, "reg": 19_710, "fra": 1_095}
-    assert_same_publication(streamed, reference)
-    # the streaming path wrote the department level part by part
-    assert pq.ParquetFile(io.BytesIO(streamed.file("dep", "parquet"))).num_row_groups > 1
+def test_real_hospital_file__one_part_and_many_parts_publish_the_oracles_files(
+    real_hospital, tmp_path: Path
+):
+    one, many = real_hospital(TUNING), real_hospital(TINY)
+    assert many.manifest["rows"] == {"dep": 110_595, "reg": 19_710, "fra": 1_095}
+    assert_same_publication(many, one)
+    assert assert_oracle_publication(one, HOSP, tmp_path / "one").parts == 1
+    assert assert_oracle_publication(many, HOSP, tmp_path / "many").parts == 23
+    # the department level was written part by part; in one piece with production's tuning
+    assert (one.row_groups("dep"), many.row_groups("dep")) == (1, 23)
 
 
-def test_real_hospital_file__streamed_national_and_region_values_match_source(
+def test_real_hospital_file__national_and_region_values_match_source(
     real_hospital, real_dir: Path
 ):
     df = source(real_dir / HOSP / NEW)
@@ -170,7 +228,7 @@ def test_real_hospital_file__streamed_national_and_region_values_match_source(
     cog = pd.read_csv(real_dir / "cog-insee" / "departement2020.csv", dtype=str)
     idf = day[day["dep"].isin(cog.loc[cog["reg"] == "11", "dep"])]
     assert len(idf) == 8  # Paris and the seven departments around it
-    for published in (real_hospital(TINY), real_hospital(None)):
+    for published in (real_hospital(TINY), real_hospital(TUNING)):
         fra = published.frame("fra")
         row = fra[(fra["jour"] == "2021-03-17") & (fra["sexe"] == 0)]
         assert row["hosp"].tolist() == [day["hosp"].sum()]
@@ -183,7 +241,7 @@ def test_real_hospital_file__streamed_national_and_region_values_match_source(
         assert row["hosp"].tolist() == day.loc[day["dep"] == "2A", "hosp"].tolist()
 
 
-def test_append_uploads_repeating_keys__newest_upload_wins_in_both_paths(
+def test_append_uploads_repeating_keys__newest_upload_wins_in_every_part(
     real_dir: Path, tmp_path: Path
 ):
     # the real file; then a revision of every one of its rows plus a second year (the bench's
@@ -194,18 +252,19 @@ def test_append_uploads_repeating_keys__newest_upload_wins_in_both_paths(
     real, revised = real_file.read_bytes(), revised_file.read_bytes()
     again = b"".join(real.splitlines(keepends=True)[:3001])
     uploads = [(NEW, real), ("revised.csv", revised), ("again-" + NEW, again)]
-    reference = publish_all(append_mode(), uploads)
-    streamed = publish_all(append_mode(), uploads, TINY)
-    assert streamed.statuses == reference.statuses == ["accepted"] * 3
-    assert (reference.streamed, streamed.streamed) == (0, 3)
-    assert_same_publication(streamed, reference)
+    one = publish_all(append_mode(), uploads)
+    many = publish_all(append_mode(), uploads, TINY)
+    assert many.statuses == one.statuses == ["accepted"] * 3
+    assert_same_publication(many, one)
+    # 334,785 rows read (before the newest row of each key is kept): 67 parts of ~5,000
+    assert assert_oracle_publication(many, HOSP, tmp_path).parts == 67
 
     key = ["dep", "sexe", "jour"]
     real_rows = source(real_file).set_index(key)
     again_rows = real_rows.iloc[:3000]
     revised_rows = source(revised_file).set_index(key)
     assert real_rows.index.isin(revised_rows.index).all()
-    dep = streamed.frame("dep")
+    dep = many.frame("dep")
     dep["sexe"] = dep["sexe"].astype(str)
     dep = dep.set_index(key)
     assert len(dep) == len(revised_rows) == 2 * 110_595
@@ -218,7 +277,7 @@ def test_append_uploads_repeating_keys__newest_upload_wins_in_both_paths(
     # roll-ups follow the winning rows: national hosp on the real file's last day
     last_day = ("0", "2021-03-17")
     day = dep.xs(last_day, level=("sexe", "jour"))
-    fra = streamed.frame("fra")
+    fra = many.frame("fra")
     row = fra[(fra["jour"] == "2021-03-17") & (fra["sexe"] == 0)]
     assert row["hosp"].tolist() == [day["hosp"].sum()]
     assert day["hosp"].sum() != real_rows.xs(last_day, level=("sexe", "jour"))["hosp"].sum()
@@ -229,28 +288,86 @@ def test_append_uploads_repeating_keys__newest_upload_wins_in_both_paths(
     "donnees-hospitalieres-classe-age-covid19",  # regions, three key columns
     "donnees-hospitalieres-nouveaux-covid19",  # departments and day only
 ])
-def test_hospital_family_real_files__streaming_and_in_memory_publish_identical_files(
-    name: str, real_dir: Path
+def test_hospital_family_real_files__one_part_and_many_parts_publish_the_oracles_files(
+    name: str, real_dir: Path, tmp_path: Path
 ):
     dataset = load_registry().get(name)
     uploads = [(upload_name(p), p.read_bytes()) for p in publication_order(real_dir / name)]
-    reference = publish_all(dataset, uploads)
-    streamed = publish_all(dataset, uploads, {**TINY, "PARTITION_ROWS": 3_000, "BATCH_ROWS": 2_500})
-    assert streamed.statuses == reference.statuses and "accepted" in streamed.statuses
-    assert reference.streamed == 0 and streamed.streamed >= 2
-    assert_same_publication(streamed, reference, name, dataset.levels)
+    one = publish_all(dataset, uploads)
+    many = publish_all(dataset, uploads, Tuning(partition_rows=3_000, batch_rows=2_500))
+    assert many.statuses == one.statuses and "accepted" in many.statuses
+    assert_same_publication(many, one, name, dataset.levels)
+    assert assert_oracle_publication(many, name, tmp_path).parts >= 2
 
 
-def test_single_first_key_value__published_in_memory(real_dir: Path):
+def test_single_first_key_value__one_part_whatever_the_tuning(real_dir: Path, tmp_path: Path):
     lines = (real_dir / HOSP / NEW).read_bytes().splitlines(keepends=True)
     paris = lines[0] + b"".join(line for line in lines[1:] if line.startswith(b'"75";'))
-    reference = publish_all(load_registry().get(HOSP), [("paris.csv", paris)])
     tiny = publish_all(load_registry().get(HOSP), [("paris.csv", paris)],
-                       {**TINY, "PARTITION_ROWS": 100})
+                       Tuning(partition_rows=100, batch_rows=7_000))
     assert tiny.statuses == ["accepted"]
-    assert (reference.streamed, tiny.streamed) == (0, 0)  # one value of dep: one part
-    assert_same_publication(tiny, reference)
+    assert assert_oracle_publication(tiny, HOSP, tmp_path).parts == 1  # one value of dep
     assert tiny.manifest["rows"] == {"dep": 1_095, "reg": 1_095, "fra": 1_095}
+
+
+def chiffres_cles_uploads(real: Path) -> list[tuple[str, bytes]]:
+    """The real hospital file (it feeds chiffres-cles), then chiffres-cles files of several
+    producers: two versions of the nightly consolidated CSV (one key, a ``snapshot`` producer in
+    an ``append`` dataset) and bulletins of the ministry, SPF, an ARS and a prefecture."""
+    cc = real / "opencovid19-fr"
+    dist = f"{CC}/opencovid19-fr/chiffres-cles.csv"
+    files = [
+        (f"{HOSP}/spf/{NEW}", real / HOSP / NEW),
+        (dist, cc / "dist/2020-03-12_f326e5b/chiffres-cles.csv"),
+        (f"{CC}/ministere-sante/2020-04-15.yaml", cc / "ministere-sante/2020-04-15.yaml"),
+        (f"{CC}/sante-publique-france/2020-03-14.yaml",
+         cc / "sante-publique-france/2020-03-14.yaml"),
+        (f"{CC}/ars-grand-est/2020-03-10.yaml", cc / "agences-regionales-sante/grand-est/2020-03-10.yaml"),
+        (f"{CC}/prefecture-02/2020-03-09.yaml", cc / "prefectures/02/2020-03-09.yaml"),
+        (dist, cc / "dist/2020-04-14_98091d6/chiffres-cles.csv"),
+    ]
+    return [(key, path.read_bytes()) for key, path in files]
+
+
+def test_chiffres_cles_with_feeds_provenance_and_priority__the_oracles_files(
+    real_dir: Path, tmp_path: Path
+):
+    registry = load_registry()
+    one = publish_all([registry.get(HOSP), registry.get(CC)], chiffres_cles_uploads(real_dir))
+    assert one.statuses == ["accepted"] * 7
+    # the hospital file published: chiffres-cles publishes again with its rows
+    publish_dataset(one.store, one.settings, one.registry, load_cog(), registry.get(CC),
+                    datetime(2026, 11, 30, tzinfo=UTC))
+    # feeds, provenance and a consolidated table: the whole table, one part whatever the tuning
+    got = assert_oracle_publication(one, CC, tmp_path, TINY)
+    assert got.parts == 1 and list(got.rows) == ["sources", "consolide"]
+    manifest = one.manifest_of(CC)
+    producers = {u["producer"] for u in manifest["uploads"]}
+    assert {"sante-publique-france-donnees-hospitalieres", "opencovid19-fr",
+            "ministere-sante", "prefecture-02"} <= producers
+    table = pq.read_table(io.BytesIO(one.file(registry.get(CC).geography.level, "parquet", CC)))
+    fed = table.filter(pa.compute.equal(table["producer"],
+                                        "sante-publique-france-donnees-hospitalieres"))
+    # one fed row per department and day of the hospital file's totals (sexe 0)
+    hosp = source(real_dir / HOSP / NEW)
+    assert fed.num_rows == int((hosp["sexe"] == "0").sum()) > 0
+
+
+def test_plan__datasets_needing_the_whole_table_make_one_part(real_dir: Path, tmp_path: Path):
+    published = publish_all(load_registry().get(HOSP), [(NEW, (real_dir / HOSP / NEW).read_bytes())])
+    uploads = staged_uploads(published, load_registry().get(HOSP), tmp_path / "staged")
+    cog = load_cog()
+    assert plan(load_registry().get(HOSP), uploads, cog, TINY).parts.parts == 23
+    assert plan(load_registry().get(HOSP), uploads, cog, TUNING).parts.parts == 1
+    schema = plan(load_registry().get(HOSP), uploads, cog, TINY).schema
+    assert schema.field("hosp").type == pa.int64()
+    assert not whole_table_needed(load_registry().get(HOSP), schema)
+    # float sums depend on their order: never summed in parts
+    floats = schema.set(schema.get_field_index("hosp"), pa.field("hosp", pa.float64()))
+    assert whole_table_needed(load_registry().get(HOSP), floats)
+    assert whole_table_needed(load_registry().get(CC), schema)  # feeds, provenance, priority
+    appended = append_mode()
+    assert plan(appended, uploads * 2, cog, TINY).parts.parts == 45  # rows of both counted
 
 
 def test_plan_partitions__balanced_ranges_in_key_order(real_dir: Path, tmp_path: Path):
@@ -261,10 +378,10 @@ def test_plan_partitions__balanced_ranges_in_key_order(real_dir: Path, tmp_path:
     counts = key_counts([path, path], schema, "dep", 7_000)
     assert counts["value"].to_pylist() == sorted(set(table["dep"]))
     assert set(counts["count"].to_pylist()) == {2 * 365 * 3}
-    plan = plan_partitions("dep", counts, 50_000)
-    assert plan.parts == 5 and sum(plan.rows) == 2 * 110_595
-    assert max(plan.rows) - min(plan.rows) <= 2 * 365 * 3  # balanced to within one value
-    assert list(plan.part_of) == sorted(plan.part_of)  # ranges, in key order
+    cut = plan_partitions("dep", counts, 50_000)
+    assert cut.parts == 5 and sum(cut.rows) == 2 * 110_595
+    assert max(cut.rows) - min(cut.rows) <= 2 * 365 * 3  # balanced to within one value
+    assert list(cut.part_of) == sorted(cut.part_of)  # ranges, in key order
     assert plan_partitions("dep", counts, 10**9).parts == 1
 
 
@@ -287,10 +404,8 @@ def test_failed_upload__temporary_files_removed(
     event = ObjectEvent(settings.incoming_bucket, f"{HOSP}/spf/{NEW}", len(body), etag, "v1",
                         "01", now)
     ingest(store, MemoryQueue(), settings, registry, cog, event)
-    for name, value in TINY.items():
-        monkeypatch.setattr(publication, name, value)
     with pytest.raises(OSError, match="connection reset"):
-        publish_dataset(store, settings, registry, cog, registry.get(HOSP), now)
+        publish_dataset(store, settings, registry, cog, registry.get(HOSP), now, tuning=TINY)
     assert list(tmp_path.iterdir()) == []
     assert store.head(settings.published_bucket, f"{HOSP}/manifest.json") is None
 
@@ -299,9 +414,10 @@ def test_version_file_from_disk__retry_with_same_bytes_passes_other_bytes_fail(t
     store, bucket, key = MemoryStore(), "published", f"{HOSP}/v1/{HOSP}-dep.csv"
     path = tmp_path / "dep.csv"
     path.write_bytes(b'"dep";"sexe"\n"01";0\n')
-    _put_immutable(store, bucket, key, path, "text/csv")
-    _put_immutable(store, bucket, key, path, "text/csv")  # a retry after a crash
+    put_immutable(store, bucket, key, path, "text/csv")
+    put_immutable(store, bucket, key, path, "text/csv")  # a retry after a crash
     path.write_bytes(b'"dep";"sexe"\n"02";0\n')
     with pytest.raises(PreconditionFailed):
-        _put_immutable(store, bucket, key, path, "text/csv")
+        put_immutable(store, bucket, key, path, "text/csv")
     assert store.get(bucket, key) == b'"dep";"sexe"\n"01";0\n'
+

@@ -1,72 +1,33 @@
-"""Roll-ups on integer codes (``consolidate._group_sums``) against Arrow's ``group_by``, their
-reference and fallback: the same tables, types included, on the real hospital file and on
-generated tables (nulls, missing rows, several dimensions, overseas departments, sums past
-2**53 and past int64), in memory and streamed; and the fast path is the one taken."""
+"""Roll-ups on integer codes (``opendepot.rollup``, ``by="codes"``) against Arrow's ``group_by``
+(``by="arrow"``), their reference and fallback: the same tables, types included, on the real
+hospital file and on generated tables (nulls, missing rows, several dimensions, overseas
+departments, sums past 2**53 and past int64), whole and part by part (``Rollups``); and the fast
+path is the one taken (``by="codes"`` raises where it cannot be)."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from publish_oracle import consolidate
 
 from conftest import HOSP
-from opendepot import consolidate
-from opendepot.consolidate import (
-    StagedUpload,
-    StreamingRollups,
-    plan_partitions,
-    region_counts,
-    rollup,
-)
-from opendepot.registry import Cog, Dataset, load_cog, load_registry, parse_dataset, load_descriptor
+from opendepot.partitions import Partitioning, Upload, plan_partitions
+from opendepot.registry import Cog, Dataset, load_cog, load_descriptor, load_registry, parse_dataset
+from opendepot.rollup import By, Rollups, region_counts, rollup, sum_complete
 from opendepot.validate import validate
 from test_publish_stream import NEW, source
 
 LEVELS = ("reg", "fra")
-
-
-@contextmanager
-def arrow_only() -> Iterator[None]:
-    """Every roll-up by Arrow's ``group_by``: the fast path declines."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(consolidate, "_group_sums", lambda *args: None)
-        yield
-
-
-@contextmanager
-def fast_only() -> Iterator[None]:
-    """Roll-ups that fail if they reach Arrow's path: its grouping (``_partial_sums``,
-    ``_region_members``) or its national column (``_with_nation``)."""
-
-    def fail(*args: Any) -> None:
-        raise AssertionError("the Arrow fallback was taken")
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("_partial_sums", "_with_nation", "_region_members"):
-            mp.setattr(consolidate, name, fail)
-        yield
-
-
-@contextmanager
-def no_arrow_grouping() -> Iterator[None]:
-    """Streamed roll-ups that fail if they group a part's rows with Arrow (the streaming path
-    still joins regions and adds the national partial sums of its parts with Arrow)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(consolidate, "_partial_sums", lambda *args: pytest.fail("Arrow group_by"))
-        yield
 
 
 def assert_same(got: dict[str, pa.Table], want: dict[str, pa.Table]) -> None:
@@ -76,16 +37,20 @@ def assert_same(got: dict[str, pa.Table], want: dict[str, pa.Table]) -> None:
         assert got[level].equals(want[level]), level
 
 
-def streamed(dataset: Dataset, table: pa.Table, cog: Cog, parts: int) -> dict[str, pa.Table]:
-    """``StreamingRollups``' levels of ``table`` added in ``parts`` slices, regions spilled in
-    ranges of about a third of the rows, in batches of a tenth."""
+def streamed(
+    dataset: Dataset, table: pa.Table, cog: Cog, parts: int, by: By = "auto"
+) -> dict[str, pa.Table]:
+    """``Rollups``' levels of ``table`` added in ``parts`` slices, regions spilled in ranges of
+    about a third of the rows, in batches of a tenth; with one part, the regions in one range
+    (kept and summed whole, as a publication of one part does)."""
     area = dataset.geography.field
     counts = pc.value_counts(table[area].combine_chunks())
     deps = pa.table({"value": counts.field("values"), "count": counts.field("counts")})
-    regions = plan_partitions("reg", region_counts(deps, cog), max(1, table.num_rows // 3))
+    regions = (Partitioning.whole("reg", table.num_rows) if parts == 1 else
+               plan_partitions("reg", region_counts(deps, cog), max(1, table.num_rows // 3)))
     with tempfile.TemporaryDirectory() as directory:
         batch_rows = max(7, table.num_rows // 10)
-        rollups = StreamingRollups(dataset, cog, table.schema, Path(directory), regions, batch_rows)
+        rollups = Rollups(dataset, cog, table.schema, Path(directory), regions, batch_rows, by=by)
         size = -(-table.num_rows // parts) or 1
         for start in range(0, max(table.num_rows, 1), size):
             rollups.add(table.slice(start, size))
@@ -101,16 +66,14 @@ def real_table(real_dir: Path) -> pa.Table:
     path = real_dir / HOSP / NEW
     v = validate(path.read_bytes(), load_registry().get(HOSP), load_cog(), name=path.name)
     assert v.accepted and v.table is not None
-    upload = StagedUpload({"upload_id": "u1", "producer": "spf"}, v.table)
-    return consolidate.consolidate(load_registry().get(HOSP), [upload])
+    upload = Upload(path, "spf", "u1")
+    return consolidate(load_registry().get(HOSP), [(upload, v.table)])
 
 
 def test_real_hospital_file__fast_rollups_equal_arrow_fallback(real_table: pa.Table):
     ds, cog = load_registry().get(HOSP), load_cog()
-    with arrow_only():
-        want = rollup(ds, real_table, cog)
-    with fast_only():
-        got = rollup(ds, real_table, cog)
+    want = rollup(ds, real_table, cog, by="arrow")
+    got = rollup(ds, real_table, cog, by="codes")
     assert {k: t.num_rows for k, t in got.items()} == {"dep": 110_595, "reg": 19_710, "fra": 1_095}
     assert_same(got, want)
 
@@ -118,8 +81,7 @@ def test_real_hospital_file__fast_rollups_equal_arrow_fallback(real_table: pa.Ta
 def test_real_hospital_file__fast_rollups_hold_the_source_sums(
     real_table: pa.Table, real_dir: Path
 ):
-    with fast_only():
-        levels = rollup(load_registry().get(HOSP), real_table, load_cog())
+    levels = rollup(load_registry().get(HOSP), real_table, load_cog(), by="codes")
     df = source(real_dir / HOSP / NEW)
     day = df[(df["jour"] == "2021-03-17") & (df["sexe"] == "0")]
     fra = levels["fra"].to_pandas()
@@ -136,11 +98,12 @@ def test_real_hospital_file__fast_rollups_hold_the_source_sums(
 
 def test_real_hospital_file__streamed_on_codes_equal_arrow_fallback(real_table: pa.Table):
     ds, cog = load_registry().get(HOSP), load_cog()
-    with arrow_only():
-        want = rollup(ds, real_table, cog)
-    with no_arrow_grouping():
-        got = streamed(ds, real_table, cog, parts=4)
+    want = rollup(ds, real_table, cog, by="arrow")
+    got = streamed(ds, real_table, cog, parts=4, by="codes")
     assert_same(got, {level: want[level] for level in LEVELS})
+    # one part: the regions are kept and summed whole
+    assert_same(streamed(ds, real_table, cog, parts=1, by="codes"),
+                {level: want[level] for level in LEVELS})
 
 
 # --- generated tables -------------------------------------------------------------------------
@@ -213,10 +176,8 @@ def test_generated_tables__fast_rollups_equal_arrow_fallback(
 ):
     dims, table = case
     ds, cog = dataset_with(dims), load_cog()
-    with arrow_only():
-        want = rollup(ds, table, cog)
-    with fast_only():
-        got = rollup(ds, table, cog)
+    want = rollup(ds, table, cog, by="arrow")
+    got = rollup(ds, table, cog, by="codes")
     assert_same(got, want)
 
 
@@ -229,11 +190,10 @@ def test_generated_tables__streamed_on_codes_equal_arrow_fallback(
 ):
     dims, table = case
     ds, cog = dataset_with(dims), load_cog()
-    with arrow_only():
-        want = rollup(ds, table, cog)
-        assert_same(streamed(ds, table, cog, parts), {level: want[level] for level in LEVELS})
-    with no_arrow_grouping():
-        got = streamed(ds, table, cog, parts)
+    want = rollup(ds, table, cog, by="arrow")
+    assert_same(streamed(ds, table, cog, parts, by="arrow"),
+                {level: want[level] for level in LEVELS})
+    got = streamed(ds, table, cog, parts, by="codes")
     assert_same(got, {level: want[level] for level in LEVELS})
 
 
@@ -247,10 +207,8 @@ def test_sums_past_2_53_and_past_int64__fast_path_wraps_as_arrow():
         "hosp": [2**53, 1, 2**62, 2**62 + 2**61],  # 2**53 + 1: not a float64
     })
     ds, cog = dataset_with(("sexe",)), load_cog()
-    with arrow_only():
-        want = rollup(ds, table, cog)
-    with fast_only():
-        got = rollup(ds, table, cog)
+    want = rollup(ds, table, cog, by="arrow")
+    got = rollup(ds, table, cog, by="codes")
     assert_same(got, want)
     assert got["fra"]["hosp"].to_pylist() == [2**53 + 1, 2**62 + 2**62 + 2**61 - 2**64]
     assert got["reg"]["hosp"].to_pylist() == [2**53 + 1, 2**62 + 2**62 + 2**61 - 2**64]
@@ -271,9 +229,10 @@ def test_measure_or_dimension_without_codes__arrow_fallback_taken(
     table = pa.table({"dep": ["75", "92", "01"], "sexe": [0, 0, 1], "hosp": [1, 2, 3]})
     table = table.set_column(table.schema.get_field_index(column), column, values)
     ds, cog = dataset_with(("sexe",)), load_cog()
-    assert consolidate._group_sums(table, np.zeros(3, np.int8), 1, ["sexe"], ["hosp"]) is None
-    with pytest.raises(AssertionError, match="fallback"), fast_only():
-        rollup(ds, table, cog)
+    with pytest.raises(ValueError, match="not summable on integer codes"):
+        rollup(ds, table, cog, by="codes")
+    with pytest.raises(ValueError, match="not summable on integer codes"):
+        streamed(ds, table, cog, 2, by="codes")
     # Île-de-France (11) is 75 + 92, Auvergne-Rhône-Alpes (84) is 01; the nation has a member
     # without a value in every group, so its sums are null
     got = rollup(ds, table, cog)
@@ -286,10 +245,8 @@ def test_sum_complete_of_a_null_or_unexpected_area__null_sums_as_the_join_gives(
                       "sexe": [0, 0, 0, 0, 1, 1, 1], "hosp": [5, 6, 7, 8, None, None, None]})
     expected = pa.table({"reg": ["11", "84"], "__members": pa.array([1, 1], pa.int64())})
     args = (table, "reg", ["sexe"], ["hosp"], expected)
-    with arrow_only():
-        want = consolidate._sum_complete(*args)
-    with fast_only():
-        got = consolidate._sum_complete(*args)
+    want = sum_complete(*args, by="arrow")
+    got = sum_complete(*args, by="codes")
     assert got.equals(want) and got.schema == want.schema
     assert got.to_pylist() == [{"reg": "11", "sexe": 0, "hosp": 5},
                                {"reg": "11", "sexe": 1, "hosp": None},

@@ -16,16 +16,12 @@
 
 A lost race (``PreconditionFailed``) propagates: the queue retries from fresh state.
 
-Step 3 has two paths with the same published content (same rows, values, column order and
-types, sort order and CSV bytes; Parquet row groups may differ). In memory (the reference,
-``consolidate`` + ``rollup``): when the selected uploads hold fewer than ``STREAM_MIN_ROWS``
-rows (their records' ``rows``), or the dataset has ``feeds``, ``provenance``, a
-``consolidated`` table or roll-up measures that are not integers, or its first key column's
-values make a single part. Streaming otherwise (see ``opendepot.consolidate``): the rows are
-spilled to part files by ranges of the first key column's values, then consolidated, rendered
-and rolled up one part at a time (regions: by ranges of region codes), so memory stays bounded
-by about ``PARTITION_ROWS`` rows whatever the size. Temporary files go to one temporary
-directory, removed even on error.
+Step 3 is one path for every publication (``opendepot.levels.render_levels``): a plan cuts the
+rows into parts by ranges of the first key column's values (a single part when they are few, or
+when the dataset needs its whole table: feeds, provenance, a ``consolidated`` table, float
+roll-ups), each part is consolidated, appended to the producer level's files and rolled up; the
+roll-up levels follow part by part. Memory stays bounded by about ``Tuning.partition_rows`` rows
+whatever the size. Temporary files go to one temporary directory, removed even on error.
 """
 
 from __future__ import annotations
@@ -33,63 +29,45 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-import threading
-import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from opendepot import feeds
+from opendepot import concurrency, feeds, layout
 from opendepot.config import Settings
-from opendepot.consolidate import (
-    Partitioning,
-    StagedUpload,
-    StreamingRollups,
-    consolidate,
-    consolidated_parts,
-    key_counts,
-    plan_partitions,
-    region_counts,
-    rollup,
-    rollup_levels,
-    select_uploads,
-    spill,
-    staged_schema,
-    streamable,
+from opendepot.consolidate import select_uploads
+from opendepot.contracts import (
+    Catalog,
+    CatalogEntry,
+    Coverage,
+    Manifest,
+    ManifestUpload,
+    Resource,
+    UploadRecord,
+    Version,
+    VersionFile,
+    VersionUpload,
 )
+from opendepot.layout import CATALOG_KEY, resource_id, version_id
+from opendepot.levels import Tuning, render_levels
 from opendepot.memory import release_memory
+from opendepot.partitions import Upload
 from opendepot.registry import Cog, Dataset, Registry
-from opendepot.render import (
-    LevelWriter,
-    RenderedFile,
-    datapackage,
-    file_digest,
-    level_schema,
-    render_level,
-    render_parts,
-)
+from opendepot.render import RenderedFile, datapackage, file_digest, level_schema
 from opendepot.storage import PreconditionFailed, Store
 
 T = TypeVar("T")
 R = TypeVar("R")
-MANIFEST = "manifest.json"
-CATALOG_KEY = "catalog.json"
+__all__ = ["CATALOG_KEY", "PublishOutcome", "catalog_entry", "next_version", "publish_dataset",
+           "published_key", "read_manifest", "rebuild_catalog", "resource_id", "staged_records",
+           "version_id"]
 JSON_MIME = "application/json"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, max-age=60, must-revalidate"
-STREAM_MIN_ROWS = 2_000_000
-"""Selected uploads holding fewer rows (their records' ``rows``) are published in memory."""
-PARTITION_ROWS = 2_000_000
-"""Rows per part of the streaming path, its memory bound: ``ceil(rows / PARTITION_ROWS)`` parts."""
-BATCH_ROWS = 131_072
-"""Rows per record batch read from a staged file by the streaming path."""
+TUNING = Tuning()
+"""How publications are cut into parts and read (``opendepot.levels``): production's defaults."""
 STORAGE_THREADS = 4
 """Concurrent storage requests of one publication (uploads of a version's files, ``latest/``
 copies): each is independent, and all end before the manifest is switched. (With moto in
@@ -112,19 +90,12 @@ class PublishOutcome:
     upload_ids: tuple[str, ...]
 
 
-def version_id(now: datetime) -> str:
-    """``YYYY-MM-DD-HHhMMmSSs`` in UTC."""
-    return now.strftime("%Y-%m-%d-%Hh%Mm%Ss")
-
-
-def next_version(now: datetime, manifest: dict | None) -> str:
+def next_version(now: datetime, manifest: Manifest | None) -> str:
     """The version id for a publication at ``now``: strictly after the current version, so
     versions sort in publication order even when two land in the same second."""
     candidate = now.replace(microsecond=0)
     if manifest is not None:
-        current = datetime.strptime(manifest["version"], "%Y-%m-%d-%Hh%Mm%Ss").replace(
-            tzinfo=candidate.tzinfo
-        )
+        current = layout.parse_version(manifest.version).replace(tzinfo=candidate.tzinfo)
         if candidate <= current:
             candidate = current + timedelta(seconds=1)
     return version_id(candidate)
@@ -142,10 +113,14 @@ def published_key(dataset: Dataset, level: str) -> list[str]:
     return key
 
 
-def _put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime: str) -> None:
+def put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime: str) -> None:
     """Write a file that must never change (``body``: bytes, or a local file streamed from
     disk). If it exists with the same bytes (a retry after a crash), that is fine; with other
-    bytes, PreconditionFailed propagates."""
+    bytes, PreconditionFailed propagates.
+
+    Raises:
+        PreconditionFailed: the object exists with other bytes.
+    """
     try:
         if isinstance(body, bytes):
             store.put(bucket, key, body, mime, if_none_match=True, cache_control=IMMUTABLE)
@@ -161,43 +136,13 @@ def _put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime
 
 
 def _each(call: Callable[[T], object], items: Sequence[T], size: Callable[[T], int]) -> None:
-    """``call`` on every item, ``STORAGE_THREADS`` at a time and while the items in flight hold
-    at most ``STORAGE_BYTES`` (``size``: an item's body, in bytes; a larger one runs alone).
-    Returns once every call has ended, failed ones included (a failure does not stop the
-    others: each is one independent object); then raises the error of the first failing item,
-    in the items' order."""
-    room = threading.Condition()
-    busy = 0
-
-    def bounded(item: T) -> object:
-        nonlocal busy
-        need = min(size(item), STORAGE_BYTES)
-        with room:
-            room.wait_for(lambda: busy + need <= STORAGE_BYTES)
-            busy += need
-        try:
-            return call(item)
-        finally:
-            with room:
-                busy -= need
-                room.notify_all()
-
-    with ThreadPoolExecutor(max_workers=STORAGE_THREADS) as pool:
-        for done in [pool.submit(bounded, item) for item in items]:
-            done.result()
+    """``concurrency.each`` with ``STORAGE_THREADS`` and ``STORAGE_BYTES``."""
+    concurrency.each(call, items, size, threads=STORAGE_THREADS, budget=STORAGE_BYTES)
 
 
 def _map(call: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``call`` on every item (small storage reads: manifests, upload records),
-    ``STORAGE_THREADS`` at a time; the results in the items' order, or the first failure once
-    every call has ended."""
-    with ThreadPoolExecutor(max_workers=STORAGE_THREADS) as pool:
-        return list(pool.map(call, items))
-
-
-def resource_id(dataset: str, level: str, fmt: str) -> str:
-    """Resource id, stable across versions: uuid5 of ``opendepot:{dataset}:{level}:{format}``."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{dataset}:{level}:{fmt}"))
+    """``concurrency.map_ordered`` with ``STORAGE_THREADS`` (small reads: manifests, records)."""
+    return concurrency.map_ordered(call, items, threads=STORAGE_THREADS)
 
 
 def _iso(now: datetime) -> str:
@@ -207,20 +152,27 @@ def _iso(now: datetime) -> str:
 LEVEL_TITLES = {"dep": "par département", "reg": "par région", "fra": "France entière"}
 
 
-def read_manifest(store: Store, settings: Settings, dataset: str) -> tuple[dict | None, str | None]:
-    """The current manifest and its ETag, or (None, None)."""
-    key = f"{dataset}/{MANIFEST}"
+def read_manifest(
+    store: Store, settings: Settings, dataset: str
+) -> tuple[Manifest | None, str | None]:
+    """The current manifest of ``dataset`` and its ETag, or (None, None) when none is published.
+
+    Raises: ContractError (a manifest that does not fit ``contracts.Manifest``)."""
+    key = layout.manifest_key(dataset)
     head = store.head(settings.published_bucket, key)
     if head is None:
         return None, None
-    return json.loads(store.get(settings.published_bucket, key)), head.etag
+    return Manifest.from_json(json.loads(store.get(settings.published_bucket, key))), head.etag
 
 
-def staged_records(store: Store, settings: Settings, dataset: str) -> list[dict]:
-    """Every upload record under ``staging/{dataset}/``."""
-    keys = [o.key for o in store.list(settings.internal_bucket, f"staging/{dataset}/")
-            if o.key.endswith(".json")]
-    return _map(lambda key: json.loads(store.get(settings.internal_bucket, key)), keys)
+def staged_records(store: Store, settings: Settings, dataset: str) -> list[UploadRecord]:
+    """Every upload record under ``staging/{dataset}/``, in key order.
+
+    Raises: ContractError (a record that does not fit ``contracts.UploadRecord``)."""
+    keys = [o.key for o in store.list(settings.internal_bucket, layout.staging_prefix(dataset))
+            if layout.is_staged_record(o.key)]
+    return _map(lambda key: UploadRecord.from_json(
+        json.loads(store.get(settings.internal_bucket, key))), keys)
 
 
 @dataclass(frozen=True)
@@ -237,123 +189,30 @@ class Rendered:
     """First and last value of the time field at the producer's level (None without one)."""
 
 
-def _download(store: Store, settings: Settings, records: Sequence[dict], work: Path) -> list[Path]:
+def _download(
+    store: Store, settings: Settings, records: Sequence[UploadRecord], work: Path
+) -> list[Upload]:
     """Stream each selected upload's staged Parquet into ``work`` (names from the position, never
     from the key)."""
-    paths = []
+    uploads = []
     for i, r in enumerate(records):
         path = work / f"staged-{i:05d}.parquet"
         with path.open("wb") as out:
-            store.get_file(settings.internal_bucket, r["staged_key"], out)
-        paths.append(path)
-    return paths
+            store.get_file(settings.internal_bucket, r.staged_key, out)
+        uploads.append(Upload(path, r.producer, r.upload_id, r.rows))
+    return uploads
 
 
-def _coverage(bounds: Sequence[Any]) -> dict[str, str] | None:
-    """``{"start", "end"}`` from ``pc.min_max`` results of the time field (one per part)."""
-    if not bounds:
-        return None
-    if len(bounds) == 1:
-        mm = bounds[0]
-    else:
-        kind = bounds[0]["min"].type
-        mm = pc.min_max(pa.array([b[k].as_py() for b in bounds for k in ("min", "max")], kind))
-    return {"start": str(mm["min"]), "end": str(mm["max"])}
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """How the streaming path cuts one publication (see ``opendepot.consolidate``)."""
-
-    schema: pa.Schema
-    """The consolidated table's schema."""
-    parts: Partitioning
-    """Ranges of the first primary-key column."""
-    regions: Partitioning | None
-    """Ranges of region codes, when the dataset rolls up to ``reg``."""
-
-
-def _stream_plan(
-    dataset: Dataset, records: Sequence[dict], staged: Sequence[Path], fed: feeds.Feeds, cog: Cog
-) -> StreamPlan | None:
-    """The streaming plan of a publication, or None to publish it in memory: fewer than
-    ``STREAM_MIN_ROWS`` rows, feeds, a dataset ``streamable`` refuses, or a single part."""
-    rows = sum(int(r["rows"]) if "rows" in r else pq.ParquetFile(p).metadata.num_rows
-               for r, p in zip(records, staged, strict=True))
-    if rows < STREAM_MIN_ROWS or fed.versions or feeds.declared(dataset):
-        return None
-    schema = staged_schema(dataset, staged)
-    if not streamable(dataset, schema):
-        return None
-    column = dataset.primary_key[0]
-    counts = key_counts(staged, schema, column, BATCH_ROWS)
-    parts = plan_partitions(column, counts, PARTITION_ROWS)
-    if parts.parts < 2:
-        return None
-    regions = None
-    area = dataset.geography.field
-    if "reg" in rollup_levels(dataset) and area is not None:
-        if area != column:
-            counts = key_counts(staged, schema, area, BATCH_ROWS)
-        regions = plan_partitions("reg", region_counts(counts, cog), PARTITION_ROWS)
-    return StreamPlan(schema, parts, regions)
-
-
-def _render_in_memory(
-    dataset: Dataset,
-    records: Sequence[dict],
-    staged: Sequence[Path],
-    fed: feeds.Feeds,
-    cog: Cog,
-    work: Path,
+def _render(
+    dataset: Dataset, uploads: Sequence[Upload], fed: feeds.Feeds, cog: Cog, work: Path,
+    tuning: Tuning,
 ) -> Rendered:
-    """The reference path: every upload read whole, ``consolidate``, ``rollup``."""
-    uploads = [StagedUpload(r, pq.read_table(p)) for r, p in zip(records, staged, strict=True)]
-    table = fed.extend(consolidate(dataset, uploads), cog)  # uploads, then fed rows
-    del uploads
-    levels = rollup(dataset, table, cog)
-    files: list[RenderedFile] = []
-    schemas: dict[str, dict[str, Any]] = {}
-    for level, t in levels.items():
-        schemas[level] = level_schema(t, dataset.schema, published_key(dataset, level))
-        files.extend(render_level(dataset.name, level, t, work))
-    date = dataset.time_field  # a date, or an ISO week label (both sort as text)
-    bounds = [pc.min_max(table[date])] if date else []
-    return Rendered(files, schemas, {lv: t.num_rows for lv, t in levels.items()}, _coverage(bounds))
-
-
-def _render_streaming(
-    dataset: Dataset, plan: StreamPlan, staged: Sequence[Path], cog: Cog, work: Path
-) -> Rendered:
-    """The streaming path (see ``opendepot.consolidate``): spill the uploads to parts, then per
-    part consolidate, append to the producer level's files and feed the roll-ups; then write
-    the roll-up levels part by part."""
-    level = dataset.geography.level
-    parts_dir = work / "parts"
-    parts_dir.mkdir()
-    several = len(staged) > 1  # one upload: nothing to drop, as in ``consolidate``
-    parts = spill(staged, plan.schema, plan.parts, parts_dir, BATCH_ROWS, tag_order=several)
-    for path in staged:
-        path.unlink()  # spilled: free the temporary space
-    rollups = StreamingRollups(dataset, cog, plan.schema, parts_dir, plan.regions, BATCH_ROWS)
-    date = dataset.time_field
-    bounds = []
-    with LevelWriter(dataset.name, level, plan.schema, work) as writer:
-        for part in consolidated_parts(parts, dataset.primary_key, dedupe=several):
-            writer.write(part)
-            rollups.add(part)
-            if date:
-                bounds.append(pc.min_max(part[date]))
-            del part  # one part in memory at a time (see ``consolidated_parts``)
-        files = writer.close()
-    rows = {level: writer.rows}
-    schemas = {level: level_schema(plan.schema, dataset.schema, published_key(dataset, level))}
-    for lv, level_parts in rollups.levels_in_parts():
-        written, schema = render_parts(dataset.name, lv, level_parts, work)
-        files.extend(written)
-        rows[lv] = written[0].rows
-        schemas[lv] = level_schema(schema, dataset.schema, published_key(dataset, lv))
-    return Rendered(files, schemas, rows, _coverage(bounds))
+    """Every published file of the publication (``levels.render_levels``), with each level's
+    Table Schema."""
+    out = render_levels(dataset, uploads, fed, cog, work, tuning)
+    schemas = {lv: level_schema(s, dataset.schema, published_key(dataset, lv))
+               for lv, s in out.schemas.items()}
+    return Rendered(out.files, schemas, out.rows, out.coverage)
 
 
 def publish_dataset(
@@ -363,8 +222,11 @@ def publish_dataset(
     cog: Cog,
     dataset: Dataset,
     now: datetime,
+    *,
+    tuning: Tuning = TUNING,
 ) -> PublishOutcome:
-    """Publish ``dataset`` from its staged uploads (see module docstring).
+    """Publish ``dataset`` from its staged uploads (see module docstring); ``tuning``: how the
+    publication is cut into parts (the published files are the same whatever it is).
 
     Raises:
         PreconditionFailed: another publication won the race; retry.
@@ -373,42 +235,38 @@ def publish_dataset(
     records = staged_records(store, settings, dataset.name)
     manifest, etag = read_manifest(store, settings, dataset.name)
     if not records:
-        version = manifest["version"] if manifest is not None else None
+        version = manifest.version if manifest is not None else None
         return PublishOutcome(dataset.name, version, False, {}, ())
     selected = select_uploads(dataset, records)
     # Declared feeds (registry ``feeds``, see opendepot.feeds): rows of other datasets' current
     # published versions join this publication, and those versions join its identity (ids), so a
     # new version of a fed dataset makes a new publication. No feeds: nothing changes.
     fed = feeds.resolve(store, settings.published_bucket, dataset)
-    selected_and_fed = [*selected, *fed.records]
-    ids = tuple(r["upload_id"] for r in selected_and_fed)
-    if manifest is not None and tuple(u["upload_id"] for u in manifest["uploads"]) == ids:
+    selected_and_fed: list[ManifestUpload] = [*selected, *fed.records]
+    ids = tuple(r.upload_id for r in selected_and_fed)
+    if manifest is not None and manifest.upload_ids == ids:
         _refresh_latest(store, settings, manifest)
         rebuild_catalog(store, settings, registry, now)
-        return PublishOutcome(dataset.name, manifest["version"], False, manifest["rows"], ids)
+        return PublishOutcome(dataset.name, manifest.version, False, dict(manifest.rows), ids)
 
     version = next_version(now, manifest)
-    prefix = f"{dataset.name}/{version}"
     with tempfile.TemporaryDirectory(prefix="opendepot-publish-") as tmp:
         work = Path(tmp)
-        staged = _download(store, settings, selected, work)
-        plan = _stream_plan(dataset, selected, staged, fed, cog)
-        if plan is None:
-            out = _render_in_memory(dataset, selected, staged, fed, cog, work)
-        else:
-            out = _render_streaming(dataset, plan, staged, cog, work)
+        out = _render(dataset, _download(store, settings, selected, work), fed, cog, work, tuning)
         release_memory()  # the tables are gone: their pages are not kept beside the uploads
-        _each(lambda f: _put_immutable(store, settings.published_bucket,
-                                       f"{prefix}/{f.name}", f.path, f.mime),
+        _each(lambda f: put_immutable(
+            store, settings.published_bucket,
+            layout.version_file_key(dataset.name, version, f.name), f.path, f.mime),
               out.files, lambda f: f.size)
     package = datapackage(dataset, version, out.files, out.schemas)
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
-    _put_immutable(store, settings.published_bucket, f"{prefix}/datapackage.json", body, JSON_MIME)
+    put_immutable(store, settings.published_bucket, layout.datapackage_key(dataset.name, version),
+                   body, JSON_MIME)
     new = _manifest(dataset, version, now, selected_and_fed, out, manifest)
-    body = json.dumps(new, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+    body = json.dumps(new.to_json(), ensure_ascii=False, indent=1, default=str).encode("utf-8")
     store.put(
         settings.published_bucket,
-        f"{dataset.name}/{MANIFEST}",
+        layout.manifest_key(dataset.name),
         body,
         JSON_MIME,
         if_match=etag,
@@ -417,115 +275,114 @@ def publish_dataset(
     )
     _refresh_latest(store, settings, new)
     rebuild_catalog(store, settings, registry, now)
-    return PublishOutcome(dataset.name, version, True, new["rows"], ids)
+    return PublishOutcome(dataset.name, version, True, dict(new.rows), ids)
 
 
 def _manifest(
     dataset: Dataset,
     version: str,
     now: datetime,
-    uploads: list[dict],
+    uploads: Sequence[ManifestUpload],
     out: Rendered,
-    previous: dict | None,
-) -> dict[str, Any]:
-    prefix = f"{dataset.name}/{version}"
-    resources = [
-        {
-            "id": resource_id(dataset.name, f.level, f.format),
-            "name": f.name.rsplit(".", 1)[0],
-            "title": f"{dataset.title}, {LEVEL_TITLES.get(f.level, f.level)} ({f.format.upper()})",
-            "level": f.level,
-            "format": f.format,
-            "mime": f.mime,
-            "path": f"{prefix}/{f.name}",
-            "latest_path": f"{dataset.name}/latest/{f.name}",
-            "sha256": f.sha256,
-            "bytes": f.size,
-            "rows": f.rows,
-            "last_modified": _iso(now),
-        }
+    previous: Manifest | None,
+) -> Manifest:
+    """The manifest of a new ``version`` made of ``uploads``; the previous versions follow."""
+    resources = tuple(
+        Resource(
+            id=resource_id(dataset.name, f.level, f.format),
+            name=f.name.rsplit(".", 1)[0],
+            title=f"{dataset.title}, {LEVEL_TITLES.get(f.level, f.level)} ({f.format.upper()})",
+            level=f.level,
+            format=f.format,
+            mime=f.mime,
+            path=layout.version_file_key(dataset.name, version, f.name),
+            latest_path=layout.latest_file_key(dataset.name, f.name),
+            sha256=f.sha256,
+            bytes=f.size,
+            rows=f.rows,
+            last_modified=_iso(now),
+        )
         for f in out.files
-    ]
-    entry = {
-        "version": version,
-        "published_at": _iso(now),
-        "upload_ids": [u["upload_id"] for u in uploads],
-        "uploads": [{"upload_id": u["upload_id"], "producer": u["producer"]} for u in uploads],
-        "rows": out.rows,
-        "resources": [
-            {k: r[k] for k in ("name", "format", "path", "sha256", "bytes", "rows")}
-            for r in resources
-        ],
-    }
-    history = [entry, *(previous or {}).get("versions", [])]
-    return {
-        "dataset": dataset.name,
-        "version": version,
-        "published_at": _iso(now),
-        "created_at": (previous or {}).get("created_at", _iso(now)),
-        "uploads": uploads,
-        "rows": out.rows,
-        "rows_left_out": sum(int(u.get("rows_left_out", 0)) for u in uploads),
-        "temporal_coverage": out.coverage,
-        "resources": resources,
-        "datapackage_path": f"{prefix}/datapackage.json",
-        "schema": out.schemas[dataset.geography.level],
-        "schemas": out.schemas,
-        "versions": history,
-    }
+    )
+    entry = Version(
+        version=version,
+        published_at=_iso(now),
+        upload_ids=tuple(u.upload_id for u in uploads),
+        uploads=tuple(VersionUpload(u.upload_id, u.producer) for u in uploads),
+        rows=out.rows,
+        resources=tuple(VersionFile.of(r) for r in resources),
+    )
+    coverage = out.coverage
+    return Manifest(
+        dataset=dataset.name,
+        version=version,
+        published_at=_iso(now),
+        created_at=previous.created_at if previous is not None else _iso(now),
+        uploads=tuple(uploads),
+        rows=out.rows,
+        rows_left_out=sum(u.rows_left_out for u in uploads),
+        temporal_coverage=None if coverage is None else Coverage.from_json(coverage),
+        resources=resources,
+        datapackage_path=layout.datapackage_key(dataset.name, version),
+        schema=out.schemas[dataset.geography.level],
+        schemas=out.schemas,
+        versions=(entry, *(previous.versions if previous is not None else ())),
+    )
 
 
-def _refresh_latest(store: Store, settings: Settings, manifest: dict) -> None:
+def _refresh_latest(store: Store, settings: Settings, manifest: Manifest) -> None:
     """Make ``latest/`` hold the manifest's files (copies only what differs)."""
     bucket = settings.published_bucket
 
-    def stale(r: dict) -> bool:
-        current = store.head(bucket, r["latest_path"])
-        source = store.head(bucket, r["path"])
+    def stale(r: Resource) -> bool:
+        current = store.head(bucket, r.latest_path)
+        source = store.head(bucket, r.path)
         return source is not None and (current is None or current.etag != source.etag)
 
-    resources = manifest["resources"]
+    resources = manifest.resources
     copies = [r for r, old in zip(resources, _map(stale, resources), strict=True) if old]
-    _each(lambda r: store.copy(bucket, r["path"], r["latest_path"], cache_control=REVALIDATE),
-          copies, lambda r: int(r["bytes"]))
+    _each(lambda r: store.copy(bucket, r.path, r.latest_path, cache_control=REVALIDATE),
+          copies, lambda r: r.bytes)
 
 
-def catalog_entry(dataset: Dataset, manifest: dict) -> dict[str, Any]:
+def catalog_entry(dataset: Dataset, manifest: Manifest) -> CatalogEntry:
     """One dataset in ``catalog.json``: registry metadata plus the current version."""
-    return {
-        "name": dataset.name,
-        "title": dataset.title,
-        "description": dataset.description,
-        "organization": dataset.organization,
-        "license": dataset.license,
-        "frequency": dataset.frequency,
-        "tags": list(dataset.tags),
-        "version": manifest["version"],
-        "published_at": manifest["published_at"],
-        "created_at": manifest["created_at"],
-        "rows": manifest["rows"],
-        "rows_left_out": manifest.get("rows_left_out", 0),
-        "temporal_coverage": manifest.get("temporal_coverage"),
-        "levels": list(dataset.levels),
-        "resources": manifest["resources"],
-        "schemas": manifest.get("schemas", {}),
-        "manifest_path": f"{dataset.name}/{MANIFEST}",
-    }
+    return CatalogEntry(
+        name=dataset.name,
+        title=dataset.title,
+        description=dataset.description,
+        organization=dataset.organization,
+        license=dataset.license,
+        frequency=dataset.frequency,
+        tags=tuple(dataset.tags),
+        version=manifest.version,
+        published_at=manifest.published_at,
+        created_at=manifest.created_at,
+        rows=manifest.rows,
+        rows_left_out=manifest.rows_left_out,
+        temporal_coverage=manifest.temporal_coverage,
+        levels=tuple(dataset.levels),
+        resources=manifest.resources,
+        schemas=manifest.schemas,
+        manifest_path=layout.manifest_key(dataset.name),
+    )
 
 
 def rebuild_catalog(store: Store, settings: Settings, registry: Registry, now: datetime) -> bool:
-    """Rewrite ``catalog.json`` from every dataset's manifest; returns True if it changed."""
+    """Rewrite ``catalog.json`` from every dataset's manifest; returns True if it changed (its
+    ``datasets`` differ from the stored catalog's, ``generated_at`` aside)."""
     known = list(registry)
     manifests = _map(lambda ds: read_manifest(store, settings, ds.name)[0], known)
-    entries = [catalog_entry(ds, m) for ds, m in zip(known, manifests, strict=True)
-               if m is not None]
-    datasets = json.dumps(entries, ensure_ascii=False, sort_keys=True, default=str)
+    entries = tuple(catalog_entry(ds, m) for ds, m in zip(known, manifests, strict=True)
+                    if m is not None)
+    catalog = Catalog(generated_at=_iso(now), datasets=entries)
+    body = catalog.to_json()
+    datasets = json.dumps(body["datasets"], ensure_ascii=False, sort_keys=True, default=str)
     head = store.head(settings.published_bucket, CATALOG_KEY)
     if head is not None:
         current = json.loads(store.get(settings.published_bucket, CATALOG_KEY))
         if json.dumps(current.get("datasets"), ensure_ascii=False, sort_keys=True) == datasets:
             return False
-    body = {"generated_at": _iso(now), "datasets": entries}
     store.put(
         settings.published_bucket,
         CATALOG_KEY,

@@ -120,8 +120,8 @@ CSV_SLICE_ROWS = 131_072
 written in order, at most ``2 * RENDER_THREADS`` of them in memory at once."""
 
 
-def _csv_bytes(table: pa.Table, header: bool) -> pa.Buffer:
-    """``table`` as published CSV, with or without the header line."""
+def csv_bytes(table: pa.Table, header: bool) -> pa.Buffer:
+    """``table`` as published CSV (``CSV_OPTIONS``), with or without the header line."""
     sink = pa.BufferOutputStream()
     options = CSV_OPTIONS if header else CSV_NO_HEADER
     pacsv.write_csv(table, sink, options)
@@ -167,7 +167,7 @@ class LevelWriter:
                 if len(pending) >= 2 * RENDER_THREADS:
                     self._out(pending.popleft().result())
                 piece = table.slice(start, CSV_SLICE_ROWS)
-                pending.append(self._pool.submit(_csv_bytes, piece, self._header))
+                pending.append(self._pool.submit(csv_bytes, piece, self._header))
                 self._header = False
             while pending:
                 self._out(pending.popleft().result())
@@ -175,6 +175,11 @@ class LevelWriter:
             concurrent.futures.wait([written, *pending])
         written.result()
         self.rows += table.num_rows
+
+    @property
+    def closed(self) -> bool:
+        """True once both files are closed (``close``, or leaving the ``with`` block)."""
+        return self._csv is None and self._parquet is None
 
     def _out(self, data: pa.Buffer) -> None:
         assert self._csv is not None
