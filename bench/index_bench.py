@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from opendepot.config import Settings
+from opendepot.contracts import UploadRecord
 from opendepot.storage import MemoryStore
 
 HOST = "127.0.0.1"
@@ -62,81 +63,106 @@ def _schema(level: str) -> dict[str, Any]:
     }
 
 
-def synthetic_store(datasets: int, versions: int) -> tuple[MemoryStore, list[str]]:
-    """A published bucket with ``datasets`` datasets of ``versions`` versions each."""
-    store = MemoryStore()
+def _upload(slug: str, upload_id: str, rows: int) -> dict[str, Any]:
+    """The upload record (as ``ingest`` writes it) of a synthetic version's one upload."""
+    key = f"{slug}/spf/{upload_id}.csv"
+    return UploadRecord(
+        key=key, bucket="opendepot-incoming-123456789012", version_id=None,
+        etag=uuid.uuid5(uuid.NAMESPACE_URL, key).hex, sequencer="",
+        received_at=f"{upload_id[:4]}-{upload_id[4:6]}-{upload_id[6:8]}T00:00:00.000Z",
+        size=rows * 40, upload_id=upload_id, dataset=slug, producer="spf", rows=rows,
+        rows_left_out=0, areas=101, sha256=uuid.uuid5(uuid.NAMESPACE_URL, key).hex * 2,
+        bytes=rows * 40, report_key=f"reports/{slug}/spf/{upload_id}.json",
+        staged_key=f"staging/{slug}/spf/{upload_id}.parquet",
+    ).to_json()  # fmt: skip
+
+
+def _history(slug: str, i: int, versions: int) -> list[dict[str, Any]]:
+    """The ``versions`` entries of dataset ``i``'s manifest, newest first."""
+    history: list[dict[str, Any]] = []
+    for n in range(versions):
+        version, at = _version(n, i)
+        upload_id = f"{version.replace('-', '')}-{i:012x}"
+        rows = {"dep": 1000 + n * 101, "reg": 200 + n * 18, "fra": 10 + n}
+        files = [
+            {
+                "name": f"{slug}-{level}",
+                "format": fmt,
+                "path": f"{slug}/{version}/{slug}-{level}.{fmt}",
+                "sha256": uuid.uuid5(uuid.NAMESPACE_URL, f"{slug}{version}{level}{fmt}").hex * 2,
+                "bytes": rows[level] * (30 if fmt == "csv" else 6),
+                "rows": rows[level],
+            }
+            for level in LEVELS
+            for fmt in FORMATS
+        ]
+        history.insert(
+            0,
+            {
+                "version": version,
+                "published_at": at,
+                "upload_ids": [upload_id],
+                "uploads": [{"upload_id": upload_id, "producer": "spf"}],
+                "rows": rows,
+                "resources": files,
+            },
+        )
+    return history
+
+
+def _manifest(slug: str, i: int, versions: int) -> dict[str, Any]:
+    """Dataset ``i``'s manifest: ``versions`` versions, the newest current."""
     schemas = {level: _schema(level) for level in LEVELS}
+    history = _history(slug, i, versions)
+    current = history[0]
+    resources = [
+        {
+            **f,
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{slug}:{level}:{f['format']}")),
+            "title": f"Jeu {i:02d}, {level} ({f['format'].upper()})",
+            "level": level,
+            "mime": FORMATS[f["format"]],
+            "latest_path": f"{slug}/latest/{f['name']}.{f['format']}",
+            "last_modified": current["published_at"],
+        }
+        for f in current["resources"]
+        for level in [f["name"].rsplit("-", 1)[1]]
+    ]
+    return {
+        "dataset": slug,
+        "version": current["version"],
+        "published_at": current["published_at"],
+        "created_at": history[-1]["published_at"],
+        "uploads": [_upload(slug, current["upload_ids"][0], current["rows"]["dep"])],
+        "rows": current["rows"],
+        "rows_left_out": 0,
+        "temporal_coverage": {"start": "2020-03-18", "end": "2023-03-31"},
+        "resources": resources,
+        "datapackage_path": f"{slug}/{current['version']}/datapackage.json",
+        "schema": schemas["dep"],
+        "schemas": schemas,
+        "versions": history,
+    }
+
+
+def synthetic_store(datasets: int, versions: int) -> tuple[MemoryStore, list[str]]:
+    """A published bucket with ``datasets`` datasets of ``versions`` versions each, every
+    document complete as the publish stage writes it (each parses with its contract)."""
+    store = MemoryStore()
     entries, slugs = [], []
     for i in range(datasets):
         slug = f"jeu-de-donnees-{i:02d}"
         slugs.append(slug)
-        history: list[dict[str, Any]] = []
-        for n in range(versions):
-            version, at = _version(n, i)
-            rows = {"dep": 1000 + n * 101, "reg": 200 + n * 18, "fra": 10 + n}
-            files = [
-                {
-                    "name": f"{slug}-{level}",
-                    "format": fmt,
-                    "path": f"{slug}/{version}/{slug}-{level}.{fmt}",
-                    "sha256": uuid.uuid5(uuid.NAMESPACE_URL, f"{slug}{version}{level}{fmt}").hex
-                    * 2,
-                    "bytes": rows[level] * (30 if fmt == "csv" else 6),
-                    "rows": rows[level],
-                }
-                for level in LEVELS
-                for fmt in FORMATS
-            ]
-            history.insert(
-                0,
-                {
-                    "version": version,
-                    "published_at": at,
-                    "upload_ids": [f"{version.replace('-', '')}-{i:012x}"],
-                    "rows": rows,
-                    "resources": files,
-                },
-            )
-        current = history[0]
-        resources = [
-            {
-                **f,
-                "id": str(
-                    uuid.uuid5(
-                        uuid.NAMESPACE_URL,
-                        f"opendepot:{slug}:{f['name'].rsplit('-', 1)[1]}:{f['format']}",
-                    )
-                ),
-                "title": f"Jeu {i:02d}, {f['name'].rsplit('-', 1)[1]} ({f['format'].upper()})",
-                "level": f["name"].rsplit("-", 1)[1],
-                "mime": FORMATS[f["format"]],
-                "latest_path": f"{slug}/latest/{f['name']}.{f['format']}",
-                "last_modified": current["published_at"],
-            }
-            for f in current["resources"]
-        ]
-        manifest = {
-            "dataset": slug,
-            "version": current["version"],
-            "published_at": current["published_at"],
-            "created_at": history[-1]["published_at"],
-            "uploads": [{"upload_id": current["upload_ids"][0], "producer": "spf"}],
-            "rows": current["rows"],
-            "rows_left_out": 0,
-            "temporal_coverage": {"start": "2020-03-18", "end": "2023-03-31"},
-            "resources": resources,
-            "datapackage_path": f"{slug}/{current['version']}/datapackage.json",
-            "schema": schemas["dep"],
-            "schemas": schemas,
-            "versions": history,
-        }
+        manifest = _manifest(slug, i, versions)
+        schemas = manifest["schemas"]
         package = {
             "name": slug,
-            "version": current["version"],
+            "version": manifest["version"],
             "resources": [
                 {"name": f"{r['name']}-{r['format']}", "path": r["path"].rsplit("/", 1)[1],
-                 "bytes": r["bytes"], "hash": f"sha256:{r['sha256']}", "schema": schemas[r["level"]]}
-                for r in resources
+                 "bytes": r["bytes"], "hash": f"sha256:{r['sha256']}",
+                 "schema": schemas[r["level"]]}
+                for r in manifest["resources"]
             ],
         }  # fmt: skip
         _put(store, f"{slug}/manifest.json", manifest)
@@ -302,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     saved = (
         http_server._RequestHandler.disable_nagle_algorithm,
         index_api.logger.log_level,
-        index_api._index,
     )
     http_server._RequestHandler.disable_nagle_algorithm = True
     index_api.logger.setLevel("WARNING")
@@ -313,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         http_server._RequestHandler.disable_nagle_algorithm = saved[0]
         index_api.logger.setLevel(saved[1])
-        index_api._index = saved[2]
+        index_api.configure(None)  # back to the runtime's store
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
         return 1

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rdflib import Graph, Literal, Namespace, URIRef
+
 from conftest import HOSP, REAL, SHARED_DATA
+from functions.index_api import app as index_api
 from opendepot import index
 from opendepot.config import Settings
-from rdflib import Graph, Literal, Namespace, URIRef
 from test_index_api import (
     API,
     BUCKET,
@@ -35,9 +37,8 @@ from test_index_api import (
     rea_entry,
     rid,
     sha256,
+    sparse_entry,
 )
-
-from functions.index_api import app as index_api
 
 SHAPES = SHARED_DATA.parent / "reference" / "dcat-ap" / "dcat-ap-SHACL.ttl"
 SPDX = Namespace("http://spdx.org/rdf/terms#")
@@ -170,8 +171,7 @@ def test_empty_catalog__conforms(store: Any, shapes: Graph) -> None:
 
 
 def test_sparse_dataset__still_conforms(store: Any, shapes: Graph) -> None:
-    sparse = {"name": "vide", "title": "Vide", "published_at": "2026-11-01T00:00:00Z"}
-    put_catalog(store, sparse)
+    put_catalog(store, {**sparse_entry(), "description": ""})
     g = assert_conforms(get_catalog(), shapes)
     ds = URIRef(f"{HOST}/api/1/datasets/vide/")
     assert g.value(ds, DCTERMS.description) == Literal("Vide", lang="fr")  # required: falls back

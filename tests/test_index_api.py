@@ -3,7 +3,8 @@ CSV export, redirects, caching, gzip, OpenAPI routes and one error envelope.
 
 Runs ``functions.index_api.app.lambda_handler`` on API Gateway HTTP API v2 events (fixtures in
 ``tests/events/http_*.json``) over a ``MemoryStore`` holding a ``catalog.json``, manifests and a
-``datapackage.json`` shaped as in ``docs/design.md``, with a fixed clock. The helpers here
+``datapackage.json`` complete as the publish stage writes them (``docs/design.md``: each one
+parses with its ``opendepot.contracts`` record), with a fixed clock. The helpers here
 (``event``, ``call``, ``body``...) are imported by the other ``test_index_api_*`` modules.
 """
 
@@ -22,13 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
-from opendepot import index, openapi
-from opendepot.config import Settings
-from opendepot.storage import MemoryStore, ObjectInfo
 
 from functions.index_api import app as index_api
+from opendepot import contracts, index, openapi, paging
+from opendepot.config import Settings
+from opendepot.reader import CatalogReader
+from opendepot.storage import MemoryStore, ObjectInfo
 
 EVENTS = Path(__file__).parent / "events"
 BUCKET = "opendepot-published-123456789012"
@@ -169,6 +172,19 @@ UPLOAD_1 = "20261128T072900Z-0a1b2c3d4e5f"
 UPLOAD_2 = "20261129T072900Z-1b2c3d4e5f60"
 
 
+def upload_record(dataset: str, upload_id: str, producer: str) -> dict[str, Any]:
+    """An upload record as ``ingest`` writes it (``contracts.UploadRecord``)."""
+    key = f"{dataset}/{producer}/{dataset}-2026-11-29.csv"
+    staging = f"{dataset}/{producer}/{upload_id}"
+    return contracts.UploadRecord(
+        key=key, bucket="opendepot-incoming-123456789012", version_id=None,
+        etag="9b2cf535f27731c974343645a3985328", sequencer="", received_at="2026-11-29T07:29:00.000Z",
+        size=2305225, upload_id=upload_id, dataset=dataset, producer=producer, rows=ROWS["dep"],
+        rows_left_out=3, areas=101, sha256=sha256(key), bytes=2305225,
+        report_key=f"reports/{staging}.json", staged_key=f"staging/{staging}.parquet",
+    ).to_json()  # fmt: skip
+
+
 def covid_manifest(latest: str = V2, published_at: str = "2026-11-29T07:30:12Z") -> dict[str, Any]:
     entry = catalog_entry(latest, published_at)
     history = [version_entry(COVID, V1, "2026-11-28T07:30:05Z", [UPLOAD_1])]
@@ -181,7 +197,7 @@ def covid_manifest(latest: str = V2, published_at: str = "2026-11-29T07:30:12Z")
         "version": latest,
         "published_at": published_at,
         "created_at": entry["created_at"],
-        "uploads": [{"upload_id": UPLOAD_2, "producer": "spf", "dataset": COVID}],
+        "uploads": [upload_record(COVID, UPLOAD_2, "spf")],
         "rows": ROWS,
         "rows_left_out": 3,
         "temporal_coverage": entry["temporal_coverage"],
@@ -704,16 +720,20 @@ def test_frequency__due_date_and_in_time(
     assert d["quality"]["update_frequency"] is (frequency != "unknown")
 
 
+def sparse_entry() -> dict[str, Any]:
+    """A complete catalog entry with the least a published dataset can have: no organization,
+    licence, frequency, tags, levels, coverage or files, a short description."""
+    return {
+        "name": "vide", "title": "Vide", "description": "court", "organization": {},
+        "license": "", "frequency": "", "tags": [], "version": "2026-11-01-00h00m00s",
+        "published_at": "2026-11-01T00:00:00Z", "created_at": "2026-11-01T00:00:00Z", "rows": {},
+        "rows_left_out": 0, "temporal_coverage": None, "levels": [], "resources": [],
+        "schemas": {}, "manifest_path": "vide/manifest.json",
+    }  # fmt: skip
+
+
 def test_sparse_entry__quality_criteria_false(store: CountingStore) -> None:
-    put_catalog(
-        store,
-        {
-            "name": "vide",
-            "title": "Vide",
-            "description": "court",
-            "published_at": "2026-11-01T00:00:00Z",
-        },
-    )
+    put_catalog(store, sparse_entry())
     d = body(get("/api/1/datasets/vide/"))
     assert d["quality"] == {
         "license": False,
@@ -824,6 +844,107 @@ def test_unexpected_failure__500_envelope(store: CountingStore) -> None:
     r = get("/api/1/datasets/")
     assert r["statusCode"] == 500
     assert body(r) == {"status": 500, "message": "internal error"}
+
+
+UNREADABLE = "published document unreadable"
+
+
+def assert_500_envelope(r: dict[str, Any]) -> None:
+    assert r["statusCode"] == 500, r
+    assert body(r) == {"status": 500, "message": "internal error"}
+    assert r["headers"]["Cache-Control"] == "no-cache"
+    assert r["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+def logged_unreadable(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, type]]:
+    """(key, error, exception type) of every "published document unreadable" record."""
+    return [
+        (rec.key, rec.error, type(rec.exc_info[1]))  # type: ignore[attr-defined,index]
+        for rec in caplog.records
+        if rec.getMessage() == UNREADABLE
+    ]
+
+
+def without_path(e: dict[str, Any]) -> None:
+    del e["resources"][0]["path"]
+
+
+def rows_as_text(e: dict[str, Any]) -> None:
+    e["rows"] = {**e["rows"], "dep": "110595"}
+
+
+def tags_as_text(e: dict[str, Any]) -> None:
+    e["tags"] = "covid19"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error"),
+    [
+        (without_path, "Resource.path: missing"),
+        (rows_as_text, "CatalogEntry.rows: expected an object of integers"),
+        (tags_as_text, "CatalogEntry.tags: expected an array, got 'covid19'"),
+    ],
+)
+def test_catalog_not_its_contract__500_envelope_logged_then_served_once_repaired(
+    store: CountingStore, caplog: pytest.LogCaptureFixture, spoil: Any, error: str
+) -> None:
+    entry = catalog_entry()
+    spoil(entry)
+    put_catalog(store, entry, rea_entry())
+    paths = ["/api/1/datasets/", f"/api/1/datasets/{COVID}/", f"/api/1/datasets/{REA}/",
+             f"/api/1/datasets/r/{rid(REA, 'dep', 'csv')}", "/api/1/site/datasets.csv",
+             "/catalog.jsonld"]  # fmt: skip
+    with caplog.at_level("ERROR"):
+        for path in paths:
+            assert_500_envelope(get(path))
+    assert logged_unreadable(caplog) == [("catalog.json", error, contracts.ContractError)] * 6
+    assert store.gets["catalog.json"] == 6  # a broken catalog is not kept: read again each time
+    put_catalog(store, catalog_entry(), rea_entry())
+    assert [get(path)["statusCode"] for path in paths] == [200, 200, 200, 302, 200, 200]
+
+
+def test_manifest_not_its_contract__500_on_its_routes_only_then_served_once_repaired(
+    store: CountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    m = covid_manifest()
+    m["versions"][1]["upload_ids"] = UPLOAD_1  # a string, not an array
+    put_json(store, f"{COVID}/manifest.json", m)
+    paths = [f"/api/1/datasets/{COVID}/versions/", f"/api/1/datasets/{COVID}/versions/{V1}/",
+             f"/api/1/datasets/{COVID}/schema/", f"/api/1/datasets/{COVID}/datapackage.json"]  # fmt: skip
+    with caplog.at_level("ERROR"):
+        for path in paths:
+            assert_500_envelope(get(path))
+        assert get(f"/api/1/datasets/{COVID}/")["statusCode"] == 200  # the catalog still serves
+    error = f"Version.upload_ids: expected an array, got '{UPLOAD_1}'"
+    key = f"{COVID}/manifest.json"
+    assert logged_unreadable(caplog) == [(key, error, contracts.ContractError)] * 4
+    put_json(store, key, covid_manifest())
+    assert [get(path)["statusCode"] for path in paths] == [200, 200, 200, 200]
+    assert [v["version"] for v in body(get(paths[0]))["data"]] == [V2, V1]
+
+
+def test_manifest_not_json__500_envelope_and_logged(
+    store: CountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.put(BUCKET, f"{COVID}/manifest.json", b'{"dataset": ', "application/json")
+    with caplog.at_level("ERROR"):
+        assert_500_envelope(get(f"/api/1/datasets/{COVID}/versions/"))
+    [(key, error, kind)] = logged_unreadable(caplog)
+    assert (key, kind) == (f"{COVID}/manifest.json", json.JSONDecodeError)
+    assert error.startswith("Expecting value")
+
+
+def test_reader__parses_catalog_and_manifest_into_the_contracts(
+    store: CountingStore, settings: Settings
+) -> None:
+    reader = CatalogReader(settings, store, lambda: NOW)
+    assert [d["slug"] for d in reader.catalog("").datasets] == [REA, COVID]
+    cached = reader.manifest(COVID)
+    assert isinstance(cached.manifest, contracts.Manifest)
+    assert cached.manifest == contracts.Manifest.from_json(covid_manifest())
+    assert cached.manifest.upload_ids == (UPLOAD_2,)
+    assert reader.manifest(COVID) is cached  # same ETag: parsed once
+    assert store.gets[f"{COVID}/manifest.json"] == 1
 
 
 # --- the permanent link ---------------------------------------------------------------------------
@@ -1183,24 +1304,35 @@ def test_stage_prefix__stripped_before_routing() -> None:
 # --- OpenAPI --------------------------------------------------------------------------------------
 
 
-def resolver_routes() -> set[tuple[str, str]]:
-    """(method, path) of every route registered on the Powertools resolver, OpenAPI-style."""
-    routes = index_api.app._static_routes + index_api.app._dynamic_routes
-    return {(r.method.lower(), re.sub(r"<(\w+)>", r"{\1}", r.path)) for r in routes}
+def concrete(template: str) -> str:
+    """A path of a route template, with real values for its parameters."""
+    values = {"dataset": COVID, "rid": rid(COVID, "dep", "csv"), "version": V1}
+    return re.sub(r"[<{](\w+)[>}]", lambda m: values[m[1]], template)
 
 
-def test_openapi_paths__exactly_the_resolver_routes() -> None:
+def test_openapi_paths__exactly_the_declared_routes_each_answering_get_and_head() -> None:
     doc = body(get("/api/1/openapi.json"))
-    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
-    registered = resolver_routes()
-    # every registered route is documented (trailing-slash twins under their documented path)
-    assert {(m, p if p in doc["paths"] else (p + "/" if p + "/" in doc["paths"] else p.rstrip("/")))
-            for m, p in registered} == documented  # fmt: skip
-    # and every documented operation answers (no 404 "no route", no 405)
-    assert {(m, p) for m, p in registered if p in doc["paths"]} == documented
-    assert sorted(index_api.ROUTES) == sorted(
-        re.sub(r"\{(\w+)\}", r"<\1>", p) for p in doc["paths"]
-    )
+    declared = {re.sub(r"<(\w+)>", r"{\1}", rule) for rule in index_api.ROUTES}
+    assert set(doc["paths"]) == declared
+    assert len(index_api.ROUTES) == len(declared) == 11
+    for template, ops in doc["paths"].items():
+        assert set(ops) == {"get", "head"}, template
+        assert ops["head"]["operationId"] == ops["get"]["operationId"] + "_head"
+        path = concrete(template)
+        for method in ("GET", "HEAD"):
+            r = get(path, method=method)
+            assert r["statusCode"] == (302 if "/r/" in path else 200), (method, path, r)
+        twin = path[:-1] if path.endswith("/") else path + "/"
+        # the twin with or without the slash answers too (not after a file name)
+        expected = 404 if "." in path.rsplit("/", 1)[-1] else (302 if "/r/" in path else 200)
+        assert get(twin)["statusCode"] == expected, twin
+        assert get(path, method="DELETE")["statusCode"] == 405
+
+
+def test_openapi_undeclared_path__404_and_not_documented() -> None:
+    doc = body(get("/api/1/openapi.json"))
+    assert "/api/1/organizations/" not in doc["paths"]
+    assert get("/api/1/organizations/")["statusCode"] == 404
 
 
 def test_openapi_document__valid_openapi_3_1_with_server_url() -> None:
@@ -1210,14 +1342,15 @@ def test_openapi_document__valid_openapi_3_1_with_server_url() -> None:
     validate(doc)
     assert doc["openapi"] == "3.1.0"
     assert doc["servers"] == [{"url": HOST}]
-    assert openapi.openapi_document()["paths"] == doc["paths"]
+    assert openapi.openapi_document(index_api.app)["paths"] == doc["paths"]
+    assert "servers" not in openapi.openapi_document(index_api.app)
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
 
 
 def test_fold__removes_accents_and_case() -> None:
-    assert index.fold("Données Hospitalières ÉPIDÉMIE") == "donnees hospitalieres epidemie"
+    assert paging.fold("Données Hospitalières ÉPIDÉMIE") == "donnees hospitalieres epidemie"
 
 
 def test_build_catalog_of_nothing__empty() -> None:
@@ -1226,7 +1359,8 @@ def test_build_catalog_of_nothing__empty() -> None:
 
 
 def test_documents__are_json_serialisable_without_ascii_escapes() -> None:
-    doc = index.dataset_document(copy.deepcopy(catalog_entry()), index.Links(FILES, API))
+    entry = contracts.CatalogEntry.from_json(catalog_entry())
+    doc = index.dataset_document(entry, index.Links(FILES, API))
     text = index.render(doc)
     assert "Données" in text and "\\u" not in text
     assert doc["resources"][0]["latest"] == f"{API}/api/1/datasets/r/{rid(COVID, 'dep', 'csv')}"
@@ -1236,3 +1370,60 @@ def test_resource_id__same_formula_as_publication() -> None:
     from opendepot.publication import resource_id
 
     assert index.resource_id(COVID, "reg", "parquet") == resource_id(COVID, "reg", "parquet")
+
+
+# --- the OpenAPI document's parameters against what the server accepts ----------------------------
+
+
+def query_params(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path template, parameter) of every query parameter of every GET operation."""
+    return [
+        (template, p)
+        for template, ops in doc["paths"].items()
+        for p in ops["get"].get("parameters", [])
+        if p["in"] == "query"
+    ]
+
+
+def test_openapi_parameters__each_declared_value_accepted_each_other_400() -> None:
+    doc = body(get("/api/1/openapi.json"))
+    params = query_params(doc)
+    assert {(t, p["name"]) for t, p in params} == {
+        *(("/api/1/datasets/", n) for n in
+          ("page", "page_size", "q", "tag", "organization", "format", "sort")),
+        ("/api/1/datasets/{dataset}/versions/", "page"),
+        ("/api/1/datasets/{dataset}/versions/", "page_size"),
+        ("/api/1/datasets/{dataset}/schema/", "level"),
+    }  # fmt: skip
+    for template, p in params:
+        path, schema, name = concrete(template), p["schema"], p["name"]
+        assert "anyOf" not in schema and not p["required"], (template, name)
+
+        def status(value: str, path: str = path, name: str = name) -> int:
+            return int(get(path, urlencode([(name, value)]))["statusCode"])
+
+        if "enum" in schema:
+            assert schema["type"] == "string"
+            accepted = [v for v in schema["enum"] if status(v) == 200]
+            if name == "level":  # one the dataset has, the others are 400 too
+                assert accepted == ["dep", "reg", "fra"]
+                assert set(index_api.m.LEVELS) >= {"dep", "reg", "fra", "consolide"}
+            else:
+                assert accepted == schema["enum"]
+            for outside in ("commune", "views", "DEP", "-"):
+                assert outside not in schema["enum"] and status(outside) == 400, (name, outside)
+        elif schema["type"] == "integer":
+            low, high = int(schema["minimum"]), int(schema.get("maximum", 10**6))
+            assert (status(str(low)), status(str(high))) == (200, 200), name
+            above = [str(high + 1)] if "maximum" in schema else []
+            for bad in (str(low - 1), *above, "deux", "1.5", "1e3"):
+                assert status(bad) == 400, (name, bad)
+        else:  # free text (or repeated text): never a 400
+            assert schema["type"] in ("string", "array"), (name, schema)
+            for value in ("x", "é,è", "-1", " "):
+                assert status(value) == 200, (name, value)
+
+
+def test_undeclared_parameter__ignored() -> None:
+    for path in ("/api/1/datasets/", f"/api/1/datasets/{COVID}/schema/"):
+        assert body(get(path, "x=1&views=-1")) == body(get(path))

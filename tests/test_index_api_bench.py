@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench import index_bench
+from opendepot.contracts import Catalog, Manifest
 from opendepot.index import Links, build_catalog
 
-from bench import index_bench
 
-
-def test_synthetic_store__datasets_with_their_versions() -> None:
+def test_synthetic_store__datasets_with_their_versions_each_its_contract() -> None:
     store, slugs = index_bench.synthetic_store(3, 4)
     assert slugs == ["jeu-de-donnees-00", "jeu-de-donnees-01", "jeu-de-donnees-02"]
     raw = json.loads(store.get(index_bench.BUCKET, "catalog.json"))
-    catalog = build_catalog(raw, Links(index_bench.FILES, "http://127.0.0.1"))
+    assert Catalog.from_json(raw).to_json() == raw
+    catalog = build_catalog(Catalog.from_json(raw), Links(index_bench.FILES, "http://127.0.0.1"))
     assert [d["slug"] for d in catalog.datasets] == slugs
     manifest = json.loads(store.get(index_bench.BUCKET, f"{slugs[1]}/manifest.json"))
+    assert Manifest.from_json(manifest).to_json() == manifest
     assert len(manifest["versions"]) == 4
     assert manifest["versions"][0]["version"] == manifest["version"]
     assert store.head(index_bench.BUCKET, manifest["datapackage_path"]) is not None

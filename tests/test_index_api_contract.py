@@ -18,17 +18,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import HOSP, REAL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from opendepot import index
-from opendepot.config import Settings
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-from test_index_api import API, FILES, body, call, event, raw
 
+from conftest import HOSP, REAL
 from functions.index_api import app as index_api
+from opendepot import index, openapi
+from opendepot.config import Settings
+from test_index_api import API, FILES, body, call, event, raw
 
 MIRROR = REAL / HOSP / "opencovid19-fr-mirror"
 KEY = f"{HOSP}/spf/covid_hospit.csv"
@@ -62,7 +62,7 @@ def get(path: str, query: str = "", method: str = "GET", **headers: str) -> dict
 
 # --- the OpenAPI document as a validator ------------------------------------------------------------
 
-DOC = index_api.openapi.openapi_document()
+DOC = openapi.openapi_document(index_api.app)
 REGISTRY = Registry().with_resource(
     "urn:opendepot:openapi", Resource.from_contents(DOC, default_specification=DRAFT202012)
 )
@@ -155,7 +155,9 @@ QUERY_VALUES = st.one_of(
 )  # fmt: skip
 
 
-def request_strategy(published: dict[str, Any]) -> st.SearchStrategy[tuple[str, str, str, dict[str, str]]]:
+def request_strategy(
+    published: dict[str, Any],
+) -> st.SearchStrategy[tuple[str, str, str, dict[str, str]]]:
     """Random requests over the documented routes (and some undocumented ones)."""
     m = published["manifest"]
     datasets = st.one_of(st.sampled_from([HOSP, index.dataset_id(HOSP), "r", "inconnu"]), SEGMENT)
@@ -226,7 +228,9 @@ def test_random_requests_over_http_on_the_local_server__no_5xx_and_as_documented
             target = quote(path, safe="/") + (f"?{query}" if query else "")
             conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
             try:
-                conn.request(method, target, headers={"Origin": "https://reuser.example", **headers})
+                conn.request(
+                    method, target, headers={"Origin": "https://reuser.example", **headers}
+                )
                 response = conn.getresponse()
                 payload = response.read()
                 answer = {

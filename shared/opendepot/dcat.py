@@ -9,12 +9,13 @@ shapes expect. Controlled vocabularies are the EU Publications Office authority 
 
 Mapping (udata document -> DCAT-AP):
 - dataset ``uri`` -> ``@id`` (``page`` -> ``dcat:landingPage`` when it differs);
-  ``id`` -> ``dct:identifier``; ``title``/``description`` -> ``dct:title``/``dct:description`` (``@fr``); ``tags`` ->
-  ``dcat:keyword``; ``organization`` -> ``dct:publisher`` (``foaf:Organization``,
-  ``urn:uuid:{organization id}``); ``created_at``/``last_update`` -> ``dct:issued``/
-  ``dct:modified``; ``frequency`` -> ``dct:accrualPeriodicity``; ``temporal_coverage`` ->
-  ``dct:temporal``; ``spatial`` -> ``dct:spatial`` (France); ``extras.version`` ->
-  ``dcat:version``; ``schema.url`` -> ``dct:conformsTo``.
+  ``id`` -> ``dct:identifier``; ``title``/``description`` -> ``dct:title``/
+  ``dct:description`` (``@fr``); ``tags`` -> ``dcat:keyword``; ``organization`` ->
+  ``dct:publisher`` (``foaf:Organization``, ``urn:uuid:{organization id}``);
+  ``created_at``/``last_update`` -> ``dct:issued``/``dct:modified``; ``frequency`` ->
+  ``dct:accrualPeriodicity``; ``temporal_coverage`` -> ``dct:temporal``; ``spatial`` ->
+  ``dct:spatial`` (France); ``extras.version`` -> ``dcat:version``; ``schema.url`` ->
+  ``dct:conformsTo``.
 - resource -> ``dcat:Distribution`` ``@id`` = the resource's API document; ``url`` (immutable
   file of this version) -> ``dcat:downloadURL``; ``latest`` (permanent link) ->
   ``dcat:accessURL``; ``filesize`` -> ``dcat:byteSize``; ``mime`` -> ``dcat:mediaType``;

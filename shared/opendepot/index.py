@@ -1,13 +1,16 @@
 """The HTTP index's domain: ``catalog.json`` and manifests shaped as data.gouv.fr (udata API v1)
 documents, plus the pages, versions, schemas and exports built from them.
 
-Pure functions over plain dicts: no boto3, no environment, no HTTP framework, no clock (``now``
-is passed in). The handler (``functions/index_api/app.py``) reads ``catalog.json`` and the
-manifests through the storage port, calls ``build_catalog`` once per catalog version and base
-URL, then answers each request with the functions below. Errors a reuser can cause are one
-exception family (``ApiError``), each class with its HTTP ``status``.
+Pure functions over the typed records of ``opendepot.contracts`` (``Catalog``, ``CatalogEntry``,
+``Resource``, ``Manifest``, ``Version``): no boto3, no environment, no HTTP framework, no clock
+(``now`` is passed in). ``opendepot.reader`` reads ``catalog.json`` and the manifests through the
+storage port, parses them with the contracts and calls ``build_catalog`` once per catalog version
+and base URL; ``opendepot.index_http`` answers each request with the functions below and those
+of ``opendepot.paging`` (query strings, filters, pager). The documents served are plain JSON
+objects (``Document``). Errors are one exception family (``ApiError``), each class with its
+HTTP ``status``.
 
-Identifiers (stable, derived from names, never stored):
+Identifiers (stable, derived from names, never stored; made by ``opendepot.layout``):
 - dataset ``id``: ``uuid5(NAMESPACE_URL, "opendepot:{dataset}")``;
 - organization ``id``: ``uuid5(NAMESPACE_URL, "opendepot:organization:{slug}")`` unless the
   registry gives one;
@@ -23,18 +26,19 @@ import csv
 import hashlib
 import io
 import json
-import unicodedata
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-CATALOG_KEY = "catalog.json"
-"""Key of the catalog in the published bucket."""
-MANIFEST_NAME = "manifest.json"
-"""Name of a dataset's manifest, under ``{dataset}/``."""
+from opendepot import contracts
+from opendepot.layout import CATALOG_KEY as CATALOG_KEY
+from opendepot.layout import MANIFEST_NAME as MANIFEST_NAME
+from opendepot.layout import datapackage_key, organization_id
+from opendepot.layout import dataset_id as dataset_id
+from opendepot.layout import resource_id as resource_id
+
 DATASETS_PATH = "/api/1/datasets/"
 """Path of the dataset list; every dataset route hangs below it."""
 DEFAULT_PAGE_SIZE = 20
@@ -129,6 +133,19 @@ class MethodNotAllowed(ApiError):
     headers: ClassVar[Mapping[str, str]] = {"Allow": "GET, HEAD, OPTIONS"}
 
 
+class UnreadableDocument(ApiError):
+    """A published ``catalog.json`` or manifest that does not parse (not JSON, or not its
+    contract: ``contracts.ContractError``): an operator's problem, answered as a 500 whose
+    message says nothing of the bucket; the cause is logged by the reader and chained."""
+
+    status = 500
+
+    def __init__(self, key: str) -> None:
+        super().__init__("internal error")
+        self.key = key
+        """The object key that did not parse."""
+
+
 def error_document(exc: ApiError) -> Document:
     """The one JSON error envelope: ``{"status": 404, "message": "..."}``."""
     return {"status": exc.status, "message": exc.message}
@@ -157,16 +174,6 @@ class Links:
     def dataset(self, slug: str, tail: str = "") -> str:
         """URL of a dataset's API document, or of a path below it (``versions/``...)."""
         return self.api(f"{DATASETS_PATH}{quote(slug, safe='')}/{tail}")
-
-
-def dataset_id(slug: str) -> str:
-    """Stable id of a dataset: ``uuid5(NAMESPACE_URL, "opendepot:{slug}")``."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{slug}"))
-
-
-def resource_id(slug: str, level: str, fmt: str) -> str:
-    """Stable id of a resource: ``uuid5(NAMESPACE_URL, "opendepot:{dataset}:{level}:{format}")``."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:{slug}:{level}:{fmt}"))
 
 
 def schema_version(schema: Mapping[str, Any] | None) -> str | None:
@@ -212,15 +219,31 @@ def organization_document(org: Mapping[str, Any] | None) -> Document | None:
         return None
     slug = str(org.get("slug") or org.get("name") or "")
     return {
-        "id": str(
-            org.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:organization:{slug}")
-        ),
+        "id": str(org.get("id") or organization_id(slug)),
         "name": org.get("name", slug),
         "slug": slug,
     }
 
 
-def _schema_ref(slug: str, schemas: Mapping[str, Any], level: str | None, links: Links) -> Document:
+def level_schemas(
+    schemas: Mapping[str, Mapping[str, Any]],
+    levels: Sequence[str],
+    primary: Mapping[str, Any] | None = None,
+) -> dict[str, Mapping[str, Any]]:
+    """Table Schema per level, in the order of ``levels`` (other tables after them).
+
+    ``primary`` (a manifest's ``schema``) stands for the first level when ``schemas`` lacks it.
+    """
+    out = dict(schemas)
+    if primary and levels and levels[0] not in out:
+        out[levels[0]] = primary
+    order = {level: i for i, level in enumerate(levels)}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _schema_ref(
+    slug: str, schemas: Mapping[str, Mapping[str, Any]], level: str | None, links: Links
+) -> Document:
     """``{"name", "version", "url"}`` of a level's Table Schema (the primary level if None)."""
     tail = "schema/" + (f"?{urlencode({'level': level})}" if level else "")
     key = level or next(iter(schemas), None)
@@ -231,8 +254,14 @@ def _schema_ref(slug: str, schemas: Mapping[str, Any], level: str | None, links:
     }
 
 
-def resource_document(entry: Mapping[str, Any], res: Mapping[str, Any], links: Links) -> Document:
-    """One file of the current version, as a udata resource.
+def resource_document(
+    entry: contracts.CatalogEntry,
+    res: contracts.Resource,
+    links: Links,
+    schemas: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Document:
+    """One file of the current version, as a udata resource. ``schemas``: the entry's
+    ``level_schemas`` (computed when None).
 
     Shape: ``{"id", "title", "description", "type": "main", "filetype": "file",
     "format": "csv"|"parquet", "url": <this version's immutable file>,
@@ -240,90 +269,71 @@ def resource_document(entry: Mapping[str, Any], res: Mapping[str, Any], links: L
     "filesize", "mime", "created_at", "last_modified", "schema": {"name", "version", "url"},
     "extras": {"rows", "level", "version"}}``.
     """
-    level = str(res.get("level", ""))
-    fmt = str(res.get("format", ""))
-    rows = res.get("rows")
-    version = res.get("version") or entry.get("version")
-    slug = str(entry["name"])
-    description = res.get("description") or " ; ".join(
-        part
-        for part in (
-            _LEVEL_LABEL.get(level, level),
-            _FORMAT_LABEL.get(fmt, fmt),
-            f"{rows} lignes" if rows is not None else "",
-            f"version {version}" if version else "",
-        )
-        if part
+    level, fmt, version = res.level, res.format, entry.version
+    if schemas is None:
+        schemas = level_schemas(entry.schemas, entry.levels)
+    labels = (
+        _LEVEL_LABEL.get(level, level),
+        _FORMAT_LABEL.get(fmt, fmt),
+        f"{res.rows} lignes",
+        f"version {version}" if version else "",
     )
     return {
-        "id": res["id"],
-        "title": res.get("title") or res.get("name") or res["id"],
-        "description": description,
+        "id": res.id,
+        "title": res.title or res.name or res.id,
+        "description": " ; ".join(part for part in labels if part),
         "type": "main",
         "filetype": "file",
         "format": fmt,
-        "url": links.file(res["path"]),
-        "latest": links.api(f"{DATASETS_PATH}r/{res['id']}"),
-        "checksum": {"type": "sha256", "value": res.get("sha256")},
-        "filesize": res.get("bytes"),
-        "mime": res.get("mime") or MIMES.get(fmt),
-        "created_at": res.get("created_at") or entry.get("created_at") or entry.get("published_at"),
-        "last_modified": res.get("last_modified") or entry.get("published_at"),
-        "schema": _schema_ref(slug, _schemas(entry), level or None, links),
-        "extras": {"rows": rows, "level": level, "version": version},
+        "url": links.file(res.path),
+        "latest": links.api(f"{DATASETS_PATH}r/{res.id}"),
+        "checksum": {"type": "sha256", "value": res.sha256},
+        "filesize": res.bytes,
+        "mime": res.mime or MIMES.get(fmt),
+        "created_at": entry.created_at or entry.published_at,
+        "last_modified": res.last_modified or entry.published_at,
+        "schema": _schema_ref(entry.name, schemas, level or None, links),
+        "extras": {"rows": res.rows, "level": level, "version": version},
     }
 
 
-def _schemas(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Table Schema per level from a catalog entry or manifest (primary level first)."""
-    schemas = dict(entry.get("schemas") or {})
-    levels = list(entry.get("levels") or [])
-    if entry.get("schema") and levels and levels[0] not in schemas:
-        schemas[levels[0]] = entry["schema"]
-    order = {level: i for i, level in enumerate(levels)}
-    return dict(sorted(schemas.items(), key=lambda kv: order.get(kv[0], len(order))))
-
-
-def dataset_document(entry: Mapping[str, Any], links: Links) -> Document:
+def dataset_document(entry: contracts.CatalogEntry, links: Links) -> Document:
     """One ``catalog.json`` entry as a udata dataset, without ``quality`` (time-dependent: see
     ``with_quality``).
 
-    Shape: ``{"id", "slug", "title", "acronym", "description", "created_at", "last_modified",
-    "last_update", "tags": [str], "frequency", "frequency_date", "organization": {"id", "name",
-    "slug"}, "license", "temporal_coverage": {"start", "end"} | None,
-    "spatial": {"granularity", "zones", "geom"} | None, "schema": {"name", "version", "url"},
-    "extras": {"version", "rows": {level: int}, "rows_left_out", "levels", "versions",
-    "datapackage"}, "resources": [resource_document...], "uri", "page"}``.
+    Shape: ``{"id", "slug", "title", "acronym": None, "description", "created_at",
+    "last_modified", "last_update", "tags": [str], "frequency", "frequency_date",
+    "organization": {"id", "name", "slug"} | None, "license", "temporal_coverage": {"start",
+    "end"} | None, "spatial": {"granularity", "zones", "geom"} | None, "schema": {"name",
+    "version", "url"}, "extras": {"version", "rows": {level: int}, "rows_left_out", "levels",
+    "versions", "datapackage"}, "resources": [resource_document...], "uri", "page"}``.
     """
-    slug = str(entry["name"])
-    levels = list(entry.get("levels") or [])
-    coverage = entry.get("temporal_coverage")
-    frequency = str(entry.get("frequency") or "unknown")
-    resources = [resource_document(entry, r, links) for r in entry.get("resources") or []]
+    slug = entry.name
+    levels = list(entry.levels)
+    coverage = entry.temporal_coverage
+    frequency = entry.frequency or "unknown"
+    schemas = level_schemas(entry.schemas, levels)
+    resources = [resource_document(entry, r, links, schemas) for r in entry.resources]
     last_update = max(
-        (r["last_modified"] for r in resources if r["last_modified"]),
-        default=entry.get("published_at"),
+        (r["last_modified"] for r in resources if r["last_modified"]), default=entry.published_at
     )
     due = next_update(frequency, last_update)
     uri = links.dataset(slug)
-    schemas = _schemas(entry)
     return {
         "id": dataset_id(slug),
         "slug": slug,
-        "title": entry.get("title", slug),
-        "acronym": entry.get("acronym"),
-        "description": entry.get("description", ""),
-        "created_at": entry.get("created_at") or entry.get("published_at"),
-        "last_modified": entry.get("published_at"),
+        "title": entry.title,
+        "acronym": None,
+        "description": entry.description,
+        "created_at": entry.created_at or entry.published_at,
+        "last_modified": entry.published_at,
         "last_update": last_update,
-        "tags": list(entry.get("tags") or []),
+        "tags": list(entry.tags),
         "frequency": frequency,
         "frequency_date": iso(due) if due else None,
-        "organization": organization_document(entry.get("organization")),
-        "license": entry.get("license") or "notspecified",
-        "temporal_coverage": (
-            {"start": coverage.get("start"), "end": coverage.get("end")} if coverage else None
-        ),
+        "organization": organization_document(entry.organization),
+        "license": entry.license or "notspecified",
+        "temporal_coverage": coverage.to_json() if coverage else None,
         "spatial": (
             {"granularity": GRANULARITY.get(levels[0], "other"), "zones": list(ZONES), "geom": None}
             if levels
@@ -331,9 +341,9 @@ def dataset_document(entry: Mapping[str, Any], links: Links) -> Document:
         ),
         "schema": _schema_ref(slug, schemas, None, links),
         "extras": {
-            "version": entry.get("version"),
-            "rows": dict(entry.get("rows") or {}),
-            "rows_left_out": entry.get("rows_left_out", 0),
+            "version": entry.version,
+            "rows": dict(entry.rows),
+            "rows_left_out": entry.rows_left_out,
             "levels": levels,
             "versions": links.dataset(slug, "versions/"),
             "datapackage": links.dataset(slug, "datapackage.json"),
@@ -399,22 +409,21 @@ class Catalog:
     """``generated_at`` of ``catalog.json``."""
 
 
-def build_catalog(raw: Mapping[str, Any] | None, links: Links) -> Catalog:
-    """Shape a parsed ``catalog.json`` (``{"generated_at", "datasets": [entry...]}``).
+def build_catalog(published: contracts.Catalog | None, links: Links) -> Catalog:
+    """Shape ``catalog.json`` (parsed with ``contracts.Catalog.from_json``).
 
     ``None`` (no catalog published yet) gives an empty catalog.
     """
-    docs = sorted(
-        (dataset_document(e, links) for e in (raw or {}).get("datasets") or []),
-        key=lambda d: d["slug"],
-    )
+    if published is None:
+        return Catalog()
+    docs = sorted((dataset_document(e, links) for e in published.datasets), key=lambda d: d["slug"])
     by_key: dict[str, Document] = {}
     resources: dict[str, tuple[Document, Document]] = {}
     for d in docs:
         by_key[d["slug"]] = by_key[d["id"]] = d
         for r in d["resources"]:
             resources[r["id"]] = (d, r)
-    return Catalog(tuple(docs), by_key, resources, (raw or {}).get("generated_at"))
+    return Catalog(tuple(docs), by_key, resources, published.generated_at)
 
 
 def get_dataset(catalog: Catalog, key: str) -> Document:
@@ -442,195 +451,6 @@ def find_resource(catalog: Catalog, resource_id: str) -> Document:
     return found[1]
 
 
-# --- query strings ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PageQuery:
-    """``page`` and ``page_size`` of any paged list, and the query string to build links from."""
-
-    page: int = 1
-    """1-based page number."""
-    page_size: int = DEFAULT_PAGE_SIZE
-    """Items per page, 1..100."""
-    params: tuple[tuple[str, str], ...] = ()
-    """The query string as received, kept to build the pager links."""
-
-
-@dataclass(frozen=True)
-class ListQuery(PageQuery):
-    """The parsed query string of ``GET /api/1/datasets/``."""
-
-    q: str = ""
-    """Words that must all appear (accents and case ignored) in title, description or tags."""
-    tags: tuple[str, ...] = ()
-    """Tags a dataset must all carry (``tag`` may repeat)."""
-    organization: str = ""
-    """Organization slug or id."""
-    format: str = ""
-    """A format one of the dataset's resources must have (``csv``, ``parquet``; any case)."""
-    sort: str = ""
-    """``title``, ``created`` or ``last_update``, ``-`` prefix for descending; "" = by slug."""
-
-
-def _positive(name: str, raw: str, maximum: int | None = None) -> int:
-    if not raw.isascii() or not raw.isdigit():
-        raise BadRequest(f"{name}={raw!r} is not an integer")
-    value = int(raw)
-    if value < 1 or (maximum is not None and value > maximum):
-        bound = f" and at most {maximum}" if maximum is not None else ""
-        raise BadRequest(f"{name}={value} must be at least 1{bound}")
-    return value
-
-
-def _values(
-    params: Iterable[tuple[str, str]],
-) -> tuple[tuple[tuple[str, str], ...], dict[str, str], list[str]]:
-    pairs = tuple(params)
-    values: dict[str, str] = {}
-    tags: list[str] = []
-    for name, value in pairs:
-        value = value.strip()
-        if not value:
-            continue
-        if name == "tag":
-            tags.append(value)
-        else:
-            values[name] = value
-    return pairs, values, tags
-
-
-def _page(values: Mapping[str, str]) -> tuple[int, int]:
-    page = _positive("page", values["page"]) if "page" in values else 1
-    size = (
-        _positive("page_size", values["page_size"], MAX_PAGE_SIZE)
-        if "page_size" in values
-        else DEFAULT_PAGE_SIZE
-    )
-    return page, size
-
-
-def parse_page_query(params: Iterable[tuple[str, str]]) -> PageQuery:
-    """Read ``page`` and ``page_size`` (other parameters are ignored).
-
-    Raises:
-        BadRequest: ``page`` or ``page_size`` not a positive integer, ``page_size`` above 100.
-    """
-    pairs, values, _ = _values(params)
-    page, size = _page(values)
-    return PageQuery(page=page, page_size=size, params=pairs)
-
-
-def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
-    """Read ``page``, ``page_size``, ``q``, ``tag``, ``organization``, ``format`` and ``sort``.
-
-    Unknown parameters are ignored (as udata does); empty values count as absent; the last
-    value of a repeated parameter wins, except ``tag`` (every value must match).
-
-    Raises:
-        BadRequest: ``page`` or ``page_size`` not a positive integer, ``page_size`` above 100,
-            or an unknown ``sort``.
-    """
-    pairs, values, tags = _values(params)
-    sort = values.get("sort", "")
-    if sort and sort.removeprefix("-") not in SORT_KEYS:
-        raise BadRequest(
-            f"sort={sort!r} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)"
-        )
-    page, size = _page(values)
-    return ListQuery(
-        page=page,
-        page_size=size,
-        params=pairs,
-        q=values.get("q", ""),
-        tags=tuple(tags),
-        organization=values.get("organization", ""),
-        format=values.get("format", "").lower(),
-        sort=sort,
-    )
-
-
-def parse_level(params: Iterable[tuple[str, str]], levels: Sequence[str]) -> str | None:
-    """The ``level`` parameter (None when absent). Raises BadRequest if not one of ``levels``."""
-    _, values, _ = _values(params)
-    level = values.get("level")
-    if level is not None and level not in levels:
-        raise BadRequest(f"level={level!r} is not one of {', '.join(levels)}")
-    return level
-
-
-# --- the dataset list: filters, sort, pager -----------------------------------------------------
-
-
-def fold(text: str) -> str:
-    """Text for matching and sorting: accents removed, case folded (``Données`` -> ``donnees``)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def _matches(d: Document, query: ListQuery) -> bool:
-    if query.tags and not set(query.tags) <= set(d["tags"]):
-        return False
-    if query.organization:
-        org = d["organization"] or {}
-        if query.organization not in {org.get("slug"), org.get("id")}:
-            return False
-    if query.format and not any(str(r["format"]).lower() == query.format for r in d["resources"]):
-        return False
-    if query.q:
-        haystack = fold(" ".join([d["title"], d["description"], *d["tags"]]))
-        if not all(word in haystack for word in fold(query.q).split()):
-            return False
-    return True
-
-
-_SORT_FIELD = {"title": "title", "created": "created_at", "last_update": "last_update"}
-
-
-def _sorted(docs: Sequence[Document], sort: str) -> list[Document]:
-    if not sort:
-        return list(docs)  # already by slug
-    name = _SORT_FIELD[sort.removeprefix("-")]
-    # stable sort: ties keep slug order, also when descending
-    return sorted(docs, key=lambda d: fold(str(d[name] or "")), reverse=sort.startswith("-"))
-
-
-def page_url(url: str, params: Sequence[tuple[str, str]], page: int) -> str:
-    """URL of another page of the list at ``url``: same parameters, ``page`` replaced."""
-    out = [(k, v) for k, v in params if k != "page"]
-    out.append(("page", str(page)))
-    return f"{url}?{urlencode(out)}"
-
-
-def pager(items: Sequence[Any], query: PageQuery, url: str) -> tuple[list[Any], Document]:
-    """The slice of ``items`` on the query's page and the udata pager around it.
-
-    Returns ``(slice, {"page", "page_size", "total", "next_page", "previous_page"})``. A page
-    past the end is empty (with a ``previous_page``), not an error.
-    """
-    start = (query.page - 1) * query.page_size
-    data = list(items[start : start + query.page_size])
-    has_next = start + query.page_size < len(items)
-    return data, {
-        "page": query.page,
-        "page_size": query.page_size,
-        "total": len(items),
-        "next_page": page_url(url, query.params, query.page + 1) if has_next else None,
-        "previous_page": (page_url(url, query.params, query.page - 1) if query.page > 1 else None),
-    }
-
-
-def list_datasets(catalog: Catalog, query: ListQuery, links: Links, now: datetime) -> Document:
-    """One page of the filtered, sorted dataset list, as a udata pager.
-
-    Shape: ``{"data": [dataset_document + quality...], "page", "page_size", "total",
-    "next_page": url | None, "previous_page": url | None}``.
-    """
-    found = _sorted([d for d in catalog.datasets if _matches(d, query)], query.sort)
-    data, page = pager(found, query, links.api(DATASETS_PATH))
-    return {"data": [with_quality(d, now) for d in data], **page}
-
-
 # --- versions (from the manifest) -------------------------------------------------------------
 
 
@@ -639,58 +459,57 @@ def _level_of(slug: str, name: str) -> str:
     return name.removeprefix(f"{slug}-") if name.startswith(f"{slug}-") else name
 
 
-def _producers_by_upload(manifest: Mapping[str, Any]) -> dict[str, str | None]:
+def _producers_by_upload(manifest: contracts.Manifest) -> dict[str, str | None]:
     known: dict[str, str | None] = {}
-    for entry in manifest.get("versions") or []:
-        for u in entry.get("uploads") or []:
-            known[str(u.get("upload_id"))] = u.get("producer")
-    for u in manifest.get("uploads") or []:
-        known[str(u.get("upload_id"))] = u.get("producer")
+    for entry in manifest.versions:
+        for u in entry.uploads:
+            known[u.upload_id] = u.producer
+    for upload in manifest.uploads:
+        known[upload.upload_id] = upload.producer
     return known
+
+
+def version_file_document(slug: str, r: contracts.VersionFile, links: Links) -> Document:
+    """A file of a version: ``{"id", "name", "level", "format", "mime", "url", "checksum":
+    {"type", "value"}, "filesize", "rows"}``; ``id`` is ``layout.resource_id`` of the level
+    (read from the name, ``{dataset}-{level}``) and format, the same in every version."""
+    level = _level_of(slug, r.name)
+    return {
+        "id": resource_id(slug, level, r.format),
+        "name": r.name,
+        "level": level,
+        "format": r.format,
+        "mime": MIMES.get(r.format),
+        "url": links.file(r.path),
+        "checksum": {"type": "sha256", "value": r.sha256},
+        "filesize": r.bytes,
+        "rows": r.rows,
+    }
 
 
 def version_document(
     slug: str,
-    entry: Mapping[str, Any],
+    entry: contracts.Version,
     links: Links,
     producers: Mapping[str, str | None] | None = None,
 ) -> Document:
     """One entry of a manifest's ``versions`` as the API serves it.
 
     Shape: ``{"version", "published_at", "uploads": [{"upload_id", "producer"}],
-    "producers": [str], "rows": {level: int}, "resources": [{"id", "name", "level", "format",
-    "mime", "url", "checksum": {"type", "value"}, "filesize", "rows"}], "datapackage": url,
-    "uri": url}``. ``producer`` is null when the manifest no longer knows it.
+    "producers": [str], "rows": {level: int}, "resources": [version_file_document...],
+    "datapackage": url, "uri": url}``. ``producer`` is null when the manifest no longer knows it.
     """
-    version = str(entry["version"])
     known = producers or {}
-    uploads = [{"upload_id": u, "producer": known.get(u)} for u in entry.get("upload_ids") or []]
-    resources = []
-    for r in entry.get("resources") or []:
-        fmt = str(r.get("format", ""))
-        level = str(r.get("level") or _level_of(slug, str(r.get("name", ""))))
-        resources.append(
-            {
-                "id": r.get("id") or resource_id(slug, level, fmt),
-                "name": r.get("name"),
-                "level": level,
-                "format": fmt,
-                "mime": r.get("mime") or MIMES.get(fmt),
-                "url": links.file(r["path"]),
-                "checksum": {"type": "sha256", "value": r.get("sha256")},
-                "filesize": r.get("bytes"),
-                "rows": r.get("rows"),
-            }
-        )
+    uploads = [{"upload_id": u, "producer": known.get(u)} for u in entry.upload_ids]
     return {
-        "version": version,
-        "published_at": entry.get("published_at"),
+        "version": entry.version,
+        "published_at": entry.published_at,
         "uploads": uploads,
         "producers": sorted({p for u in uploads if (p := u["producer"])}),
-        "rows": dict(entry.get("rows") or {}),
-        "resources": resources,
-        "datapackage": links.file(f"{slug}/{version}/datapackage.json"),
-        "uri": links.dataset(slug, f"versions/{quote(version, safe='')}/"),
+        "rows": dict(entry.rows),
+        "resources": [version_file_document(slug, r, links) for r in entry.resources],
+        "datapackage": links.file(datapackage_key(slug, entry.version)),
+        "uri": links.dataset(slug, f"versions/{quote(entry.version, safe='')}/"),
     }
 
 
@@ -706,18 +525,12 @@ class Versions:
     """URL of the versions list (the pager links' base)."""
 
 
-def build_versions(slug: str, manifest: Mapping[str, Any], links: Links) -> Versions:
+def build_versions(slug: str, manifest: contracts.Manifest, links: Links) -> Versions:
     """Shape every entry of a manifest's ``versions`` (newest first, whatever the stored order)."""
     known = _producers_by_upload(manifest)
-    entries = sorted(manifest.get("versions") or [], key=lambda e: str(e["version"]), reverse=True)
+    entries = sorted(manifest.versions, key=lambda e: e.version, reverse=True)
     docs = tuple(version_document(slug, e, links, known) for e in entries)
     return Versions(slug, docs, {d["version"]: d for d in docs}, links.dataset(slug, "versions/"))
-
-
-def list_versions(versions: Versions, query: PageQuery) -> Document:
-    """One page of a dataset's versions, newest first, as a udata pager of ``version_document``."""
-    data, page = pager(versions.docs, query, versions.url)
-    return {"data": data, **page}
 
 
 def get_version(versions: Versions, version: str) -> Document:
@@ -731,30 +544,37 @@ def get_version(versions: Versions, version: str) -> Document:
 # --- schema and data package ------------------------------------------------------------------
 
 
+def schema_levels(dataset: Mapping[str, Any], manifest: contracts.Manifest) -> list[str]:
+    """The levels ``/schema/`` serves for a dataset: its document's ``extras.levels``, then any
+    other table the manifest has a schema for (a consolidated table)."""
+    levels = [*dataset["extras"]["levels"]]
+    return levels + [k for k in manifest.schemas if k not in levels]
+
+
 def schema_document(
-    manifest: Mapping[str, Any], levels: Sequence[str], level: str | None
+    manifest: contracts.Manifest, levels: Sequence[str], level: str | None
 ) -> Document:
     """The Table Schema of ``level`` (the primary level when None) with its ``version``.
 
     Raises NotFound when the manifest has no schema for that level.
     """
-    schemas = _schemas({**manifest, "levels": list(levels)})
+    schemas = level_schemas(manifest.schemas, levels, manifest.schema)
     key = level or next(iter(schemas), None)
     schema = schemas.get(key) if key else None
     if not schema:
-        raise NotFound(f"no Table Schema for level {key!r} of dataset {manifest.get('dataset')!r}")
+        raise NotFound(f"no Table Schema for level {key!r} of dataset {manifest.dataset!r}")
     return {**schema, "version": schema_version(schema)}
 
 
 def datapackage_document(
-    package: Mapping[str, Any], manifest: Mapping[str, Any], links: Links
+    package: Mapping[str, Any], manifest: contracts.Manifest, links: Links
 ) -> Document:
     """The version's ``datapackage.json`` with each resource ``path`` made an absolute URL.
 
     Published next to its files, the package uses relative paths; served by the API it must
     point at the files themselves.
     """
-    folder = str(manifest.get("datapackage_path", "")).rpartition("/")[0]
+    folder = manifest.datapackage_path.rpartition("/")[0]
     resources = []
     for r in package.get("resources") or []:
         path = r.get("path")

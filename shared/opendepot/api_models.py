@@ -1,0 +1,286 @@
+"""The HTTP index's documents and query parameters as pydantic models, for its OpenAPI document.
+
+The documents are built by ``opendepot.index`` (plain dicts, udata shapes) and sent as built:
+these models are what the OpenAPI document says of them (Powertools generates the schemas from
+the models the routes declare), not a serialiser. ``tests/test_index_api_contract.py`` checks
+every answer against the generated document, so a model that drifts from ``index`` fails there.
+
+Objects are closed (``additionalProperties: false``, every key required, ``null`` allowed where
+the document may carry it), except the Table Schema and the Data Package, which carry whatever
+the publication wrote.
+
+Query parameters (``PageParam``, ``SortParam``, ``LevelParam``...) are ``Annotated`` types with
+Powertools' ``Query``: the route declarations use them, so the document lists exactly the
+parameters each route reads, with the values the server accepts (``index.parse_*`` reads them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from opendepot.index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SORT_KEYS
+from opendepot.registry import load_registry
+
+__all__ = [
+    "LEVELS", "SORT_VALUES", "Checksum", "DataPackage", "Dataset", "DatasetPage", "Error",
+    "FormatParam", "LevelParam", "Organization", "OrganizationParam", "PageParam",
+    "PageSizeParam", "Quality", "Resource", "SchemaRef", "SearchParam", "SortParam",
+    "TableSchema", "TagParam", "Version", "VersionPage", "VersionResource",
+]  # fmt: skip
+
+
+def _levels() -> tuple[str, ...]:
+    """Every level a published table can have: ``dep``, ``reg``, ``fra``, then each dataset's
+    own (its area level, roll-ups, consolidated table) in registry order."""
+    out = ["dep", "reg", "fra"]
+    for d in load_registry():
+        extra = (d.consolidated.name,) if d.consolidated else ()
+        out += [lv for lv in (*d.levels, *extra) if lv not in out]
+    return tuple(out)
+
+
+LEVELS: tuple[str, ...] = _levels()
+"""Values of ``level`` (``/schema/``): a level outside them is a 400."""
+SORT_VALUES: tuple[str, ...] = (*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS))
+"""Values of ``sort`` (``/api/1/datasets/``): any other is a 400."""
+
+# --- query parameters ---------------------------------------------------------------------------
+
+PageParam = Annotated[int, Query(ge=1, description="Page number (from 1).")]
+PageSizeParam = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description=f"Items per page (default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE}).",
+    ),
+]
+SearchParam = Annotated[
+    str,
+    Query(
+        description="Words that must all appear in title, description or tags "
+        "(accents and case ignored)."
+    ),
+]
+TagParam = Annotated[
+    list[str], Query(description="A tag the dataset carries (repeat: all must match).")
+]
+OrganizationParam = Annotated[str, Query(description="Organization slug or id.")]
+FormatParam = Annotated[str, Query(description="A resource format (`csv`, `parquet`; any case).")]
+SortParam = Annotated[
+    Literal[SORT_VALUES],  # type: ignore[valid-type]  # values known at import
+    Query(description="Sort key, `-` prefix for descending (default: by slug)."),
+]
+LevelParam = Annotated[
+    Literal[LEVELS],  # type: ignore[valid-type]  # values known at import
+    Query(description="Level of the table (default: the dataset's own); one the dataset has."),
+]
+
+# --- documents ----------------------------------------------------------------------------------
+
+Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+Url = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=0)]
+Time = str | None
+
+
+class _Closed(BaseModel):
+    # documentation only (never validates an answer): build the schema on first use
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class Error(_Closed):
+    """The one error envelope."""
+
+    status: int = Field(ge=400, le=599)
+    message: str
+
+
+class Organization(_Closed):
+    id: str
+    name: str
+    slug: str
+
+
+class Checksum(_Closed):
+    type: Literal["sha256"]
+    value: str | None
+
+
+class SchemaRef(_Closed):
+    name: str
+    version: str | None
+    url: Url
+
+
+class ResourceExtras(_Closed):
+    rows: Count | None
+    level: str
+    version: str | None
+
+
+class Resource(_Closed):
+    """A file of the current version (udata resource)."""
+
+    id: Uuid
+    title: str
+    description: str
+    type: Literal["main"]
+    filetype: Literal["file"]
+    format: str
+    url: Url
+    latest: Url
+    checksum: Checksum
+    filesize: Count | None
+    mime: str | None
+    created_at: Time
+    last_modified: Time
+    schema_: SchemaRef = Field(alias="schema")
+    extras: ResourceExtras
+
+
+class Quality(_Closed):
+    license: bool
+    temporal_coverage: bool
+    spatial: bool
+    update_frequency: bool
+    update_fulfilled_in_time: bool | None
+    dataset_description_quality: bool
+    has_resources: bool
+    has_open_format: bool
+    all_resources_available: bool
+    resources_documentation: bool
+    score: float = Field(ge=0, le=1)
+
+
+class TemporalCoverage(_Closed):
+    start: str | None
+    end: str | None
+
+
+class Spatial(_Closed):
+    granularity: str
+    zones: list[str]
+    geom: None
+
+
+class DatasetExtras(_Closed):
+    version: str | None
+    rows: dict[str, Count]
+    rows_left_out: Count
+    levels: list[str]
+    versions: Url
+    datapackage: Url
+
+
+class Dataset(_Closed):
+    """A dataset (udata shape) with its resources and quality."""
+
+    id: Uuid
+    slug: str
+    title: str
+    acronym: str | None
+    description: str
+    created_at: Time
+    last_modified: Time
+    last_update: Time
+    tags: list[str]
+    frequency: str
+    frequency_date: Time
+    organization: Organization | None
+    license: str
+    temporal_coverage: TemporalCoverage | None
+    spatial: Spatial | None
+    schema_: SchemaRef = Field(alias="schema")
+    extras: DatasetExtras
+    resources: list[Resource]
+    uri: Url
+    page: Url
+    quality: Quality
+
+
+class VersionResource(_Closed):
+    id: Uuid
+    name: str | None
+    level: str
+    format: str
+    mime: str | None
+    url: Url
+    checksum: Checksum
+    filesize: Count | None
+    rows: Count | None
+
+
+class Upload(_Closed):
+    upload_id: str
+    producer: str | None
+
+
+class Version(_Closed):
+    """One published version, with its immutable files."""
+
+    version: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}-\d{2}h\d{2}m\d{2}s$")
+    published_at: Time
+    uploads: list[Upload]
+    producers: list[str]
+    rows: dict[str, Count]
+    resources: list[VersionResource]
+    datapackage: Url
+    uri: Url
+
+
+class _Pager(_Closed):
+    page: int = Field(ge=1)
+    page_size: int = Field(ge=1, le=MAX_PAGE_SIZE)
+    total: Count
+    next_page: str | None
+    previous_page: str | None
+
+
+class DatasetPage(_Pager):
+    """A udata pager of datasets."""
+
+    data: list[Dataset] = Field(max_length=MAX_PAGE_SIZE)
+
+
+class VersionPage(_Pager):
+    """A udata pager of versions, newest first."""
+
+    data: list[Version] = Field(max_length=MAX_PAGE_SIZE)
+
+
+class SchemaField(_Open):
+    name: str
+    type: str
+
+
+class TableSchema(_Open):
+    """A level's Table Schema with its ``version`` (other Table Schema keys as published)."""
+
+    fields: list[SchemaField]
+    missingValues: list[str] = Field(default_factory=list)  # Table Schema's name
+    primaryKey: list[str] = Field(default_factory=list)  # Table Schema's name
+    version: str
+
+
+class PackageResource(_Open):
+    name: str
+    path: Url
+    bytes: Count
+    hash: str = Field(pattern="^sha256:[0-9a-f]{64}$")
+    schema_: dict[str, object] = Field(alias="schema")
+
+
+class DataPackage(_Open):
+    """The current version's Data Package, paths as absolute URLs."""
+
+    name: str
+    version: str | None = None
+    resources: list[PackageResource]

@@ -1,0 +1,431 @@
+"""The HTTP side of the index, on Powertools' event handler: how routes are declared, how
+answers are sent, how errors become the envelope, how query strings are read.
+
+- ``Site``: the index on one resolver. ``Site.read(rule, ...)`` registers a GET and a HEAD
+  operation (and the rule's twin with or without the trailing slash, hidden from the OpenAPI
+  document) with the response model the OpenAPI document shows; ``Site.rules`` lists every
+  rule; a known path asked with another method is a 405, any other a 404. ``Site.reader()``
+  is the cached reader over the runtime's settings, store and clock.
+- ``send``: the body with ``ETag``, ``Cache-Control`` and ``Vary``; ``304`` when
+  ``If-None-Match`` holds; gzip when asked and worth it (the ETag is then weak, as nginx does).
+- ``error_response``: the one place an exception becomes ``{"status", "message"}``.
+- ``list_query``, ``page_query``, ``level_query``: the query parameters of the routes that take
+  some, as Powertools dependencies. Their signatures declare the parameters (``api_models``
+  types: that is what the OpenAPI document lists); the values are read from the raw query
+  string by ``paging.parse_*`` (udata's rules: unknown parameters ignored, empty values absent,
+  the last value wins, ``tag`` repeats), so the route gets a parsed ``paging.PageQuery``.
+- ``Handlers``: what each route answers, one method per operation (its name is the operation
+  id, the first line of its docstring the summary); ``functions/index_api/app.py`` declares
+  each route with ``Site.read`` over one of them and does nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+from aws_lambda_powertools.event_handler import CORSConfig, Response
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.request import Request
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+from pydantic import BaseModel
+
+from opendepot import dcat, index, openapi, paging, runtime
+from opendepot.api_models import (
+    Error,
+    FormatParam,
+    LevelParam,
+    OrganizationParam,
+    PageParam,
+    PageSizeParam,
+    SearchParam,
+    SortParam,
+    TagParam,
+)
+from opendepot.config import Settings
+from opendepot.index import DEFAULT_PAGE_SIZE
+from opendepot.reader import CatalogReader, Clock, utcnow
+from opendepot.storage import Store
+
+JSON = "application/json; charset=utf-8"
+JSON_CACHE = "public, max-age=60"
+IMMUTABLE_CACHE = "public, max-age=86400"
+"""Cache-Control of immutable documents (a published version)."""
+GZIP_MIN_BYTES = 1024
+CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=["If-None-Match"],
+    expose_headers=["ETag", "Location", "Content-Encoding"],
+    max_age=3600,
+)
+"""Any origin may read; pre-flights are answered (OPTIONS) and cached an hour."""
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def raw_query(event: BaseProxyEvent) -> list[tuple[str, str]]:
+    """The query string as received, in order, blanks kept (``rawQueryString``, else the
+    decoded ``queryStringParameters``)."""
+    raw = event.get("rawQueryString")
+    if raw is None:
+        raw = urlencode(event.get("queryStringParameters") or {})
+    return parse_qsl(raw, keep_blank_values=True)
+
+
+def base_url(event: BaseProxyEvent, configured: str) -> str:
+    """Base URL of this API: ``configured`` (the setting), else the URL the request came to (API
+    Gateway's domain, ``X-Forwarded-Proto``, and the stage when it is not ``$default``); "" when
+    the request says nothing of its host."""
+    if configured:
+        return configured.rstrip("/")
+    ctx = event.get("requestContext") or {}
+    host = ctx.get("domainName") or event.headers.get("host")
+    if not host:
+        return ""
+    proto = (event.headers.get("x-forwarded-proto") or "https").split(",")[0].strip()
+    stage = ctx.get("stage")
+    prefix = f"/{stage}" if stage and stage != "$default" else ""
+    return f"{proto}://{host}{prefix}"
+
+
+def list_query(
+    request: Request,
+    page: PageParam = 1,
+    page_size: PageSizeParam = DEFAULT_PAGE_SIZE,
+    q: SearchParam = "",
+    tag: TagParam | None = None,
+    organization: OrganizationParam = "",
+    format: FormatParam = "",  # udata's parameter name
+    sort: SortParam | None = None,
+) -> paging.ListQuery:
+    """``GET /api/1/datasets/``'s parameters (declared here, read by ``paging.parse_list_query``).
+
+    Raises:
+        index.BadRequest: a value the declaration does not allow.
+    """
+    return paging.parse_list_query(raw_query(request.resolved_event))
+
+
+def page_query(
+    request: Request, page: PageParam = 1, page_size: PageSizeParam = DEFAULT_PAGE_SIZE
+) -> paging.PageQuery:
+    """A paged list's parameters (declared here, read by ``paging.parse_page_query``).
+
+    Raises:
+        index.BadRequest: ``page`` or ``page_size`` not allowed.
+    """
+    return paging.parse_page_query(raw_query(request.resolved_event))
+
+
+def level_query(request: Request, level: LevelParam | None = None) -> list[tuple[str, str]]:
+    """The schema's ``level`` (declared here); the query, for ``paging.parse_level`` to check
+    against the dataset's own levels."""
+    return raw_query(request.resolved_event)
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def send(
+    event: BaseProxyEvent,
+    body: str,
+    content_type: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    cache: str = JSON_CACHE,
+) -> Response[str]:
+    """An answer with ETag, Cache-Control (``no-cache`` unless 200) and Vary; 304 when
+    ``If-None-Match`` holds; gzip when asked and at least ``GZIP_MIN_BYTES`` (weak ETag); no body
+    for HEAD."""
+    head = event.http_method.upper() == "HEAD"
+    tag = index.etag(body)
+    gzip = (
+        status == 200
+        and not head
+        and len(body) >= GZIP_MIN_BYTES
+        and "gzip" in (event.headers.get("accept-encoding") or "")
+    )
+    out = {"ETag": f"W/{tag}" if gzip else tag, "Vary": "Accept-Encoding", **(headers or {})}
+    out.setdefault("Cache-Control", cache if status == 200 else "no-cache")
+    if status == 200 and index.etag_matches(event.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=out, body="", compress=False)
+    body = "" if head else body
+    return Response(status, content_type, body, out, compress=gzip)
+
+
+def send_json(
+    event: BaseProxyEvent,
+    doc: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    cache: str = JSON_CACHE,
+) -> Response[str]:
+    """A JSON document (``index.render``), sent as ``send`` does."""
+    return send(event, index.render(doc), JSON, status, headers, cache)
+
+
+def redirect(location: str) -> Response[str]:
+    """A 302 to ``location``, never cached (the target changes with each version)."""
+    return Response(302, None, "", {"Location": location, "Cache-Control": "no-cache"})
+
+
+def error_response(event: BaseProxyEvent, exc: Exception, log: Any) -> Response[str]:
+    """The one place where an exception becomes the JSON error envelope: ``index.ApiError``
+    with its status, Powertools' ``ServiceError`` with its, anything else a logged 500."""
+    if not isinstance(exc, index.ApiError):
+        if isinstance(exc, ServiceError):
+            api = index.ApiError(str(exc.msg))
+            api.status = int(exc.status_code)
+        else:
+            log.exception("unhandled error")
+            api = index.ApiError("internal error")
+        exc = api
+    return send_json(event, index.error_document(exc), exc.status, dict(exc.headers))
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a route's 200 is: media type and the model the OpenAPI document shows."""
+
+    media: str = "application/json"
+    model: type[BaseModel] | None = None
+    """The body's model (None: ``schema`` below)."""
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    description: str = "OK"
+
+
+class Site:
+    """The index on one Powertools resolver: its routes, its reader, the request in hand.
+
+    Installs the resolver's 404/405 and error handlers. The reader is the runtime's
+    (``opendepot.runtime.current()``: settings, store, clock), made once per runtime and kept
+    between invocations, unless ``configure`` pinned another store.
+    """
+
+    def __init__(self, app: ApiGatewayResolver, log: Any) -> None:
+        self.app = app
+        self.log = log
+        """Where unhandled errors and loads are logged (a Powertools ``Logger``)."""
+        self.rules: list[str] = []
+        """Every rule declared (Powertools syntax, ``<name>`` for a parameter), in order."""
+        self._patterns: list[re.Pattern[str]] = []
+        self._pinned: CatalogReader | None = None
+        self._kept: tuple[runtime.Runtime, CatalogReader] | None = None
+        app.not_found(self._no_route)
+        app.exception_handler(Exception)(self._error)
+
+    # -- wiring
+
+    def configure(
+        self,
+        store: Store | None = None,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Serve from ``store`` (tests, the local stack) with ``settings`` and ``clock`` (the
+        runtime's when None); ``store`` None: back to the runtime's. Forgets what was kept."""
+        self._kept = None
+        if store is None:
+            self._pinned = None
+            return
+        settings = settings or runtime.current().settings
+        self._pinned = CatalogReader(settings, store, clock or utcnow, self.log)
+
+    def reader(self) -> CatalogReader:
+        """The reader in force."""
+        if self._pinned is not None:
+            return self._pinned
+        rt = runtime.current()
+        if self._kept is None or self._kept[0] is not rt:
+            self._kept = (rt, CatalogReader(rt.settings, rt.store, rt.clock, self.log))
+        return self._kept[1]
+
+    # -- the request in hand
+
+    @property
+    def event(self) -> BaseProxyEvent:
+        return self.app.current_event
+
+    def base(self) -> str:
+        """This API's base URL for the request in hand (see ``base_url``)."""
+        return base_url(self.event, self.reader().settings.api_base_url)
+
+    def links(self) -> index.Links:
+        return self.reader().links(self.base())
+
+    def catalog(self) -> index.Catalog:
+        return self.reader().catalog(self.base())
+
+    def slug(self, dataset: str) -> str:
+        """The slug of the dataset whose slug or id is ``dataset``. Raises index.NotFound."""
+        return str(index.get_dataset(self.catalog(), dataset)["slug"])
+
+    def now(self) -> datetime:
+        return self.reader().clock()
+
+    def json(self, doc: Any, cache: str = JSON_CACHE) -> Response[str]:
+        """``doc`` as the answer (see ``send``)."""
+        return send_json(self.event, doc, cache=cache)
+
+    def send(self, body: str, content_type: str) -> Response[str]:
+        return send(self.event, body, content_type)
+
+    # -- routes
+
+    def read(
+        self,
+        rule: str,
+        answer: Answer | type[BaseModel] | None,
+        tag: str = "datasets",
+        errors: Sequence[int] = (404,),
+    ) -> Callable[[Handler], Handler]:
+        """Register ``func`` for GET and HEAD on ``rule`` (operation ids ``{func name}`` and
+        ``{func name}_head``, summary the first line of its docstring), and on its twin with or
+        without the trailing slash (except for file names, which have none), hidden from the
+        OpenAPI document. ``answer``: the 200's model (JSON) or ``Answer``; None: a 302
+        redirect. ``errors``: statuses documented besides 500."""
+        if isinstance(answer, type):
+            answer = Answer(model=answer)
+
+        def register(func: Handler) -> Handler:
+            last = rule.rsplit("/", 1)[-1]
+            twin = "." not in last or last.startswith("<")
+            summary = (func.__doc__ or func.__name__).strip().splitlines()[0].rstrip(".")
+            for method, suffix in (("GET", ""), ("HEAD", "_head")):
+                self.app.route(
+                    rule,
+                    method=method,
+                    summary=f"{summary} (headers only)" if suffix else summary,
+                    tags=[tag],
+                    operation_id=func.__name__ + suffix,
+                    responses=_responses(answer, errors),
+                )(func)
+                if twin:
+                    other = rule[:-1] if rule.endswith("/") else rule + "/"
+                    self.app.route(other, method=method, include_in_schema=False)(func)
+            self.rules.append(rule)
+            pattern = re.sub(r"<\w+>", "[^/]+", rule.rstrip("/") if twin else rule)
+            self._patterns.append(re.compile(f"^{pattern}{'/?' if twin else ''}$"))
+            return func
+
+        return register
+
+    def _no_route(self, _: Exception) -> Response[str]:
+        """No route matched: 405 when the path is a route's (another method), else 404."""
+        path, method = self.event.path, self.event.http_method.upper()
+        if method not in ("GET", "HEAD") and any(p.match(path) for p in self._patterns):
+            raise index.MethodNotAllowed(f"{self.event.http_method} is not allowed on {path}")
+        raise index.NotFound(f"no route for {path}")
+
+    def _error(self, exc: Exception) -> Response[str]:
+        return error_response(self.event, exc, self.log)
+
+
+_ERROR_TEXT = {400: "Bad query parameter.", 404: "Not found."}
+
+
+def _responses(answer: Answer | None, errors: Sequence[int]) -> dict[int, Any]:
+    """The OpenAPI responses of a route (``opendepot.openapi`` adds what every route shares)."""
+    out: dict[int, Any] = {}
+    if answer is None:
+        out[302] = {"description": "Redirect to the current immutable file.", "content": {}}
+    else:
+        content = {"model": answer.model} if answer.model else {"schema": answer.schema}
+        out[200] = {"description": answer.description, "content": {answer.media: content}}
+    for status in errors:
+        error = {"application/json": {"model": Error}}
+        out[status] = {"description": _ERROR_TEXT[status], "content": error}
+    return out
+
+
+# --- what each route answers --------------------------------------------------------------------
+
+ListQuery = Annotated[paging.ListQuery, Depends(list_query)]
+"""``GET /api/1/datasets/``'s parsed query (a Powertools dependency)."""
+PageQuery = Annotated[paging.PageQuery, Depends(page_query)]
+"""A paged list's parsed query."""
+LevelQuery = Annotated[list[tuple[str, str]], Depends(level_query)]
+"""The query of ``/schema/`` (its ``level`` is checked against the dataset's levels)."""
+
+
+class Handlers:
+    """The index's operations over a ``Site``. Each method is one route's handler: its name is
+    the operation id, its docstring's first line the summary, its parameters the path
+    parameters and query dependencies Powertools passes. Each raises ``index.ApiError`` (the
+    error envelope, see ``error_response``) and answers through ``Site.json``/``send``."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        """The resolver, reader and request in hand."""
+
+    def list_datasets(self, query: ListQuery) -> Response[str]:
+        """Datasets (udata pager)."""
+        s = self.site
+        return s.json(paging.list_datasets(s.catalog(), query, s.links(), s.now()))
+
+    def get_dataset(self, dataset: str) -> Response[str]:
+        """One dataset with its resources."""
+        s = self.site
+        return s.json(index.with_quality(index.get_dataset(s.catalog(), dataset), s.now()))
+
+    def get_resource(self, dataset: str, rid: str) -> Response[str]:
+        """One resource of a dataset."""
+        return self.site.json(index.get_resource(self.site.catalog(), dataset, rid))
+
+    def latest_file(self, rid: str) -> Response[str]:
+        """Permanent link: redirect to the current version's file."""
+        return redirect(index.find_resource(self.site.catalog(), rid)["url"])
+
+    def list_versions(self, dataset: str, query: PageQuery) -> Response[str]:
+        """Every published version, newest first."""
+        s = self.site
+        versions = s.reader().versions(s.slug(dataset), s.base())
+        return s.json(paging.list_versions(versions, query))
+
+    def get_version(self, dataset: str, version: str) -> Response[str]:
+        """One published version."""
+        s = self.site
+        versions = s.reader().versions(s.slug(dataset), s.base())
+        return s.json(index.get_version(versions, version), cache=IMMUTABLE_CACHE)
+
+    def get_schema(self, dataset: str, query: LevelQuery) -> Response[str]:
+        """Table Schema of the current version."""
+        s = self.site
+        doc = index.get_dataset(s.catalog(), dataset)
+        manifest = s.reader().manifest(doc["slug"]).manifest
+        levels = index.schema_levels(doc, manifest)
+        return s.json(index.schema_document(manifest, levels, paging.parse_level(query, levels)))
+
+    def get_datapackage(self, dataset: str) -> Response[str]:
+        """Data Package of the current version (paths are absolute URLs)."""
+        s = self.site
+        package, manifest = s.reader().datapackage(s.slug(dataset))
+        return s.json(index.datapackage_document(package, manifest, s.links()))
+
+    def datasets_csv(self) -> Response[str]:
+        """Every dataset, one `;`-separated row each."""
+        s = self.site
+        return s.send(index.datasets_csv(s.catalog(), s.now()), "text/csv; charset=utf-8")
+
+    def catalog_jsonld(self) -> Response[str]:
+        """DCAT-AP 3.0 catalog (JSON-LD)."""
+        s = self.site
+        base = s.base() or "http://localhost"
+        doc = dcat.catalog_jsonld(s.reader().catalog(base), dcat.CatalogInfo(base_url=base))
+        return s.send(index.render(doc), "application/ld+json; charset=utf-8")
+
+    def openapi_json(self) -> Response[str]:
+        """This document (OpenAPI 3.1)."""
+        return self.site.json(openapi.openapi_document(self.site.app, self.site.base()))

@@ -1,0 +1,223 @@
+"""Query strings, filters, sort and the udata pager of the HTTP index's lists.
+
+``parse_*`` read a query string (pairs in order, as received) by udata's rules: unknown
+parameters ignored, empty values absent, the last value of a repeated parameter wins except
+``tag`` (every value must match). ``list_datasets`` and ``list_versions`` cut one page of the
+shaped catalog or versions (``opendepot.index``) and wrap it in udata's pager. Pure functions.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from opendepot.index import (
+    DATASETS_PATH,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    SORT_KEYS,
+    BadRequest,
+    Catalog,
+    Document,
+    Links,
+    Versions,
+    with_quality,
+)
+
+# --- query strings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """``page`` and ``page_size`` of any paged list, and the query string to build links from."""
+
+    page: int = 1
+    """1-based page number."""
+    page_size: int = DEFAULT_PAGE_SIZE
+    """Items per page, 1..100."""
+    params: tuple[tuple[str, str], ...] = ()
+    """The query string as received, kept to build the pager links."""
+
+
+@dataclass(frozen=True)
+class ListQuery(PageQuery):
+    """The parsed query string of ``GET /api/1/datasets/``."""
+
+    q: str = ""
+    """Words that must all appear (accents and case ignored) in title, description or tags."""
+    tags: tuple[str, ...] = ()
+    """Tags a dataset must all carry (``tag`` may repeat)."""
+    organization: str = ""
+    """Organization slug or id."""
+    format: str = ""
+    """A format one of the dataset's resources must have (``csv``, ``parquet``; any case)."""
+    sort: str = ""
+    """``title``, ``created`` or ``last_update``, ``-`` prefix for descending; "" = by slug."""
+
+
+def _positive(name: str, raw: str, maximum: int | None = None) -> int:
+    if not raw.isascii() or not raw.isdigit():
+        raise BadRequest(f"{name}={raw!r} is not an integer")
+    value = int(raw)
+    if value < 1 or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        raise BadRequest(f"{name}={value} must be at least 1{bound}")
+    return value
+
+
+def _values(
+    params: Iterable[tuple[str, str]],
+) -> tuple[tuple[tuple[str, str], ...], dict[str, str], list[str]]:
+    pairs = tuple(params)
+    values: dict[str, str] = {}
+    tags: list[str] = []
+    for name, value in pairs:
+        value = value.strip()
+        if not value:
+            continue
+        if name == "tag":
+            tags.append(value)
+        else:
+            values[name] = value
+    return pairs, values, tags
+
+
+def _page(values: Mapping[str, str]) -> tuple[int, int]:
+    page = _positive("page", values["page"]) if "page" in values else 1
+    size = (
+        _positive("page_size", values["page_size"], MAX_PAGE_SIZE)
+        if "page_size" in values
+        else DEFAULT_PAGE_SIZE
+    )
+    return page, size
+
+
+def parse_page_query(params: Iterable[tuple[str, str]]) -> PageQuery:
+    """Read ``page`` and ``page_size`` (other parameters are ignored).
+
+    Raises:
+        BadRequest: ``page`` or ``page_size`` not a positive integer, ``page_size`` above 100.
+    """
+    pairs, values, _ = _values(params)
+    page, size = _page(values)
+    return PageQuery(page=page, page_size=size, params=pairs)
+
+
+def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
+    """Read ``page``, ``page_size``, ``q``, ``tag``, ``organization``, ``format`` and ``sort``.
+
+    Unknown parameters are ignored (as udata does); empty values count as absent; the last
+    value of a repeated parameter wins, except ``tag`` (every value must match).
+
+    Raises:
+        BadRequest: ``page`` or ``page_size`` not a positive integer, ``page_size`` above 100,
+            or an unknown ``sort``.
+    """
+    pairs, values, tags = _values(params)
+    sort = values.get("sort", "")
+    if sort and sort.removeprefix("-") not in SORT_KEYS:
+        raise BadRequest(
+            f"sort={sort!r} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)"
+        )
+    page, size = _page(values)
+    return ListQuery(
+        page=page,
+        page_size=size,
+        params=pairs,
+        q=values.get("q", ""),
+        tags=tuple(tags),
+        organization=values.get("organization", ""),
+        format=values.get("format", "").lower(),
+        sort=sort,
+    )
+
+
+def parse_level(params: Iterable[tuple[str, str]], levels: Sequence[str]) -> str | None:
+    """The ``level`` parameter (None when absent). Raises BadRequest if not one of ``levels``."""
+    _, values, _ = _values(params)
+    level = values.get("level")
+    if level is not None and level not in levels:
+        raise BadRequest(f"level={level!r} is not one of {', '.join(levels)}")
+    return level
+
+
+# --- the dataset list: filters, sort, pager -----------------------------------------------------
+
+
+def fold(text: str) -> str:
+    """Text for matching and sorting: accents removed, case folded (``Données`` -> ``donnees``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _matches(d: Document, query: ListQuery) -> bool:
+    if query.tags and not set(query.tags) <= set(d["tags"]):
+        return False
+    if query.organization:
+        org = d["organization"] or {}
+        if query.organization not in {org.get("slug"), org.get("id")}:
+            return False
+    if query.format and not any(str(r["format"]).lower() == query.format for r in d["resources"]):
+        return False
+    if query.q:
+        haystack = fold(" ".join([d["title"], d["description"], *d["tags"]]))
+        if not all(word in haystack for word in fold(query.q).split()):
+            return False
+    return True
+
+
+_SORT_FIELD = {"title": "title", "created": "created_at", "last_update": "last_update"}
+
+
+def _sorted(docs: Sequence[Document], sort: str) -> list[Document]:
+    if not sort:
+        return list(docs)  # already by slug
+    name = _SORT_FIELD[sort.removeprefix("-")]
+    # stable sort: ties keep slug order, also when descending
+    return sorted(docs, key=lambda d: fold(str(d[name] or "")), reverse=sort.startswith("-"))
+
+
+def page_url(url: str, params: Sequence[tuple[str, str]], page: int) -> str:
+    """URL of another page of the list at ``url``: same parameters, ``page`` replaced."""
+    out = [(k, v) for k, v in params if k != "page"]
+    out.append(("page", str(page)))
+    return f"{url}?{urlencode(out)}"
+
+
+def pager(items: Sequence[Any], query: PageQuery, url: str) -> tuple[list[Any], Document]:
+    """The slice of ``items`` on the query's page and the udata pager around it.
+
+    Returns ``(slice, {"page", "page_size", "total", "next_page", "previous_page"})``. A page
+    past the end is empty (with a ``previous_page``), not an error.
+    """
+    start = (query.page - 1) * query.page_size
+    data = list(items[start : start + query.page_size])
+    has_next = start + query.page_size < len(items)
+    return data, {
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": len(items),
+        "next_page": page_url(url, query.params, query.page + 1) if has_next else None,
+        "previous_page": (page_url(url, query.params, query.page - 1) if query.page > 1 else None),
+    }
+
+
+def list_datasets(catalog: Catalog, query: ListQuery, links: Links, now: datetime) -> Document:
+    """One page of the filtered, sorted dataset list, as a udata pager.
+
+    Shape: ``{"data": [dataset_document + quality...], "page", "page_size", "total",
+    "next_page": url | None, "previous_page": url | None}``.
+    """
+    found = _sorted([d for d in catalog.datasets if _matches(d, query)], query.sort)
+    data, page = pager(found, query, links.api(DATASETS_PATH))
+    return {"data": [with_quality(d, now) for d in data], **page}
+
+
+def list_versions(versions: Versions, query: PageQuery) -> Document:
+    """One page of a dataset's versions, newest first, as a udata pager of ``version_document``."""
+    data, page = pager(versions.docs, query, versions.url)
+    return {"data": data, **page}
