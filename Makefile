@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+WORKERS ?= 2
 
-.PHONY: install demo test lint cog bench clean
+.PHONY: install demo test check lint ruff mypy cog bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +21,17 @@ demo: $(STAMP) ## the main job: local stack (moto), real files dropped, publishe
 test: $(STAMP) ## every test (unit, functional on moto, end to end on the real files)
 	$(BIN)/python -m pytest $(ARGS)
 
-lint: $(STAMP) ## cfn-lint on the SAM template
+check: $(STAMP) ## the fast lane: every test but the end-to-end ones (marker e2e), on $(WORKERS) workers
+	$(BIN)/python -m pytest -m "not e2e" -n $(WORKERS) --dist worksteal $(ARGS)
+
+lint: $(STAMP) ruff mypy ## cfn-lint on the SAM template, ruff, mypy (strict on shared/opendepot)
 	$(BIN)/cfn-lint template.yaml
+
+ruff: $(STAMP) ## ruff on every Python file (rules in pyproject.toml)
+	$(BIN)/ruff check .
+
+mypy: $(STAMP) ## mypy: strict on shared/opendepot; functions, infra and bench where annotated
+	$(BIN)/mypy
 
 bench: $(STAMP) ## benchmark vs the Arrow floor and Frictionless: table + bench/results.json (ARGS="--quick")
 	$(BIN)/python -m bench.run $(ARGS)
@@ -30,4 +40,4 @@ cog: $(STAMP) ## rebuild the shipped INSEE COG reference from ../shared/data/rea
 	$(BIN)/python -m infra.build_cog
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info

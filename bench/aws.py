@@ -7,7 +7,8 @@ per step, each timed around the handler call only:
 - ``upload(key, body)``: ``put_object`` into the incoming bucket (not timed) and the SQS-wrapped
   S3 ``ObjectCreated`` event Lambda would receive for it (key URL-encoded, real ETag, version id);
 - ``validate(event)``: ``functions.validate.app.lambda_handler``;
-- ``publish()``: receive the publish queue's messages and run ``functions.publish.app.lambda_handler``.
+- ``publish()``: receive the publish queue's messages and run
+  ``functions.publish.app.lambda_handler``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def publish_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, A
 def s3_event(bucket: str, key: str, size: int, etag: str, version_id: str | None,
              sequencer: str, when: datetime) -> dict[str, Any]:
     """One S3 ``ObjectCreated:Put`` notification, key URL-encoded as S3 sends it."""
-    obj: dict[str, Any] = {"key": quote_plus(key), "size": size, "eTag": etag, "sequencer": sequencer}
+    obj: dict[str, Any] = {
+        "key": quote_plus(key), "size": size, "eTag": etag, "sequencer": sequencer}
     if version_id:
         obj["versionId"] = version_id
     return {"Records": [{
@@ -115,7 +117,9 @@ def s3_event(bucket: str, key: str, size: int, etag: str, version_id: str | None
     }]}
 
 
-def sqs_event(bodies: list[str], queue_arn: str, handles: list[str] | None = None) -> dict[str, Any]:
+def sqs_event(
+    bodies: list[str], queue_arn: str, handles: list[str] | None = None
+) -> dict[str, Any]:
     """A Lambda SQS event with one record per body."""
     records = []
     for i, body in enumerate(bodies):
@@ -156,7 +160,8 @@ class MotoPipeline:
         self.sqs = boto3.client("sqs", region_name=REGION)
         d = self.defaults
         for b in (d.incoming_bucket, d.internal_bucket, d.published_bucket):
-            self.s3.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": REGION})
+            self.s3.create_bucket(
+                Bucket=b, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.s3.put_bucket_versioning(Bucket=d.incoming_bucket,
                                       VersioningConfiguration={"Status": "Enabled"})
         url = self.sqs.create_queue(QueueName="opendepot-publish.fifo", Attributes={
@@ -223,17 +228,22 @@ class MotoPipeline:
                               MessageGroupId=DATASET)
 
     def manifest(self) -> dict[str, Any] | None:
+        from opendepot import layout
+
         try:
             body = self.s3.get_object(Bucket=self.settings.published_bucket,
-                                      Key=f"{DATASET}/manifest.json")["Body"].read()
+                                      Key=layout.manifest_key(DATASET))["Body"].read()
         except self.s3.exceptions.NoSuchKey:
             return None
         return json.loads(body)
 
     def report(self, key: str) -> dict[str, Any] | None:
         """The newest validation report written for ``key`` (None if there is none)."""
+        from opendepot import layout
+
+        prefix = layout.report_prefix(DATASET, PRODUCER)
         reports = self.s3.list_objects_v2(Bucket=self.settings.internal_bucket,
-                                          Prefix=f"reports/{DATASET}/").get("Contents", [])
+                                          Prefix=prefix).get("Contents", [])
         for o in sorted(reports, key=lambda o: o["Key"], reverse=True):
             doc = json.loads(self.s3.get_object(Bucket=self.settings.internal_bucket,
                                                 Key=o["Key"])["Body"].read())
@@ -246,8 +256,11 @@ class MotoPipeline:
         """Copy ``staging/`` of the internal bucket and the publish messages to ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         bucket = self.settings.internal_bucket
-        keys = []
-        for o in self.s3.list_objects_v2(Bucket=bucket, Prefix="staging/").get("Contents", []):
+        keys: list[dict[str, str]] = []
+        from opendepot import layout
+
+        listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=layout.STAGING)
+        for o in listed.get("Contents", []):
             name = f"{len(keys):04d}.bin"
             self.s3.download_file(bucket, o["Key"], str(directory / name))
             keys.append({"key": o["Key"], "file": name})

@@ -1,11 +1,12 @@
 """Where validate and publish spend their time, without a profiler's overhead.
 
 cProfile sees a pyarrow.compute call as one opaque wrapper; ``Timers`` instead wraps, for one
-run, the domain's steps (``opendepot.validate._cast_field``...), the storage port's methods and
-each pyarrow.compute kernel the domain calls by attribute (``pc.strptime``...), and sums the
-wall time of each (inclusive: a step's time includes the kernels it calls) and how much the
-process's peak resident memory grew while it ran (``peak +MiB``: which step set new highs). Only the bench's own
-process is patched, and only inside ``with Timers() as t:``.
+run, the domain's steps (``opendepot.cells.cast_field``..., each check's hooks), the storage
+port's methods and each pyarrow.compute kernel the domain calls by attribute
+(``pc.strptime``...), and sums the wall time of each (inclusive: a step's time includes the
+kernels it calls) and how much the process's peak resident memory grew while it ran
+(``peak +MiB``: which step set new highs). Only the bench's own process is patched, and only
+inside ``with Timers() as t:``.
 """
 
 from __future__ import annotations
@@ -21,22 +22,29 @@ from bench import memory
 KERNELS = (
     "utf8_trim_whitespace", "equal", "match_substring_regex", "strptime", "strftime", "is_in",
     "if_else", "cast", "coalesce", "is_valid", "fill_null", "less", "greater", "unique",
-    "binary_join_element_wise", "index_in", "min_max", "utf8_length", "extract_regex", "sort_indices",
+    "binary_join_element_wise", "index_in", "min_max", "utf8_length", "extract_regex",
+    "sort_indices",
 )
 STEPS = {
-    "opendepot.validate": ("decode", "decode_file", "validate_decoded", "_check_batch", "_cast_field",
-                           "_check_primary_key", "_series_warnings", "_total_warnings",
-                           "_report_mask", "_labels_to_fields"),
-    "opendepot.ingest": ("validate_file", "build_report", "shrink_check", "_write_report",
-                         "staged_records"),
-    "opendepot.publication": ("staged_records", "read_manifest", "consolidate", "rollup",
-                              "render_level", "datapackage", "_manifest", "_put_immutable",
-                              "_refresh_latest", "rebuild_catalog", "select_uploads"),
+    "opendepot.validate": ("validate_file", "validate_decoded"),
+    "opendepot.decode": ("decode_file", "dialect"),
+    "opendepot.reading": ("read_labels",),
+    "opendepot.cells": ("cast_field", "fast_cells", "type_column", "constraint_masks",
+                        "trimmed", "single_digits", "floats"),
+    "opendepot.ingest": ("validate_file", "build_report", "shrink_check", "staged_records"),
+    "opendepot.publication": ("staged_records", "read_manifest", "select_uploads",
+                              "put_immutable", "rebuild_catalog"),
+    "opendepot.partitions": ("read_uploads", "key_counts", "spill", "consolidate_part",
+                             "consolidated_parts"),
+    "opendepot.rollup": ("rollup", "consolidated_table", "sum_complete"),
     "opendepot.render": ("render_level", "render_parts", "file_digest"),
-    "opendepot.decode": ("_to_utf8", "_normalise_line_ends", "gunzip"),
     "opendepot.feeds": ("resolve",),
     "pyarrow.parquet": ("read_table",),
 }
+"""Module -> functions timed by name (a call through the module's attribute; a name another
+module imported with ``from m import f`` before the run is not seen)."""
+CHECK_HOOKS = ("start", "batch", "end", "accepted")
+"""Hooks of each validation check (``opendepot.checks.CHECKS``), timed as ``check.Name.hook``."""
 STORE_METHODS = ("get", "get_file", "put", "head", "list", "copy")
 
 
@@ -58,10 +66,13 @@ class Timers:
         self._since: dict[str, float] = {}
         self._lock = threading.Lock()
         self._undo: list[tuple[Any, str, Any]] = []
+        self.missing: list[str] = []
+        """Steps of ``STEPS`` not found (renamed or moved): the breakdown does not show them."""
 
     def _wrap(self, owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name, None)
         if original is None or not callable(original):
+            self.missing.append(label)
             return
 
         group = label.split(".", 1)[0]
@@ -113,6 +124,12 @@ class Timers:
             short = module_name.replace("opendepot.", "")
             for name in names:
                 self._wrap(module, name, f"{short}.{name}")
+        from opendepot.checks import CHECKS
+
+        for check in CHECKS:
+            for hook in CHECK_HOOKS:
+                if hook in vars(check):  # the check's own hook, not the base class's no-op
+                    self._wrap(check, hook, f"check.{check.__name__}.{hook}")
         for name in KERNELS:
             self._wrap(pc, name, f"pc.{name}")
         return self

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
+import importlib.metadata
 import json
 import os
 import sys
@@ -236,8 +237,9 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
     from bench.aws import DATASET, PRODUCER
+    from opendepot import layout
     from opendepot.config import Settings
-    from opendepot.keys import upload_id
+    from opendepot.contracts import PublishMessage, UploadRecord
     from opendepot.registry import load_registry
     from opendepot.render import to_parquet
 
@@ -260,26 +262,27 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
             sha.update(chunk)
     now = datetime.now(UTC)
     key = f"{DATASET}/{PRODUCER}/{args.file.name}"
-    uid = upload_id(now, key, "bench", "bench", "0000000000000001")
-    settings = Settings()
-    record = {
-        "key": key, "bucket": settings.incoming_bucket, "version_id": "bench", "etag": "bench",
-        "sequencer": "0000000000000001",
-        "received_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "size": args.file.stat().st_size, "upload_id": uid, "dataset": DATASET, "producer": PRODUCER,
-        "rows": table.num_rows, "rows_left_out": 0, "areas": len(set(table["dep"].unique().to_pylist())),
-        "sha256": sha.hexdigest(), "bytes": args.file.stat().st_size,
-        "report_key": f"reports/{DATASET}/{PRODUCER}/{uid}.json",
-        "staged_key": f"staging/{DATASET}/{PRODUCER}/{uid}.parquet",
-    }
+    uid = layout.upload_id(now, key, "bench", "bench", "0000000000000001")
+    size = args.file.stat().st_size
+    record = UploadRecord(
+        key=key, bucket=Settings().incoming_bucket, version_id="bench", etag="bench",
+        sequencer="0000000000000001",
+        received_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        size=size, upload_id=uid, dataset=DATASET, producer=PRODUCER, rows=table.num_rows,
+        rows_left_out=0, areas=len(set(table["dep"].unique().to_pylist())),
+        sha256=sha.hexdigest(), bytes=size,
+        report_key=layout.report_key(DATASET, PRODUCER, uid),
+        staged_key=layout.staged_parquet_key(DATASET, PRODUCER, uid),
+    )
     d = args.stage_dir
     d.mkdir(parents=True, exist_ok=True)
     (d / "0000.bin").write_bytes(to_parquet(table))
-    (d / "0001.bin").write_text(json.dumps(record, indent=1))
+    (d / "0001.bin").write_text(json.dumps(record.to_json(), indent=1))
+    record_key = layout.staged_record_key(DATASET, PRODUCER, uid)
     (d / "staging.json").write_text(json.dumps({
-        "objects": [{"key": record["staged_key"], "file": "0000.bin"},
-                    {"key": f"staging/{DATASET}/{PRODUCER}/{uid}.json", "file": "0001.bin"}],
-        "messages": [json.dumps({"dataset": DATASET, "upload_id": uid})]}, indent=1))
+        "objects": [{"key": record.staged_key, "file": "0000.bin"},
+                    {"key": record_key, "file": "0001.bin"}],
+        "messages": [json.dumps(PublishMessage(DATASET, uid).to_json())]}, indent=1))
     return {"rows": table.num_rows, "staged_by": "bench"}
 
 
@@ -367,7 +370,8 @@ def _same_outputs_once(path: Path, types: dict[str, Any]) -> float:
     }
     for level in levels.values():
         pq.write_table(level, io.BytesIO(), compression="zstd")
-        pacsv.write_csv(level, io.BytesIO(), pacsv.WriteOptions(delimiter=";", quoting_style="needed"))
+        options = pacsv.WriteOptions(delimiter=";", quoting_style="needed")
+        pacsv.write_csv(level, io.BytesIO(), options)
     return time.perf_counter() - t0
 
 
@@ -378,7 +382,8 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     types = floor_types()  # (imports opendepot's registry: a few kB)
     present = set(args.file.open(encoding="utf-8").readline().replace('"', "").strip().split(";"))
     types = {k: v for k, v in types.items() if k in present}
-    out: dict[str, Any] = {"baseline_rss_mib": memory.current(), "types": {k: str(v) for k, v in types.items()}}
+    out: dict[str, Any] = {
+        "baseline_rss_mib": memory.current(), "types": {k: str(v) for k, v in types.items()}}
     _floor_once(_warmup_file(args.tmp), types, True)
     gc.collect()
     out["peak_reset"] = memory.reset_peak()
@@ -428,7 +433,7 @@ def run_peer(args: argparse.Namespace) -> dict[str, Any]:
         dialect=frictionless.Dialect.from_descriptor({"csv": {"delimiter": ";"}}),
     )
     out: dict[str, Any] = {"baseline_rss_mib": memory.current(), "cap_seconds": args.cap,
-                           "frictionless": frictionless.__version__}
+                           "frictionless": importlib.metadata.version("frictionless")}
     rows = 0
     started = time.perf_counter()
     deadline = started + args.cap
@@ -441,7 +446,7 @@ def run_peer(args: argparse.Namespace) -> dict[str, Any]:
 
     memory.reset_peak()
     try:
-        report = resource.validate(on_row=on_row, limit_errors=1000)
+        report = resource.validate(on_row=on_row, limit_errors=1000)  # type: ignore[arg-type]
         out.update(capped=False, valid=report.valid, errors=report.stats.get("errors"))
     except _Cap:
         out["capped"] = True
@@ -476,12 +481,12 @@ class _Collector:
 
     def errors(self) -> list[str]:
         return [b.error for b in self.batches if b.error] + [
-            f"{b.function_name}: {b.failed} failed" for b in self.batches if b.failed and not b.error]
+            f"{b.function_name}: {b.failed} failed"
+            for b in self.batches if b.failed and not b.error]
 
 
 def _start_stack() -> Any:
     from infra.stack import LocalStack
-
     from opendepot import runtime
 
     stack = LocalStack(api_port=None)
@@ -493,10 +498,11 @@ def _start_stack() -> Any:
 
 def _manifest(stack: Any) -> dict[str, Any] | None:
     from bench.aws import DATASET
+    from opendepot import layout
 
     try:
         body = stack.s3.get_object(Bucket=stack.published_bucket,
-                                   Key=f"{DATASET}/manifest.json")["Body"].read()
+                                   Key=layout.manifest_key(DATASET))["Body"].read()
     except stack.s3.exceptions.NoSuchKey:
         return None
     return json.loads(body)
@@ -511,7 +517,6 @@ def _drop(stack: Any, body: bytes, name: str) -> None:
 def run_server(args: argparse.Namespace) -> dict[str, Any]:
     from infra.pump import Pump, bindings_for
     from infra.stack import PUBLISH_QUEUE, VALIDATE_QUEUE
-
     from opendepot import runtime
 
     _import_pipeline()
@@ -532,7 +537,7 @@ def run_server(args: argparse.Namespace) -> dict[str, Any]:
             manifest = _manifest(stack)
             if i == 0:
                 continue
-            run = {"e2e_seconds": e2e,
+            run: dict[str, Any] = {"e2e_seconds": e2e,
                    "validate_seconds": collect.seconds(VALIDATE_QUEUE),
                    "publish_seconds": collect.first(PUBLISH_QUEUE),
                    "dependent_publish_seconds": collect.seconds(PUBLISH_QUEUE)
@@ -559,7 +564,6 @@ def run_increment(args: argparse.Namespace) -> dict[str, Any]:
 
     from infra.pump import Pump, bindings_for
     from infra.stack import PUBLISH_QUEUE, VALIDATE_QUEUE
-
     from opendepot import runtime
 
     history = args.file.read_bytes()
@@ -583,7 +587,7 @@ def run_increment(args: argparse.Namespace) -> dict[str, Any]:
             errors: list[BaseException] = []
             done = threading.Event()
 
-            def drain() -> None:
+            def drain(errors: list[BaseException], done: threading.Event) -> None:
                 try:
                     pump.run(timeout=args.timeout)
                 except BaseException as exc:  # noqa: BLE001
@@ -594,7 +598,7 @@ def run_increment(args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             # S3 notifies the validate queue inside put_object
             _drop(stack, increment, f"{stem.replace('2021-03-17', new_day)}{suffix}.csv")
-            thread = threading.Thread(target=drain, daemon=True)
+            thread = threading.Thread(target=drain, args=(errors, done), daemon=True)
             thread.start()
             seen = None
             while time.perf_counter() - started < args.timeout:
@@ -680,6 +684,8 @@ def run_profile(args: argparse.Namespace) -> dict[str, Any]:
     stats.sort_stats("cumulative").print_stats(25)
     stream.write("\n== cProfile: top 25 by own time ==\n")
     stats.sort_stats("tottime").print_stats(25)
+    if timers.missing:
+        stream.write(f"\n(steps not found, not timed: {', '.join(timers.missing)})\n")
     text = stream.getvalue().replace(str(Path(__file__).resolve().parent.parent) + "/", "")
     text = text.replace(sys.prefix + "/", "")
     args.out.write_text(text)
@@ -720,7 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - reported, the driver goes on
         traceback.print_exc()
         doc = {"failed": _failure(exc)}
-    doc.update(mode=args.mode, process_peak_rss_mib=max(memory.peak(), doc.get("setup_peak_rss_mib", 0)),
+    peak = max(memory.peak(), doc.get("setup_peak_rss_mib", 0))
+    doc.update(mode=args.mode, process_peak_rss_mib=peak,
                child_seconds=time.perf_counter() - started, pid=os.getpid())
     _result(args.result, doc)
     return 0

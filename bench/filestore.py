@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from opendepot import layout
 from opendepot.storage import COPY_CHUNK, Body, NotFound, ObjectInfo, PreconditionFailed
 
 META = ".meta"
@@ -85,7 +86,8 @@ class DirectoryStore:
         etag = meta.get("etag") or _md5_file(path)
         return ObjectInfo(key=key, size=st.st_size, etag=etag,
                           last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
-                          content_type=meta.get("content_type", ""))
+                          content_type=meta.get("content_type", ""),
+                          cache_control=meta.get("cache_control"))
 
     # -- Store
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
@@ -332,17 +334,17 @@ class FilePipeline:
 
         try:
             return json.loads(self._store().get(self.settings.published_bucket,
-                                                f"{DATASET}/manifest.json"))
+                                                layout.manifest_key(DATASET)))
         except NotFound:
             return None
 
     def report(self, key: str) -> dict[str, Any] | None:
         """The newest validation report written for ``key`` (None if there is none)."""
-        from bench.aws import DATASET
+        from bench.aws import DATASET, PRODUCER
 
         store = self._store()
         bucket = self.settings.internal_bucket
-        for o in reversed(store.list(bucket, f"reports/{DATASET}/")):
+        for o in reversed(store.list(bucket, layout.report_prefix(DATASET, PRODUCER))):
             doc = json.loads(store.get(bucket, o.key))
             if doc.get("opendepot", {}).get("key") == key:
                 return doc
@@ -354,8 +356,8 @@ class FilePipeline:
         directory.mkdir(parents=True, exist_ok=True)
         store = self._store()
         bucket = self.settings.internal_bucket
-        keys = []
-        for o in store.list(bucket, "staging/"):
+        keys: list[dict[str, str]] = []
+        for o in store.list(bucket, layout.STAGING):
             name = f"{len(keys):04d}.bin"
             shutil.copyfile(store.path(bucket, o.key), directory / name)
             keys.append({"key": o.key, "file": name})

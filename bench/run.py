@@ -19,6 +19,7 @@ never asserted. A measurement that fails (memory cap, time cap, crash) is record
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -106,8 +107,8 @@ class Runner:
         self._say(f"  {label or mode} ...")
         started = time.perf_counter()
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -268,8 +269,8 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
         return [r.doc["seconds"] for r in _ok(runs) if r.doc.get("seconds") is not None]
 
     v_secs, p_secs = secs(c.validate), secs(c.publish)
-    pairs = [v.doc["seconds"] + p.doc["seconds"] for v, p in zip(c.validate, c.publish, strict=False)
-             if not v.failed and not p.failed]
+    pairs = [v.doc["seconds"] + p.doc["seconds"]
+             for v, p in zip(c.validate, c.publish, strict=False) if not v.failed and not p.failed]
     total = _median(pairs)
     compute = _median([v.doc["seconds"] - v.doc.get("storage_seconds", 0.0) + p.doc["seconds"]
                        - p.doc.get("storage_seconds", 0.0)
@@ -287,6 +288,7 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
     def fail(what: str) -> str:
         return failures.get(what) or "failed: not measured"
 
+    v_median = _median(v_secs)
     od_fail = fail("validate") if "validate" in failures else fail("publish")
 
     def peak(runs: list[Child], what: str) -> float | str:
@@ -320,8 +322,8 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
         "speedup_over_peer": _r(od_rps / peer_rps) if od_rps and peer_rps else "failed: no ratio",
         # the peer only validates: opendepot's validate handler alone against it, beside the
         # target's figure (validate + publish)
-        "validate_speedup_over_peer": (_r(w.rows / _median(v_secs) / peer_rps)
-                                       if v_secs and peer_rps else None),
+        "validate_speedup_over_peer": (_r(w.rows / v_median / peer_rps)
+                                       if v_median and peer_rps else None),
         "ratio_to_floor_without_storage": _r(compute / floor) if compute and floor else None,
         "peak_rss_mib": {"validate": peak(c.validate, "validate"),
                          "publish": peak(c.publish, "publish")},
@@ -361,12 +363,13 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
         "published_rows": next((p.doc.get("published_rows") for p in _ok(c.publish)), None),
     }
     if c.server is not None:
-        runs = [r for r in c.server.doc.get("runs", []) if not r.get("failed")]
-        if runs and not c.server.failed:
-            out["opendepot_server_seconds"] = _r(_median([r["seconds"] for r in runs]))
-            out["opendepot_server_e2e_seconds"] = _r(_median([r["e2e_seconds"] for r in runs]))
+        served: list[dict[str, Any]] = [
+            r for r in c.server.doc.get("runs", []) if not r.get("failed")]
+        if served and not c.server.failed:
+            out["opendepot_server_seconds"] = _r(_median([r["seconds"] for r in served]))
+            out["opendepot_server_e2e_seconds"] = _r(_median([r["e2e_seconds"] for r in served]))
             out["server_samples"] = [{k: _r(v) if isinstance(v, float) else v for k, v in r.items()
-                                      if k != "rows"} for r in runs]
+                                      if k != "rows"} for r in served]
         else:
             bad = c.server.failed or next((r["failed"] for r in c.server.doc.get("runs", [])
                                            if r.get("failed")), "failed: no run")
@@ -458,10 +461,8 @@ def machine() -> dict[str, Any]:
     import pyarrow
 
     try:
-        import frictionless
-
-        fr = frictionless.__version__
-    except ImportError:  # pragma: no cover - a test-only dependency
+        fr: str | None = importlib.metadata.version("frictionless")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a test-only dependency
         fr = None
     cpu = ""
     try:
@@ -532,7 +533,8 @@ def table(results: dict[str, Any]) -> str:
     out = ["  ".join(h.rjust(widths[i]) if i else h.ljust(widths[i]) for i, h in enumerate(head))]
     out.append("  ".join("-" * n for n in widths))
     for r in lines:
-        out.append("  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r)))
+        out.append("  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i])
+                             for i, c in enumerate(r)))
     inc = results.get("increment", {})
     out.append("")
     out.append("opendepot s = validate + publish handlers (moto in process); server s = the same "
@@ -550,8 +552,9 @@ def table(results: dict[str, Any]) -> str:
             f"({_fmt(w.get('ratio_to_floor_same_outputs'), 1)}x)"
             for w in results["workloads"] if w.get("floor_same_outputs_seconds")]
     if same:
-        out.append("floor for the same outputs (pyarrow alone: read, stage, sort, roll up, 3 levels "
-                   "as CSV + Parquet; no check), and opendepot's ratio to it: " + ", ".join(same))
+        out.append("floor for the same outputs (pyarrow alone: read, stage, sort, roll up, "
+                   "3 levels as CSV + Parquet; no check), and opendepot's ratio to it: "
+                   + ", ".join(same))
     out.append(f"daily increment (real history + 1 day, upload -> new manifest readable, local "
                f"server stack): {_fmt(results.get('increment_seconds'))} s")
     for w in results["workloads"]:
@@ -581,7 +584,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     x10 = by.get("x10", {})
     r = num(x10.get("ratio_to_floor"))
-    out.append({"target": "validate + publish <= 2 x floor on x10", "value": x10.get("ratio_to_floor"),
+    out.append({"target": "validate + publish <= 2 x floor on x10",
+                "value": x10.get("ratio_to_floor"),
                 "met": None if r is None else r <= TARGETS["ratio_to_floor_x10"]})
     for name in ("x10", "real"):
         if name in by:
@@ -616,7 +620,8 @@ def run_index_bench(timeout: float) -> dict[str, Any] | None:
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"failed": f"failed: time cap {timeout:.0f} s"}
-    doc = {"exit_status": proc.returncode, "seconds": round(time.perf_counter() - started, 1)}
+    doc: dict[str, Any] = {
+        "exit_status": proc.returncode, "seconds": round(time.perf_counter() - started, 1)}
     if proc.stdout.strip():
         print(proc.stdout.rstrip())
     if proc.returncode:
@@ -667,7 +672,12 @@ def main(argv: list[str] | None = None) -> int:
         args.peer_cap = min(args.peer_cap, 30.0)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="opendepot-bench-"))
-    say = (lambda _t: None) if args.quiet else (lambda t: (sys.stderr.write(t + "\n"), sys.stderr.flush()))
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
     run = Runner(tmp, args.mem_gib, not args.quiet)
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -732,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
                                   args.x100_timeout))
         results["generation_seconds"] = round(time.perf_counter() - t, 1)
         say(f"generated in {results['generation_seconds']} s: "
-            + ", ".join(f"{w.name} {w.rows:,} rows {w.path.stat().st_size / 1e6:.0f} MB" for w in items))
+            + ", ".join(f"{w.name} {w.rows:,} rows {w.path.stat().st_size / 1e6:.0f} MB"
+                        for w in items))
         results["workloads"] = []
         for w in items:
             c = measure(w, run, tmp, server_reps=args.reps if w.name == "real" else 0)
@@ -743,8 +754,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_profile:
             p = run("profile", "--file", str(x10), "--out", str(args.profile_out), timeout=300,
                     label="profile x10 (cProfile)")
-            results["profile"] = ({"path": str(args.profile_out.relative_to(ROOT))
-                                   if args.profile_out.is_relative_to(ROOT) else str(args.profile_out),
+            out_path = args.profile_out
+            shown = str(out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path)
+            results["profile"] = ({"path": shown,
                                    **{k: _r(v) for k, v in p.doc.items() if k.endswith("_seconds")}}
                                   if not p.failed else {"failed": p.failed})
         results["targets"] = targets(results)

@@ -1,4 +1,5 @@
-"""The benchmark's input files: the real hospital file, deterministic ×N scalings, a daily increment.
+"""The benchmark's input files: the real hospital file, deterministic ×N scalings, a daily
+increment.
 
 The real file (``REAL_FILE``) is Santé publique France's stock file of 2021-03-17: 101
 departments × 3 ``sexe`` values × 365 days (2020-03-18 .. 2021-03-17), 110,595 rows, every text
@@ -175,12 +176,14 @@ def write_increment(path: Path, grid: Grid | None = None) -> tuple[int, str]:
     last = {m: v[-1] for m, v in real.items()}  # (deps, 3)
     out = {}
     for m in STOCKS:
-        parts = np.maximum(np.rint(last[m][:, 1:] * (1 + rng.normal(0, 0.03, last[m][:, 1:].shape))), 0)
+        noise = 1 + rng.normal(0, 0.03, last[m][:, 1:].shape)
+        parts = np.maximum(np.rint(last[m][:, 1:] * noise), 0)
         excess = np.maximum(last[m][:, 0] - last[m][:, 1] - last[m][:, 2], 0)
         out[m] = _with_total(parts.astype(np.int64)[None], excess[None])
     for m in CUMULATIVE:
         step = np.maximum(real[m][-1, :, 1:] - real[m][-2, :, 1:], 0)
-        parts = last[m][:, 1:] + np.rint(step * (1 + rng.normal(0, 0.03, step.shape))).astype(np.int64)
+        noise = 1 + rng.normal(0, 0.03, step.shape)
+        parts = last[m][:, 1:] + np.rint(step * noise).astype(np.int64)
         parts = np.maximum(parts, last[m][:, 1:])
         excess = np.maximum(last[m][:, 0] - last[m][:, 1] - last[m][:, 2], 0)
         out[m] = _with_total(parts[None], excess[None])

@@ -60,8 +60,10 @@ def test_copy_keeps_content_type_and_sets_cache_control(store):
     assert head.content_type == "text/csv"
     assert head.etag == store.head(B, "v1/data.csv").etag
     assert store.get(B, "latest/data.csv") == b"a;b\n1;2\n"
-    assert store._meta(B, "latest/data.csv")["cache_control"] == "no-cache"
-    assert store._meta(B, "v1/data.csv")["cache_control"] == "max-age=31536000"
+    assert head.cache_control == "no-cache"
+    assert store.head(B, "v1/data.csv").cache_control == "max-age=31536000"
+    store.copy(B, "v1/data.csv", "v2/data.csv")  # no Cache-Control given: the source's is kept
+    assert store.head(B, "v2/data.csv").cache_control == "max-age=31536000"
     with pytest.raises(NotFound):
         store.copy(B, "v1/missing.csv", "latest/missing.csv")
 

@@ -4,6 +4,7 @@ the file and the key."""
 from __future__ import annotations
 
 import pytest
+
 from opendepot.registry import (
     Consolidated,
     ErrorBudget,

@@ -49,6 +49,8 @@ samtranslator = pytest.importorskip("samtranslator.translator.transform")
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
+pytestmark = pytest.mark.e2e  # the whole stack on moto: `make test` runs it, `make check` does not
+
 from botocore.exceptions import ClientError  # noqa: E402
 from moto.core import enable_iam_authentication  # noqa: E402
 

@@ -11,17 +11,22 @@ function that adds the subcommand's arguments and returns the function that runs
             return 0
         return run
 
-Each ``run`` returns the process exit code. Heavy imports (the local stack, moto, boto3) happen
-inside ``run``, so this module stays importable from the Lambda layer.
+Each ``run`` returns the process exit code. Heavy imports (boto3, the validator) happen inside
+``run``, so this module stays light and importable from the Lambda layer.
+
+Subcommands that live outside the layer are plug-ins: an installed package declares an entry
+point in the ``opendepot.subcommands`` group (``PLUGIN_GROUP``) naming a ``Subcommand``, and
+``build_parser`` registers it (``load_plugins``). The local stack's ``opendepot demo`` comes
+this way from ``infra.cli``: this module, and the whole layer, never imports ``infra``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from opendepot import __version__
@@ -60,64 +65,52 @@ def subcommand(name: str, help: str) -> Callable[[Configure], Configure]:
     return register
 
 
-# ---------------------------------------------------------------------------------- demo
+PLUGIN_GROUP = "opendepot.subcommands"
+"""Entry point group of the subcommands other packages add (each names a ``Subcommand``)."""
 
 
-@subcommand("demo", "run the whole pipeline locally (moto S3/SQS, queue pump, HTTP index)")
-def _demo(parser: argparse.ArgumentParser) -> Run:
-    parser.description = (
-        "Start moto as S3 and SQS with the buckets and queues of template.yaml, serve the HTTP "
-        "index on localhost, drop the input CSV files into the incoming bucket one publication "
-        "after the other, run the validate and publish functions on each, print what happened, "
-        "then keep serving until Ctrl-C (or exit with --once)."
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        help="a CSV file or a folder of CSV files (searched recursively); default: "
-        "../shared/data/real/{dataset}/ beside the checkout, else a generated sample",
-    )
-    parser.add_argument("--port", type=int, default=8080, help="port of the HTTP index (8080)")
-    parser.add_argument(
-        "--once", action="store_true", help="exit after publishing instead of serving"
-    )
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="dataset slug of --data's files, or the one real dataset to drop "
-        "(default: every real dataset, mapped by infra/real_sources/*.json)",
-    )
-    parser.add_argument("--producer", default="spf", help="producer id (%(default)s)")
-    parser.add_argument(
-        "--moto-port", type=int, default=0, help="port of the moto server (0: a free port)"
-    )
-    parser.add_argument(
-        "--template",
-        type=Path,
-        help="the SAM template whose buckets and queues the local stack creates "
-        "(default: template.yaml of the checkout)",
-    )
-    parser.add_argument(
-        "--verbose", "-v", action="store_true", help="show the functions' logs and HTTP requests"
-    )
+def _unavailable(name: str, why: str) -> Subcommand:
+    """A plug-in that could not be loaded: its subcommand says why (exit 2) instead of
+    vanishing from ``--help``."""
 
-    def run(args: argparse.Namespace) -> int:
-        from infra.demo import DemoOptions, run_demo
+    def configure(parser: argparse.ArgumentParser) -> Run:
+        parser.set_defaults(any_arguments=True)  # whatever the missing plug-in would take
 
-        options = DemoOptions(
-            data=args.data,
-            port=args.port,
-            once=args.once,
-            dataset=args.dataset,
-            producer=args.producer,
-            moto_port=args.moto_port,
-            verbose=args.verbose,
+        def run(args: argparse.Namespace) -> int:
+            print(f"opendepot {name}: not available here ({why})", file=sys.stderr)
+            return 2
+
+        return run
+
+    return Subcommand(name, f"(not available: {why})", configure)
+
+
+def _load(entry: EntryPoint) -> Subcommand:
+    try:
+        loaded = entry.load()
+    except ImportError as exc:  # e.g. the layer alone, without the local stack
+        return _unavailable(entry.name, f"{type(exc).__name__}: {exc}")
+    if not isinstance(loaded, Subcommand) or loaded.name != entry.name:
+        raise TypeError(
+            f"entry point {entry.name} = {entry.value} in {PLUGIN_GROUP} must name a "
+            f"Subcommand called {entry.name!r}, not {loaded!r}"
         )
-        if args.template is not None:
-            options = dataclasses.replace(options, template=args.template)
-        return run_demo(options)
+    return loaded
 
-    return run
+
+def load_plugins() -> list[str]:
+    """Register the subcommands that installed packages declare in ``PLUGIN_GROUP`` and
+    return their names, in entry point order. A plug-in whose module cannot be imported is
+    registered as a subcommand that prints why and exits 2; a name already registered is
+    kept as it is (built-ins win). Raises ``TypeError`` when an entry point names anything
+    but a ``Subcommand`` of the same name."""
+    added: list[str] = []
+    for entry in entry_points(group=PLUGIN_GROUP):
+        if entry.name in SUBCOMMANDS:
+            continue
+        SUBCOMMANDS[entry.name] = _load(entry)
+        added.append(entry.name)
+    return added
 
 
 # ------------------------------------------------------------------------------ validate
@@ -135,7 +128,9 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
     parser.add_argument(
         "--dataset", help="dataset name (default: the registered name the file name starts with)"
     )
-    parser.add_argument("--json", action="store_true", help="print the Frictionless-shaped JSON report")
+    parser.add_argument(
+        "--json", action="store_true", help="print the Frictionless-shaped JSON report"
+    )
     parser.add_argument("--max-errors", type=int, default=1000, help="errors kept (%(default)s)")
     parser.add_argument("--max-lines", type=int, default=20, help="issues printed (%(default)s)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on any error, even left out")
@@ -246,8 +241,11 @@ def _redrive(parser: argparse.ArgumentParser) -> Run:
 # ---------------------------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``opendepot`` parser with every registered subcommand."""
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
+    """The ``opendepot`` parser with every registered subcommand (with ``plugins``, those of
+    ``PLUGIN_GROUP`` too, see ``load_plugins``)."""
+    if plugins:
+        load_plugins()
     parser = argparse.ArgumentParser(
         prog="opendepot",
         description="opendepot: validate, consolidate and publish open data files.",
@@ -262,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opendepot`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
@@ -270,5 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # ``python -m opendepot.cli``: run the module plug-ins import
+    from opendepot.cli import main as module_main
+
+    sys.exit(module_main())

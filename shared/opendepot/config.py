@@ -48,7 +48,8 @@ class Settings:
     api_base_url: str = ""
     """Base URL of the HTTP index, used for ``latest`` links and pager URLs ("" = relative)."""
     max_errors: int = 1000
-    """Errors kept in a validation report before "reached error limit" (the total is still counted)."""
+    """Errors kept in a validation report before "reached error limit" (the total is still
+    counted)."""
     max_object_bytes: int = 512 * 1024 * 1024
     """Largest object (and largest decompressed size) the validate function reads, in bytes."""
 

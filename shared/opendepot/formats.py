@@ -19,7 +19,6 @@ import datetime as dt
 import io
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from opendepot.decode import BOM, DecodeProblem
@@ -41,7 +40,8 @@ def _excel_to_csv(raw: bytes, dataset: Dataset) -> bytes | DecodeProblem:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         return DecodeProblem("format-error", f"the Excel workbook cannot be read: {exc}")
     frame.columns = [str(c) for c in frame.columns]
-    return frame.to_csv(sep=";", index=False, lineterminator="\n").encode("utf-8")
+    text: str = frame.to_csv(sep=";", index=False, lineterminator="\n")
+    return text.encode("utf-8")
 
 
 # ------------------------------------------------------------------------------------ YAML
@@ -256,7 +256,8 @@ def _kind(head: bytes, name: str) -> str | None:
     lower = name.lower().removesuffix(".gz")
     if lower.endswith(YAML_SUFFIXES):
         return "yaml"
-    if lower.endswith(EXCEL_SUFFIXES) or (head.startswith(ZIP_MAGIC) and not lower.endswith(".csv")):
+    zipped = head.startswith(ZIP_MAGIC) and not lower.endswith(".csv")
+    if lower.endswith(EXCEL_SUFFIXES) or zipped:
         return "excel"
     return None
 

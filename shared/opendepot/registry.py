@@ -100,7 +100,8 @@ class Dataset:
     producers: tuple[str, ...]
     """Producers allowed to publish it (second segment of the incoming key)."""
     mode: Mode
-    """``snapshot``: newest upload is the full history; ``append``: rows merged on the primary key."""
+    """``snapshot``: the newest upload is the full history; ``append``: rows merged on the
+    primary key."""
     fields: tuple[Field, ...]
     """The Table Schema's fields, in order."""
     primary_key: tuple[str, ...]
@@ -183,8 +184,6 @@ class Dataset:
 
 OUR_FIELD_KEYS = {"dateFormats", "optional", "padSingleDigit", "defaultYear"}
 """Field properties that are opendepot's own (documented in docs/design.md), not Table Schema."""
-FIELD_KEYS = {"name", "type", "format", "title", "description", "constraints", "en", *OUR_FIELD_KEYS}
-"""Every key a schema field may have."""
 FIELD_TYPES = ("string", "integer", "number", "date", "boolean", "year", "week")
 ANY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y")
 
@@ -388,5 +387,6 @@ class Cog:
 @cache
 def load_cog() -> Cog:
     """The shipped COG reference (``reference/cog2020.json``)."""
-    raw = json.loads(resources.files("opendepot.reference").joinpath("cog2020.json").read_text("utf-8"))
+    shipped = resources.files("opendepot.reference").joinpath("cog2020.json")
+    raw = json.loads(shipped.read_text("utf-8"))
     return Cog(departments=raw["departments"], regions=raw["regions"])

@@ -6,10 +6,10 @@ This is the only module besides ``storage`` that creates boto3 clients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Callable
 
 from opendepot.config import Settings
 from opendepot.registry import Cog, Registry, load_cog, load_registry
@@ -21,11 +21,17 @@ class Runtime:
     """Everything a handler needs besides the event."""
 
     settings: Settings
+    """Buckets, queue URL and limits (``Settings.from_env`` on Lambda)."""
     store: Store
+    """Object storage (``S3Store`` on AWS and the local stack, ``MemoryStore`` in tests)."""
     queue: Queue
+    """Where validate sends publish requests (``SqsQueue`` or ``MemoryQueue``)."""
     registry: Registry
+    """Every dataset descriptor, parsed at load."""
     cog: Cog
+    """INSEE COG 2020 departments and regions (codes checked and rolled up)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    """The current time, timezone-aware UTC (tests pass a fixed clock)."""
 
 
 _override: Runtime | None = None

@@ -2,9 +2,10 @@
 
 Each record here is one block of a descriptor in ``opendepot/datasets/*.json`` (see
 docs/design.md, "Dataset registry"). ``Reader`` walks a parsed JSON object and fails with a
-``RegistryError`` naming the file and the key's path (``chiffres-cles.json: shrinkGuard.maxRowLossPercent:
-expected a number, got 'x'``) for an unknown key or a value of the wrong type: a bad descriptor is
-found when the registry loads (at cold start, and by ``make test``), never at publish time.
+``RegistryError`` naming the file and the key's path (``chiffres-cles.json:
+shrinkGuard.maxRowLossPercent: expected a number, got 'x'``) for an unknown key or a value of the
+wrong type: a bad descriptor is found when the registry loads (at cold start, and by
+``make test``), never at publish time.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class Reader:
         self.seen.add(key)
         return self.data.get(key, default)
 
-    def _get(self, key: str, kinds: tuple[type, ...], what: str, default: Any, required: bool) -> Any:
+    def _get(
+        self, key: str, kinds: tuple[type, ...], what: str, default: Any, required: bool
+    ) -> Any:
         self.seen.add(key)
         if key not in self.data:
             if required:
@@ -85,7 +88,9 @@ class Reader:
     def flag(self, key: str, default: bool = False) -> bool:
         return bool(self._get(key, (bool,), "true or false", default, False))
 
-    def texts(self, key: str, default: tuple[str, ...] = (), *, required: bool = False) -> tuple[str, ...]:
+    def texts(
+        self, key: str, default: tuple[str, ...] = (), *, required: bool = False
+    ) -> tuple[str, ...]:
         values = self._get(key, (list,), "a list of texts", list(default), required)
         for i, v in enumerate(values):
             if not isinstance(v, str):
@@ -131,8 +136,8 @@ class Reader:
     def choice(self, key: str, allowed: tuple[T, ...], default: T) -> T:
         value = self._get(key, (str,), "text", default, False)
         if value not in allowed:
-            raise RegistryError(f"{self.path(key)}: expected one of {', '.join(map(str, allowed))}, "
-                                f"got {_show(value)}")
+            choices = ", ".join(map(str, allowed))
+            raise RegistryError(f"{self.path(key)}: expected one of {choices}, got {_show(value)}")
         return value  # type: ignore[no-any-return]
 
     def done(self) -> None:
@@ -287,7 +292,8 @@ def check_mapping(values: Mapping[str, Any], allowed: tuple[str, ...], where: st
     """Every value of ``values`` is one of ``allowed``."""
     for k, v in values.items():
         if v not in allowed:
-            raise RegistryError(f"{where}.{k}: expected one of {', '.join(allowed)}, got {_show(v)}")
+            choices = ", ".join(allowed)
+            raise RegistryError(f"{where}.{k}: expected one of {choices}, got {_show(v)}")
 
 
 @dataclass(frozen=True)
@@ -358,7 +364,8 @@ class YamlSpec:
             wanted.add(kind_column)
         unknown = wanted - set(field_order)
         if unknown:
-            raise RegistryError(f"{r.where}: columns {sorted(unknown)} are not fields of the dataset")
+            raise RegistryError(
+                f"{r.where}: columns {sorted(unknown)} are not fields of the dataset")
         return cls(
             date=date,
             source=source,

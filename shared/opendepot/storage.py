@@ -2,9 +2,10 @@
 
 ``Store`` is the small interface the domain writes through (get, get_file, head, put with an
 optional precondition, copy, list). Large objects never need to be held in memory: ``get_file``
-streams an object into an open file, and ``put`` takes an open file as well as bytes. ``S3Store`` implements it over a boto3 S3 client (real S3 and moto
-alike); ``MemoryStore`` implements it in memory for unit tests. ``Queue`` is the same idea for
-SQS (``SqsQueue``, ``MemoryQueue``).
+streams an object into an open file, and ``put`` takes an open file as well as bytes.
+``S3Store`` implements it over a boto3 S3 client (real S3 and moto alike); ``MemoryStore``
+implements it in memory for unit tests. ``Queue`` is the same idea for SQS (``SqsQueue``,
+``MemoryQueue``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ObjectInfo:
     """MIME type stored with the object ("" when ``list`` does not know it)."""
     version_id: str | None = None
     """Version id in a versioned bucket, else None."""
+    cache_control: str | None = None
+    """``Cache-Control`` stored with the object (None when unset, or from ``list``)."""
 
 
 class Store(Protocol):
@@ -127,9 +130,10 @@ class S3Store:
         if version_id and version_id != "null":
             args["VersionId"] = version_id
         try:
-            return self._s3.get_object(**args)["Body"].read()
+            body: bytes = self._s3.get_object(**args)["Body"].read()
         except self._s3.exceptions.NoSuchKey as exc:
             raise NotFound(f"s3://{bucket}/{key}") from exc
+        return body
 
     def get_file(
         self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
@@ -161,6 +165,7 @@ class S3Store:
             last_modified=r["LastModified"],
             content_type=r.get("ContentType", ""),
             version_id=r.get("VersionId"),
+            cache_control=r.get("CacheControl"),
         )
 
     def put(
@@ -227,23 +232,30 @@ class S3Store:
         return sorted(out, key=lambda o: o.key)
 
 
-@dataclass
-class _Obj:
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of a ``MemoryStore`` (replaced whole on every write)."""
+
     body: bytes
+    """The object's bytes."""
     content_type: str
+    """MIME type given to ``put``."""
     etag: str
+    """MD5 of the body, hex (S3's single-part ETag, without quotes)."""
     last_modified: datetime
+    """Time of the write, UTC."""
     cache_control: str | None = None
+    """``Cache-Control`` given to ``put`` or ``copy``, else None."""
 
 
 @dataclass
 class MemoryStore:
     """``Store`` in memory, for unit tests. Enforces the same preconditions as S3."""
 
-    buckets: dict[str, dict[str, _Obj]] = field(default_factory=dict)
+    buckets: dict[str, dict[str, StoredObject]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _bucket(self, bucket: str) -> dict[str, _Obj]:
+    def _bucket(self, bucket: str) -> dict[str, StoredObject]:
         return self.buckets.setdefault(bucket, {})
 
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
@@ -263,7 +275,8 @@ class MemoryStore:
         obj = self._bucket(bucket).get(key)
         if obj is None:
             return None
-        return ObjectInfo(key, len(obj.body), obj.etag, obj.last_modified, obj.content_type)
+        return ObjectInfo(key, len(obj.body), obj.etag, obj.last_modified, obj.content_type,
+                          cache_control=obj.cache_control)
 
     def put(
         self,
@@ -286,7 +299,7 @@ class MemoryStore:
             if if_match is not None and (current is None or current.etag != if_match):
                 raise PreconditionFailed(f"s3://{bucket}/{key} changed")
             etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
-            objects[key] = _Obj(body, content_type, etag, datetime.now(UTC), cache_control)
+            objects[key] = StoredObject(body, content_type, etag, datetime.now(UTC), cache_control)
             return etag
 
     def copy(
@@ -312,7 +325,8 @@ class SqsQueue:
         self._sqs = client
 
     def send(self, queue_url: str, body: dict[str, Any], *, group_id: str | None = None) -> None:
-        args: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": json.dumps(body, sort_keys=True)}
+        args: dict[str, Any] = {
+            "QueueUrl": queue_url, "MessageBody": json.dumps(body, sort_keys=True)}
         if group_id is not None:
             args["MessageGroupId"] = group_id
         self._sqs.send_message(**args)
