@@ -14,24 +14,58 @@ The template is read with a small CloudFormation-aware YAML loader; ``!Sub``, ``
 
     with LocalStack() as stack:
         stack.s3.put_object(Bucket=stack.incoming_bucket, Key="...", Body=b"...")
+
+The template is read by ``infra.template`` and its resources are created by ``infra.resources``;
+this module runs the server, names the resources and sets the environment.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import yaml
+from infra.resources import (
+    QueueInfo,
+    apply_bucket_policies,
+    apply_notifications,
+    create_buckets,
+    create_queues,
+)
+from infra.template import (
+    DEFAULT_TEMPLATE,
+    REPO_ROOT,
+    EventSource,
+    Resolver,
+    TemplateError,
+    event_sources,
+    handler_module,
+    load_template,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_REGION",
+    "DEFAULT_STACK",
+    "DEFAULT_TEMPLATE",
+    "HOST",
+    "INCOMING",
+    "INTERNAL",
+    "PUBLISHED",
+    "PUBLISH_QUEUE",
+    "REPO_ROOT",
+    "VALIDATE_QUEUE",
+    "EventSource",
+    "LocalStack",
+    "QueueInfo",
+    "Resolver",
+    "TemplateError",
+    "load_template",
+]
+
 DEFAULT_STACK = "opendepot"
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "eu-west-3"
@@ -42,405 +76,6 @@ INCOMING, INTERNAL, PUBLISHED = "IncomingBucket", "InternalBucket", "PublishedBu
 VALIDATE_QUEUE, PUBLISH_QUEUE = "ValidateQueue", "PublishQueue"
 
 log = logging.getLogger(__name__)
-
-
-class TemplateError(RuntimeError):
-    """``template.yaml`` is missing, malformed, or uses something the local stack cannot resolve."""
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the template
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """A SafeLoader that reads CloudFormation short forms (``!Sub``...) as their long forms."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "Condition":
-        return {"Condition": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template(path: Path | str = DEFAULT_TEMPLATE) -> dict[str, Any]:
-    """Read a CloudFormation / SAM template, short-form tags turned into long forms.
-
-    Raises:
-        TemplateError: the file is missing or is not a YAML mapping with ``Resources``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TemplateError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as f:
-        doc = yaml.load(f, Loader=_CfnLoader)
-    if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
-        raise TemplateError(f"{path} is not a template (no Resources mapping)")
-    return doc
-
-
-_SUB_VAR = re.compile(r"\$\{([^}!][^}]*)\}")
-_NO_VALUE = object()
-
-
-class Resolver:
-    """Resolves intrinsic functions against pseudo parameters, parameter defaults and the
-    physical names of the template's buckets and queues."""
-
-    def __init__(
-        self,
-        template: Mapping[str, Any],
-        *,
-        stack_name: str,
-        account_id: str,
-        region: str,
-        endpoint: str = "",
-        parameters: Mapping[str, str] | None = None,
-    ) -> None:
-        self.template = template
-        self.region = region
-        self.account_id = account_id
-        self.endpoint = endpoint.rstrip("/")
-        self.values: dict[str, Any] = {
-            "AWS::StackName": stack_name,
-            "AWS::AccountId": account_id,
-            "AWS::Region": region,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local"
-            ),
-            "AWS::NotificationARNs": [],
-            "AWS::NoValue": _NO_VALUE,
-        }
-        for name, spec in (template.get("Parameters") or {}).items():
-            if parameters and name in parameters:
-                self.values[name] = parameters[name]
-            elif isinstance(spec, dict) and "Default" in spec:
-                self.values[name] = spec["Default"]
-        self.resources: dict[str, dict[str, Any]] = template["Resources"]
-        self.physical: dict[str, str] = {}
-        """Logical id -> physical name of each bucket and queue (filled by ``name_resources``)."""
-        self._conditions: dict[str, bool] = {}
-
-    # names first: they only depend on pseudo parameters and parameters
-    def active(self, res: Mapping[str, Any]) -> bool:
-        """The resource exists in this deployment (its ``Condition``, if any, holds)."""
-        return "Condition" not in res or self.condition(res["Condition"])
-
-    def resolve_some(
-        self, props: Mapping[str, Any], keys: set[str] | frozenset[str]
-    ) -> tuple[dict[str, Any], list[str]]:
-        """Resolve the properties in ``keys``; return them and the names of the others (which
-        are left alone: they may reference resources the local stack does not create)."""
-        resolved = {k: self.resolve(v) for k, v in props.items() if k in keys}
-        resolved = {k: v for k, v in resolved.items() if v is not _NO_VALUE}
-        return resolved, sorted(set(props) - set(keys))
-
-    def name_resources(self) -> None:
-        stack = self.values["AWS::StackName"]
-        for logical_id, res in self.resources.items():
-            if not self.active(res):
-                continue
-            props = res.get("Properties") or {}
-            if res.get("Type") == "AWS::S3::Bucket":
-                name = props.get("BucketName")
-                self.physical[logical_id] = (
-                    self.resolve(name) if name is not None else f"{stack}-{logical_id}".lower()
-                )
-            elif res.get("Type") == "AWS::SQS::Queue":
-                name = props.get("QueueName")
-                if name is not None:
-                    self.physical[logical_id] = self.resolve(name)
-                else:
-                    fifo = str(self.resolve(props.get("FifoQueue", False))).lower() == "true"
-                    self.physical[logical_id] = f"{stack}-{logical_id}" + (".fifo" if fifo else "")
-
-    def queue_url(self, logical_id: str) -> str:
-        return f"{self.endpoint}/{self.account_id}/{self.physical[logical_id]}"
-
-    def queue_arn(self, logical_id: str) -> str:
-        return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.physical[logical_id]}"
-
-    def _ref(self, name: str) -> Any:
-        if name in self.values:
-            return self.values[name]
-        res = self.resources.get(name)
-        if res is None:
-            raise TemplateError(f"!Ref {name}: no such parameter or resource")
-        if name in self.physical:
-            if res["Type"] == "AWS::SQS::Queue":
-                return self.queue_url(name)
-            return self.physical[name]
-        raise TemplateError(f"!Ref {name} ({res.get('Type')}) is not resolvable locally")
-
-    def _get_att(self, name: str, attribute: str) -> Any:
-        res = self.resources.get(name)
-        if res is None or name not in self.physical:
-            raise TemplateError(f"!GetAtt {name}.{attribute} is not resolvable locally")
-        physical = self.physical[name]
-        if res["Type"] == "AWS::SQS::Queue":
-            table = {
-                "Arn": self.queue_arn(name),
-                "QueueName": physical,
-                "QueueUrl": self.queue_url(name),
-            }
-        else:
-            table = {
-                "Arn": f"arn:aws:s3:::{physical}",
-                "DomainName": f"{physical}.s3.amazonaws.com",
-                "RegionalDomainName": f"{physical}.s3.{self.region}.amazonaws.com",
-                "WebsiteURL": f"http://{physical}.s3-website.{self.region}.amazonaws.com",
-            }
-        if attribute not in table:
-            raise TemplateError(f"!GetAtt {name}.{attribute} is not resolvable locally")
-        return table[attribute]
-
-    def _sub(self, arg: Any) -> str:
-        if isinstance(arg, list):
-            text, local = arg[0], {k: self.resolve(v) for k, v in arg[1].items()}
-        else:
-            text, local = arg, {}
-
-        def one(m: re.Match[str]) -> str:
-            var = m.group(1).strip()
-            if var in local:
-                return str(local[var])
-            if "." in var and var.split(".", 1)[0] in self.resources:
-                return str(self._get_att(*var.split(".", 1)))
-            return str(self._ref(var))
-
-        return _SUB_VAR.sub(one, text).replace("${!", "${")
-
-    def condition(self, name: str) -> bool:
-        if name not in self._conditions:
-            spec = (self.template.get("Conditions") or {}).get(name)
-            if spec is None:
-                raise TemplateError(f"condition {name} is not defined")
-            self._conditions[name] = bool(self.resolve(spec))
-        return self._conditions[name]
-
-    def resolve(self, value: Any) -> Any:
-        """Return ``value`` with every intrinsic function replaced by its local value."""
-        if isinstance(value, list):
-            items = [self.resolve(v) for v in value]
-            return [v for v in items if v is not _NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((fn, arg),) = value.items()
-            if fn == "Ref":
-                return self._ref(arg)
-            if fn == "Fn::GetAtt":
-                name, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self._get_att(self.resolve(name), self.resolve(attribute))
-            if fn == "Fn::Sub":
-                return self._sub(arg)
-            if fn == "Fn::Join":
-                sep, items = arg
-                return str(self.resolve(sep)).join(str(v) for v in self.resolve(items))
-            if fn == "Fn::Select":
-                index, items = arg
-                return self.resolve(items)[int(self.resolve(index))]
-            if fn == "Fn::Split":
-                sep, text = arg
-                return str(self.resolve(text)).split(self.resolve(sep))
-            if fn == "Fn::If":
-                name, yes, no = arg
-                return self.resolve(yes if self.condition(name) else no)
-            if fn == "Fn::Equals":
-                a, b = (self.resolve(v) for v in arg)
-                return str(a) == str(b)
-            if fn == "Fn::Not":
-                return not self.resolve(arg[0])
-            if fn == "Fn::And":
-                return all(self.resolve(v) for v in arg)
-            if fn == "Fn::Or":
-                return any(self.resolve(v) for v in arg)
-            if fn == "Condition":
-                return self.condition(arg)
-            if fn.startswith("Fn::"):
-                raise TemplateError(f"{fn} is not supported by the local stack")
-        out = {k: self.resolve(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v is not _NO_VALUE}
-
-
-# --------------------------------------------------------------------------------------------
-# What the stack exposes
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    """One queue of the template, as created locally."""
-
-    logical_id: str
-    """Logical id in ``template.yaml``."""
-    name: str
-    """Queue name."""
-    url: str
-    """Queue URL on the local endpoint."""
-    arn: str
-    """Queue ARN."""
-    fifo: bool
-    """FIFO queue (name ends with ``.fifo``)."""
-    attributes: dict[str, str] = field(default_factory=dict)
-    """Attributes given to ``create_queue`` / ``set_queue_attributes`` (as strings)."""
-    dead_letter_queue: str | None = None
-    """Logical id of the redrive target, if any."""
-    max_receive_count: int | None = None
-    """Receives before a message moves to the dead-letter queue, if any."""
-
-
-@dataclass(frozen=True)
-class EventSource:
-    """A function fed by a queue (a SAM ``Events: Type: SQS`` or an EventSourceMapping)."""
-
-    function: str
-    """Logical id of the function."""
-    function_name: str
-    """Physical function name (``FunctionName``, else ``{stack}-{logical id}``)."""
-    queue: str
-    """Logical id of the queue."""
-    batch_size: int
-    """Largest number of records per invocation."""
-    handler_module: str
-    """Importable module of the handler, e.g. ``functions.validate.app``."""
-    handler_name: str
-    """Function name in that module, e.g. ``lambda_handler``."""
-    timeout: int
-    """Function timeout in seconds."""
-    memory_size: int
-    """Function memory in MB."""
-    report_batch_item_failures: bool
-    """``FunctionResponseTypes`` has ``ReportBatchItemFailures``."""
-
-
-def _to_bool(value: Any) -> bool:
-    return str(value).lower() == "true"
-
-
-def _handler_module(code_uri: Any, handler: str) -> tuple[str, str]:
-    module, _, name = handler.rpartition(".")
-    base = str(code_uri or "").strip("/").replace("/", ".") if isinstance(code_uri, str) else ""
-    return (f"{base}.{module}" if base else module), name
-
-
-def _event_sources(template: Mapping[str, Any], resolver: Resolver) -> list[EventSource]:
-    """Read which function each queue feeds, with the batch size and the handler."""
-    glob = (template.get("Globals") or {}).get("Function") or {}
-    resources = template["Resources"]
-    arn_to_queue = {
-        resolver.queue_arn(lid): lid
-        for lid, r in resources.items()
-        if r.get("Type") == "AWS::SQS::Queue"
-    }
-    out: list[EventSource] = []
-
-    def add(function_id: str, props: Mapping[str, Any], queue_arn: Any) -> None:
-        fprops = resources[function_id].get("Properties") or {}
-        try:
-            arn = resolver.resolve(queue_arn)
-        except TemplateError:
-            return
-        if arn not in arn_to_queue:
-            return
-        module, name = _handler_module(
-            fprops.get("CodeUri", glob.get("CodeUri")),
-            str(fprops.get("Handler", glob.get("Handler", "app.lambda_handler"))),
-        )
-        out.append(
-            EventSource(
-                function=function_id,
-                function_name=str(
-                    resolver.resolve(fprops["FunctionName"])
-                    if "FunctionName" in fprops
-                    else f"{resolver.values['AWS::StackName']}-{function_id}"
-                ),
-                queue=arn_to_queue[arn],
-                batch_size=int(resolver.resolve(props.get("BatchSize", 10))),
-                handler_module=module,
-                handler_name=name,
-                timeout=int(resolver.resolve(fprops.get("Timeout", glob.get("Timeout", 3)))),
-                memory_size=int(
-                    resolver.resolve(fprops.get("MemorySize", glob.get("MemorySize", 128)))
-                ),
-                report_batch_item_failures="ReportBatchItemFailures"
-                in (resolver.resolve(props.get("FunctionResponseTypes")) or []),
-            )
-        )
-
-    for lid, res in resources.items():
-        if res.get("Type") == "AWS::Serverless::Function":
-            for event in ((res.get("Properties") or {}).get("Events") or {}).values():
-                if event.get("Type") == "SQS":
-                    props = event.get("Properties") or {}
-                    add(lid, props, props.get("Queue"))
-        elif res.get("Type") == "AWS::Lambda::EventSourceMapping":
-            props = res.get("Properties") or {}
-            fn = props.get("FunctionName")
-            fn_id = fn.get("Ref") if isinstance(fn, dict) else fn
-            if isinstance(fn_id, str) and fn_id in resources:
-                add(fn_id, props, props.get("EventSourceArn"))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# The stack
-
-
-_CORS_KEYS = {
-    "AllowedHeaders": "AllowedHeaders",
-    "AllowedMethods": "AllowedMethods",
-    "AllowedOrigins": "AllowedOrigins",
-    "ExposedHeaders": "ExposeHeaders",
-    "Id": "ID",
-    "MaxAge": "MaxAgeSeconds",
-}
-_BUCKET_KEYS = frozenset(
-    {
-        "BucketName",
-        "VersioningConfiguration",
-        "CorsConfiguration",
-        "NotificationConfiguration",
-        "PublicAccessBlockConfiguration",
-        "BucketEncryption",
-        "OwnershipControls",
-    }
-)
-_QUEUE_ATTRIBUTES = (
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "DelaySeconds",
-    "FifoQueue",
-    "FifoThroughputLimit",
-    "KmsDataKeyReusePeriodSeconds",
-    "KmsMasterKeyId",
-    "MaximumMessageSize",
-    "MessageRetentionPeriod",
-    "ReceiveMessageWaitTimeSeconds",
-    "SqsManagedSseEnabled",
-    "VisibilityTimeout",
-)
-_QUEUE_KEYS = frozenset({*_QUEUE_ATTRIBUTES, "QueueName", "RedrivePolicy"})
-
-
-def _s3_filter(cfn_filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    rules = ((cfn_filter or {}).get("S3Key") or {}).get("Rules") or []
-    if not rules:
-        return None
-    return {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
 
 
 class LocalStack:
@@ -552,7 +187,7 @@ class LocalStack:
             return None
         glob = (self.template.get("Globals") or {}).get("Function") or {}
         props = res.get("Properties") or {}
-        return _handler_module(
+        return handler_module(
             props.get("CodeUri", glob.get("CodeUri")),
             str(props.get("Handler", glob.get("Handler", "app.lambda_handler"))),
         )
@@ -660,163 +295,20 @@ class LocalStack:
             os.environ[name] = value
 
     def _create_resources(self) -> None:
+        """Queues, then buckets, their notifications and policies; then the event sources."""
         resolver = self._resolver
         assert resolver is not None
-        resources = self.template["Resources"]
-        s3, sqs = self.s3, self.sqs
-
-        # queues first (buckets notify them), without redrive: a DLQ may come after its source
-        redrive: dict[str, Any] = {}
-        for lid, res in resources.items():
-            if res.get("Type") != "AWS::SQS::Queue" or not resolver.active(res):
-                continue
-            props, others = resolver.resolve_some(res.get("Properties") or {}, _QUEUE_KEYS)
-            attributes = {
-                k: (str(v).lower() if isinstance(v, bool) else str(v))
-                for k, v in props.items()
-                if k in _QUEUE_ATTRIBUTES
-            }
-            if attributes.get("FifoQueue") == "false":
-                del attributes["FifoQueue"]
-            name = resolver.physical[lid]
-            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-            if "RedrivePolicy" in props:
-                redrive[lid] = props["RedrivePolicy"]
-            self.ignored.extend(f"{lid}.{other}" for other in others)
-            self.queues[lid] = QueueInfo(
-                logical_id=lid,
-                name=name,
-                url=url,
-                arn=resolver.queue_arn(lid),
-                fifo=_to_bool(props.get("FifoQueue", False)),
-                attributes=attributes,
-            )
-        arn_to_lid = {q.arn: lid for lid, q in self.queues.items()}
-        for lid, policy in redrive.items():
-            policy = json.loads(policy) if isinstance(policy, str) else dict(policy)
-            target = policy["deadLetterTargetArn"]
-            count = int(policy["maxReceiveCount"])
-            text = json.dumps({"deadLetterTargetArn": target, "maxReceiveCount": count})
-            sqs.set_queue_attributes(
-                QueueUrl=self.queues[lid].url, Attributes={"RedrivePolicy": text}
-            )
-            q = self.queues[lid]
-            self.queues[lid] = QueueInfo(
-                q.logical_id,
-                q.name,
-                q.url,
-                q.arn,
-                q.fifo,
-                {**q.attributes, "RedrivePolicy": text},
-                arn_to_lid.get(target),
-                count,
-            )
-
-        # buckets, then their notifications (they need the queues)
-        notifications: dict[str, Any] = {}
-        for lid, res in resources.items():
-            if res.get("Type") != "AWS::S3::Bucket" or not resolver.active(res):
-                continue
-            props, others = resolver.resolve_some(res.get("Properties") or {}, _BUCKET_KEYS)
-            name = resolver.physical[lid]
-            if self.region == "us-east-1":
-                s3.create_bucket(Bucket=name)
-            else:
-                s3.create_bucket(
-                    Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region}
-                )
-            self.buckets[lid] = name
-            versioning = (props.get("VersioningConfiguration") or {}).get("Status")
-            if versioning:
-                s3.put_bucket_versioning(
-                    Bucket=name, VersioningConfiguration={"Status": versioning}
-                )
-            cors = (props.get("CorsConfiguration") or {}).get("CorsRules")
-            if cors:
-                rules = [{_CORS_KEYS[k]: v for k, v in r.items() if k in _CORS_KEYS} for r in cors]
-                s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
-            block = props.get("PublicAccessBlockConfiguration")
-            if block:
-                s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
-            encryption = (props.get("BucketEncryption") or {}).get(
-                "ServerSideEncryptionConfiguration"
-            )
-            if encryption:  # CloudFormation's ServerSideEncryptionByDefault is the API's Apply...
-                rules = [
-                    {
-                        (
-                            "ApplyServerSideEncryptionByDefault"
-                            if k == "ServerSideEncryptionByDefault"
-                            else k
-                        ): v
-                        for k, v in rule.items()
-                    }
-                    for rule in encryption
-                ]
-                s3.put_bucket_encryption(
-                    Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}
-                )
-            ownership = props.get("OwnershipControls")
-            if ownership:
-                s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=ownership)
-            if props.get("NotificationConfiguration"):
-                notifications[lid] = props["NotificationConfiguration"]
-            self.ignored.extend(f"{lid}.{other}" for other in others)
-
-        for lid, config in notifications.items():
-            queue_configs = [
-                {
-                    "QueueArn": c["Queue"],
-                    "Events": [c["Event"]],
-                    **({"Filter": f} if (f := _s3_filter(c.get("Filter"))) else {}),
-                }
-                for c in config.get("QueueConfigurations") or []
-            ]
-            for other in sorted(set(config) - {"QueueConfigurations"}):
-                self.ignored.append(f"{lid}.NotificationConfiguration.{other}")
-            if queue_configs:
-                s3.put_bucket_notification_configuration(
-                    Bucket=self.buckets[lid],
-                    NotificationConfiguration={"QueueConfigurations": queue_configs},
-                )
-
-        for lid, res in resources.items():
-            if res.get("Type") == "AWS::S3::BucketPolicy" and resolver.active(res):
-                self._apply_bucket_policy(lid, res.get("Properties") or {}, resolver)
-
-        self.event_sources = _event_sources(self.template, resolver)
+        queues, ignored = create_queues(self.sqs, resolver)
+        self.queues.update(queues)
+        self.ignored.extend(ignored)
+        buckets, notifications, ignored = create_buckets(self.s3, resolver, self.region)
+        self.buckets.update(buckets)
+        self.ignored.extend(ignored)
+        self.ignored.extend(apply_notifications(self.s3, self.buckets, notifications))
+        self.ignored.extend(apply_bucket_policies(self.s3, resolver, self.buckets))
+        self.event_sources = event_sources(self.template, resolver)
         if self.ignored:
             log.debug("not applied locally: %s", ", ".join(self.ignored))
-
-    def _apply_bucket_policy(self, lid: str, props: Mapping[str, Any], resolver: Resolver) -> None:
-        """Apply a bucket policy, without the statements moto cannot judge.
-
-        moto judges a statement whose ``Condition`` it cannot evaluate (``aws:SecureTransport``,
-        ``aws:SourceArn``...) as DENIED for every request, which would block even the handlers;
-        such statements, and those naming principals the local stack does not create (function
-        roles), are left out locally and listed in ``ignored``.
-        """
-        bucket = resolver.resolve(props.get("Bucket"))
-        if bucket not in self.buckets.values():
-            self.ignored.append(f"{lid} (bucket {bucket!r} is not created locally)")
-            return
-        document = dict(props.get("PolicyDocument") or {})
-        statements = document.get("Statement") or []
-        if isinstance(statements, dict):
-            statements = [statements]
-        kept = []
-        for i, statement in enumerate(statements):
-            sid = statement.get("Sid", i)
-            if statement.get("Condition"):
-                self.ignored.append(f"{lid}.Statement[{sid}] (has a Condition)")
-                continue
-            try:
-                kept.append(resolver.resolve(statement))
-            except TemplateError as exc:
-                self.ignored.append(f"{lid}.Statement[{sid}] ({exc})")
-        if kept:
-            document["Statement"] = kept
-            self.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(document))
 
     # -- inspection helpers
     def queue_depth(self, url: str) -> tuple[int, int, int]:

@@ -4,7 +4,6 @@ pump, and the HTTP index served on localhost. Real files go in; reusers' HTTP re
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import hashlib
 import io
 import json
@@ -21,7 +20,7 @@ from infra.pump import Pump, bindings_for
 from infra.stack import LocalStack
 from opendepot import runtime
 from opendepot.config import Settings
-from opendepot.registry import Registry, load_cog, load_registry, parse_dataset, load_descriptor
+from opendepot.registry import Registry, load_cog, load_descriptor, load_registry, parse_dataset
 from opendepot.storage import S3Store, SqsQueue
 
 pytestmark = pytest.mark.e2e

@@ -12,6 +12,7 @@ from infra.demo import awaiting_real, collect_real, real_sources
 from opendepot.cli import main
 from opendepot.registry import load_registry
 
+
 def mapped(real_dir):
     files, unmapped = collect_real(real_dir)
     return files, unmapped
@@ -37,6 +38,7 @@ def test_real_files_without_a_declared_dataset__are_marked_awaiting_not_unmapped
     assert not [f for f in files if "fonds-solidarite" in str(f.path)]
 
 
+@pytest.mark.e2e  # every real file through the CLI: `make test` runs it, `make check` does not
 def test_validate_every_real_file__json_loads_as_a_frictionless_report(real_dir, capsys):
     files, _ = mapped(real_dir)
     outcomes = {}

@@ -67,6 +67,7 @@ def _noop(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ resources
 
 
+@pytest.mark.e2e
 def test_local_stack__creates_exactly_the_template_buckets_and_queues(stack: LocalStack) -> None:
     resources = load_template(TEMPLATE)["Resources"]
     buckets = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
@@ -110,6 +111,7 @@ def test_local_stack__creates_exactly_the_template_buckets_and_queues(stack: Loc
     assert stack.env["OPENDEPOT_PUBLISH_QUEUE_URL"] == stack.publish_queue_url
 
 
+@pytest.mark.e2e
 def test_incoming_bucket__notifies_the_validate_queue_as_the_template_says(
     stack: LocalStack,
 ) -> None:
@@ -122,6 +124,7 @@ def test_incoming_bucket__notifies_the_validate_queue_as_the_template_says(
     assert [c["Events"] for c in got] == [[w["Event"]] for w in wanted]
 
 
+@pytest.mark.e2e
 def test_put_object_with_spaces_and_accents__sends_an_event_whose_key_decodes_to_the_key(
     stack: LocalStack,
 ) -> None:
@@ -142,6 +145,7 @@ def test_put_object_with_spaces_and_accents__sends_an_event_whose_key_decodes_to
 # ------------------------------------------------------------------------------ pump
 
 
+@pytest.mark.e2e
 def test_pump__calls_the_handler_with_the_lambda_sqs_event_shape(stack: LocalStack) -> None:
     seen: list[tuple[dict[str, Any], Any]] = []
 
@@ -189,6 +193,7 @@ def test_pump__calls_the_handler_with_the_lambda_sqs_event_shape(stack: LocalSta
     assert all(sum(stack.queue_depth(q.url)) == 0 for q in stack.queues.values())
 
 
+@pytest.mark.e2e
 def test_handler_failure__is_retried_then_lands_in_the_dead_letter_queue(stack: LocalStack) -> None:
     queue = stack.validate_queue
     assert queue.max_receive_count and queue.dead_letter_queue
@@ -217,6 +222,7 @@ def test_handler_failure__is_retried_then_lands_in_the_dead_letter_queue(stack: 
     assert sum(stack.queue_depth(queue.url)) == 0
 
 
+@pytest.mark.e2e
 def test_handler_crash_on_the_fifo_queue__fails_the_batch_until_the_dead_letter_queue(
     stack: LocalStack,
 ) -> None:

@@ -89,11 +89,16 @@ def test_defects_on_batch_boundaries__same_lines_as_the_whole_file(real_dir, tmp
 
 
 def test_exact_duplicate_rows_in_other_batches__left_out_as_in_the_whole_file(real_dir, tmp_path):
-    raw = (real_dir / "opencovid19-fr" / "dist" / "2020-04-14_98091d6" / "chiffres-cles.csv"
-           ).read_bytes()
-    whole, batched = both(raw, tmp_path, dataset="chiffres-cles", block=2048)
+    real = (real_dir / "opencovid19-fr" / "dist" / "2020-04-14_98091d6" / "chiffres-cles.csv"
+            ).read_bytes()
+    # the real file repeats 5 rows on the next line (same batch, mostly); its first 5 data rows
+    # appended again at its end are repeats dozens of batches after their first occurrence
+    raw = real.rstrip(b"\n") + b"\n" + b"".join(real.splitlines(keepends=True)[1:6])
+    whole, batched = both(raw, tmp_path, dataset="chiffres-cles", block=32 << 10)
     assert batched.errors.by_type == whole.errors.by_type
-    assert batched.errors.by_type["duplicate-row"] == 5
+    assert batched.errors.by_type["duplicate-row"] == 10
+    assert [e.note for e in batched.errors.items if e.type == "duplicate-row"][-5:] == [
+        f"first at line {line}" for line in range(2, 7)]
     # the same issues; a batch reports its own in check order, so compare them in line order
     def by_line(v):
         return sorted(issues(v)[0], key=lambda e: (e["rowNumber"], e["type"]))
