@@ -266,6 +266,7 @@ def test_broken_nightly_build__held_with_row_counts_then_published_on_confirm(ru
     assert f"this upload has {now} rows, 72% fewer than the {before} of the previous" in (
         first["message"])
     assert "chiffres-cles.confirm.csv" in first["message"]
+    assert "more than the 20% the dataset allows, so it is held" in first["message"]
     assert held.report["opendepot"]["status"] == "held"
     # held: the previous snapshot stays published
     by_producer = run.before.sources.groupby("producer").size()

@@ -357,3 +357,16 @@ def test_metrics__emitted_as_emf_for_accepted_files_and_published_rows(aws, case
     assert {"FilesAccepted", "VersionsPublished", "RowsPublished", "PublishSeconds"} <= names
     rows = next(doc["RowsPublished"] for doc in emf if "RowsPublished" in doc)
     assert rows == [4.0]  # dep 75 and 92, region 11, France
+
+
+def test_malformed_publish_request__failed_so_the_dead_letter_queue_keeps_it(aws):
+    rt, s3, sqs = aws
+    for body in ("not json", json.dumps({"upload_id": "x"}), json.dumps({"dataset": 7})):
+        sqs.send_message(QueueUrl=rt.settings.publish_queue_url, MessageBody=body,
+                         MessageGroupId="g", MessageDeduplicationId=str(abs(hash(body))))
+        result = drain_publish(rt, sqs)
+        assert len(result["batchItemFailures"]) == 1, body  # retried, then dead-lettered
+        url = rt.settings.publish_queue_url
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])  # as the DLQ would
+    assert published_state(s3) == {}

@@ -204,3 +204,13 @@ def test_integer_past_64_bits__a_type_error_not_a_crash():
     assert [(e.type, e.row_number, e.field_name, e.cell) for e in v.errors.items] == [
         ("type-error", 2, "hosp", "99999999999999999999")]
     assert "at most 18 digits" in v.errors.items[0].message
+
+
+def test_every_data_row_with_too_few_cells__each_a_missing_cell_error_not_a_crash():
+    # before the refactor this crashed the check ("need at least one array to concatenate") and
+    # was rejected as "please report this to the operators"
+    v = run("dep;sexe;jour;hosp;rea;rad;dc\n01;0;2020\n75;1\n")
+    assert not v.accepted and v.rows == 2
+    assert [(e.type, e.row_number) for e in v.errors.items] == [("missing-cell", 2),
+                                                               ("missing-cell", 3)]
+    assert v.errors.items[0].message == "Line 2: the row has 3 cells, fewer than the header's 7"

@@ -34,10 +34,10 @@ def record_handler(record: SQSRecord) -> None:
     rt = runtime.current()
     try:
         message = PublishMessage.from_json(json.loads(record.body))
-    except (ValueError, ContractError) as exc:  # a malformed message never becomes valid
+    except (ValueError, ContractError) as exc:  # kept by the dead-letter queue, for operators
         logger.error("malformed publish request",
                      extra={"body": record.body[:500], "error": str(exc)})
-        return
+        raise
     dataset = rt.registry.get(message.dataset)
     if dataset is None:
         logger.error("publish request for an unknown dataset", extra={"message": message.to_json()})

@@ -78,8 +78,9 @@ class Reader:
         return value
 
     def number(self, key: str, default: float | None = None) -> float | None:
+        """A number as written (an integer stays an integer: messages say ``20%``)."""
         value = self._get(key, (int, float), "a number", default, False)
-        return None if value is None else float(value)
+        return None if value is None else value
 
     def integer(self, key: str, default: int | None = None) -> int | None:
         value = self._get(key, (int,), "an integer", default, False)
@@ -187,7 +188,7 @@ class ErrorBudget:
             return cls()
         r.text("note")
         budget = cls(
-            max_bad_rows_percent=r.number("maxBadRowsPercent", 0.0) or 0.0,
+            max_bad_rows_percent=float(r.number("maxBadRowsPercent", 0.0) or 0.0),
             exact_duplicate_rows=r.choice("exactDuplicateRows", ("reject", "leave-out"), "reject"),
         )
         r.done()
