@@ -85,10 +85,6 @@ __all__ = [
     "unique_names",
 ]
 
-# the names these helpers had before they moved to infra.reports / infra.summary (tests use them)
-_report_list, _status_of = report_list, status_of
-_report_keys, _say_report = report_keys, say_report
-
 
 @dataclass(frozen=True)
 class DemoOptions:

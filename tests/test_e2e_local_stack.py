@@ -143,7 +143,8 @@ def test_twenty_uploads_from_four_threads__final_version_holds_every_upload(loca
 def test_every_real_file_through_the_stack__accepted_or_rejected_for_its_real_defect(local, real_dir):
     """Issue 4's table: every real file dropped under its dataset and producer, in publication
     order, through the local stack. No file crashes the pipeline."""
-    from infra.demo import _report_list, _status_of, collect_real, count_warnings, find_report
+    from infra.demo import collect_real, count_warnings, find_report
+    from infra.reports import report_list, status_of
 
     stack, api = local
     pump = Pump(stack.sqs, bindings_for(stack))
@@ -155,10 +156,10 @@ def test_every_real_file_through_the_stack__accepted_or_rejected_for_its_real_de
         r = stack.s3.put_object(Bucket=stack.incoming_bucket, Key=key, Body=f.read())
         stats = pump.run(timeout=120)
         assert stats.errors == [], (key, stats.errors)  # no function crashed
-        report = find_report(_report_list(stack, f.dataset, f.producer), key, r.get("VersionId"))
+        report = find_report(report_list(stack, f.dataset, f.producer), key, r.get("VersionId"))
         assert report is not None, key
         meta = report["opendepot"]
-        table[f.name] = (_status_of(report), meta.get("rows_published"), count_warnings(report),
+        table[f.name] = (status_of(report), meta.get("rows_published"), count_warnings(report),
                          meta.get("rows_left_out"))
     print("\n".join(f"{name:<70} {row}" for name, row in table.items()))
     not_accepted = {name: row[0] for name, row in table.items() if row[0] != "accepted"}

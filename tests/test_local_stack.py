@@ -486,22 +486,23 @@ def test_served_demo__says_what_happened_to_each_new_upload(
     stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from conftest import CASES, HOSP
-    from infra.demo import _report_keys, _say_report
+    from infra.reports import report_keys
+    from infra.summary import say_report
     from opendepot import runtime
 
     runtime.use(None)
     pump = Pump(stack.sqs, bindings_for(stack), region=stack.region)
     pump.run(timeout=30)  # the bucket's s3:TestEvent
-    before = set(_report_keys(stack))
+    before = set(report_keys(stack))
     key = f"{HOSP}/spf/C06-corsica-20.csv"
     stack.s3.put_object(Bucket=stack.incoming_bucket, Key=key,
                         Body=(CASES / "C06-corsica-20.csv").read_bytes())
     pump.run(timeout=30)
     runtime.use(None)
-    new = [k for k in _report_keys(stack) if k not in before]
+    new = [k for k in report_keys(stack) if k not in before]
     assert len(new) == 1
     capsys.readouterr()  # the handlers' own log lines
-    _say_report(stack, new[0])
+    say_report(stack, new[0])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"REJECTED {key}: ") and out[0].endswith("1 error, 0 warnings")
     assert "Line 4, column dep: '20' is not a valid department code" in "\n".join(out)
