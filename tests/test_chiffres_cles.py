@@ -420,8 +420,9 @@ def test_new_hospital_version__republishes_chiffres_cles(pipeline):
 
     def hospital(hosp: int) -> bytes:
         return ("dep;sexe;jour;hosp;rea;rad;dc\n" + "".join(
-            f"{d};{s};2020-04-15;{hosp if s == 0 else 1};1;1;1\n"
-            for d in ("2A", "2B") for s in (0, 1, 2))).encode()
+            f"{d};{s};2020-04-15;{hosp if s == 0 else 1};{t};{t};{t}\n"
+            for d in ("2A", "2B") for s in (0, 1, 2)
+            for t in [2 if s == 0 else 1])).encode()  # totals never below their parts
 
     pipeline.drop(f"{HOSP}/spf/v1.csv", hospital(10))
     first_hosp = pipeline.publish(HOSP).version

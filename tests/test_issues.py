@@ -107,7 +107,9 @@ def test_catalogue__every_registered_check_emits_catalogued_types_only():
         assert set(check.emits) <= set(CATALOGUE), check.__name__
     severities = {slug: t.severity for slug, t in CATALOGUE.items()}
     assert {s for s, sev in severities.items() if sev == "warning"} == {
-        "padded-code", "cumulative-decrease", "missing-day", "total-below-parts", "missing-total"}
+        "padded-code", "cumulative-decrease", "missing-day", "total-below-parts", "missing-total",
+        "formula-cell", "implausible-rise", "excel-sheet", "excel-header", "excel-other-sheets",
+        "excel-cached-formulas"}
 
 
 def test_issue_list__prepended_keeps_the_cap():

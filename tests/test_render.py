@@ -121,3 +121,25 @@ def test_level_writer__a_failing_slice_raises_once_no_slice_is_running(table, tm
     assert not writer.closed
     writer.__exit__(None, None, None)
     assert writer.closed
+
+
+@pytest.mark.parametrize("slice_rows", [131_072, 7])
+def test_render_level__formula_cells_escaped_in_every_slice_parquet_as_sent(
+        table, tmp_path, monkeypatch, slice_rows):
+    """A real table whose department codes were replaced in a few rows by formula-like text:
+    the CSV written in slices is one write of the escaped table; the Parquet file keeps them."""
+    sample = table.slice(0, 20_003)
+    planted = {3: "=1+2", 4_000: "@SUM(A1)", 20_002: "-7"}
+    dep = sample["dep"].to_pylist()
+    for row, value in planted.items():
+        dep[row] = value
+    sample = sample.set_column(0, "dep", pa.array(dep, pa.string()))
+    monkeypatch.setattr(render, "CSV_SLICE_ROWS", slice_rows)
+    csv, parquet = render.render_level(HOSP, "dep", sample, tmp_path)
+    data = csv.path.read_bytes()
+    escaped = sample.set_column(0, "dep", pa.array(
+        ["'" + d if i in planted else d for i, d in enumerate(dep)], pa.string()))
+    assert data == _arrow_csv(escaped)
+    lines = data.split(b"\n")
+    assert lines[4].startswith(b"\"'=1+2\";0;") and lines[20_003].startswith(b"\"'-7\";")
+    assert pq.read_table(parquet.path).equals(sample)

@@ -1,9 +1,12 @@
 """Decoding producer files: bytes in, UTF-8 CSV text and its dialect out.
 
-Handles gzip (magic bytes), the UTF-8 byte order mark, UTF-8 else CP1252 (decided once per
-file, never per line), line ends LF, CRLF, CR and CR CR LF (mixed in one file), and the
-delimiter (``;``, ``,`` or tab, detected on the header line only). Problems are returned as
-``DecodeProblem`` (a report entry), never raised: only callers' bugs raise.
+Handles gzip (magic bytes; every member read to its end and checked: CRC-32 and length), UTF-16
+(converted), the UTF-8 byte order mark, UTF-8 else CP1252 (decided once per file, never per
+line: only a file with no valid UTF-8 multi-byte sequence at all is CP1252; one that mixes them
+is refused), NUL bytes (refused wherever they are), line ends LF, CRLF, CR and CR CR LF (mixed
+in one file), and the delimiter (``;``, ``,`` or tab, detected on the header line only).
+Problems are returned as ``DecodeProblem`` (a report entry, ``opendepot.decode_problems``),
+never raised: only callers' bugs raise. See docs/design.md, "Integrity of uploads".
 
 ``decode_file`` decodes a file on disk while holding only a few chunks of it in memory: what it
 has to write (the gunzipped file, a converted workbook or bulletin, the normalised text) goes to
@@ -19,70 +22,42 @@ import csv
 import dataclasses
 import os
 import tempfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import pyarrow as pa
 
-GZIP_MAGIC = b"\x1f\x8b"
+from opendepot.decode_problems import (
+    EMPTY,
+    GZIP_MAGIC,
+    NON_ASCII,
+    RTF,
+    UTF8_SEQUENCE,
+    DecodeProblem,
+    bad_utf16,
+    bom_not_utf8,
+    line_at,
+    mixed_encodings,
+    not_text,
+    undecodable,
+    utf16_kind,
+)
+from opendepot.gunzip import gunzip_file
+
+__all__ = ["BOM", "EMPTY", "GZIP_MAGIC", "NUL_SCAN_BYTES", "RTF", "RTF_MAGIC", "Converter",
+           "Decoded", "DecodeProblem", "decode", "decode_file", "detect_delimiter", "dialect",
+           "line_at"]
+
 BOM = b"\xef\xbb\xbf"
 RTF_MAGIC = b"{\\rtf"
 DELIMITERS = (";", ",", "\t")
 NUL_SCAN_BYTES = 65536
-"""A NUL byte among this many first bytes makes the file binary."""
+"""How many first bytes are checked for NUL bytes (and UTF-16) before any other check."""
 HEAD_BYTES = 8192
 """How many first bytes of the (decompressed) file ``decode_file`` shows ``convertible``."""
 SCAN_BYTES = 65536
 """Block size of the small reads at the start of a file (blank prefix, header line)."""
-
-
-@dataclass(frozen=True)
-class DecodeProblem:
-    """Why a file cannot be read as text CSV."""
-
-    type: str
-    """Frictionless-style slug: ``source-error``, ``encoding-error``, ``format-error``."""
-    message: str
-
-
-EMPTY = DecodeProblem("source-error", "the file is empty")
-NOT_TEXT = DecodeProblem("format-error", "the file is not text (it contains NUL bytes)")
-NOT_TEXT_ZIP = DecodeProblem(
-    "format-error",
-    "the file is not text: it is a ZIP archive, most likely an Excel workbook saved under a "
-    "text name; upload it with its .xlsx name (it is then read as a workbook) or export it as CSV",
-)
-ZIP_MAGIC = b"PK\x03\x04"
-
-
-def not_text(head: bytes) -> DecodeProblem:
-    """The problem for a file with NUL bytes: a hint when it is a ZIP archive (xlsx)."""
-    return NOT_TEXT_ZIP if head.startswith(ZIP_MAGIC) else NOT_TEXT
-RTF = DecodeProblem("format-error", "the file is an RTF document, not CSV")
-
-
-def too_big(size: int, max_bytes: int) -> DecodeProblem:
-    """A gzip file of ``size`` bytes that expands past ``max_bytes``."""
-    return DecodeProblem(
-        "source-error",
-        f"the {size}-byte gzip file expands past the size limit of {max_bytes} bytes "
-        f"once decompressed; it was not read further",
-    )
-
-
-def corrupt_gzip(exc: zlib.error) -> DecodeProblem:
-    """A gzip stream zlib cannot read."""
-    return DecodeProblem("source-error", f"the gzip stream is corrupt: {exc}")
-
-
-def undecodable(byte: int, offset: int) -> DecodeProblem:
-    """Text neither UTF-8 nor CP1252: the first byte that is neither, at ``offset``."""
-    return DecodeProblem(
-        "encoding-error",
-        f"the file is neither UTF-8 nor Windows-1252 text (byte {byte:#04x} at offset {offset})",
-    )
 
 
 @dataclass(frozen=True)
@@ -92,7 +67,7 @@ class Decoded:
     data: bytes | None
     """UTF-8 text, no BOM, every line end ``\\n`` (line count unchanged); None when on disk."""
     encoding: str
-    """``utf-8``, ``utf-8-sig`` (BOM) or ``cp1252``."""
+    """``utf-8``, ``utf-8-sig`` (BOM), ``cp1252``, ``utf-16-le`` or ``utf-16-be`` (converted)."""
     compression: str | None
     """``gzip`` or None."""
     delimiter: str | None
@@ -211,7 +186,7 @@ def decode_file(
         if gzipped:
             source, compression = work.new(".gunzipped"), "gzip"
             with open(source, "wb") as out:
-                problem = _gunzip_file(path, out, size=size, max_bytes=max_bytes,
+                problem = gunzip_file(path, out, size=size, max_bytes=max_bytes,
                                        chunk_bytes=chunk_bytes)
             if problem is not None:
                 return problem
@@ -247,47 +222,6 @@ class _Workdir:
             self.remove(name)
 
 
-def _gunzip_file(
-    path: str, out: BinaryIO, *, size: int, max_bytes: int, chunk_bytes: int
-) -> DecodeProblem | None:
-    """``gunzip`` from file to file, a chunk at a time, stopping once past ``max_bytes``.
-
-    As ``gunzip``, bytes after the first gzip member are ignored and a truncated stream gives
-    what it holds. Two zlib details keep the results equal: a call that fills the room it was
-    given may leave output inside zlib even when all input is read, so a truncated stream is
-    drained with empty input; and once ``max_bytes + 1`` bytes are out, zlib still reads on to
-    the next symbol that needs room, so a defect there makes ``gunzip``'s stream corrupt rather
-    than too big. When the input ran out inside that look-ahead, the last call is made again
-    from a copy of the inflater with more input.
-    """
-    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
-    written = 0
-    data = b""
-    full = False  # the last call filled its room: zlib may hold more output
-    with open(path, "rb") as src:
-        while not inflater.eof and (data or (data := src.read(chunk_bytes)) or full):
-            room = max_bytes + 1 - written
-            ask = min(chunk_bytes, room)
-            before = inflater.copy() if ask == room else None
-            try:
-                piece = inflater.decompress(data, ask)
-                if len(piece) < room:
-                    written += len(piece)
-                    out.write(piece)
-                    data, full = inflater.unconsumed_tail, len(piece) == ask
-                    continue
-                assert before is not None
-                while (not inflater.eof and not inflater.unconsumed_tail
-                       and (more := src.read(chunk_bytes))):
-                    data += more  # the look-ahead may go on: again, with more input
-                    inflater = before.copy()
-                    inflater.decompress(data, room)
-            except zlib.error as exc:
-                return corrupt_gzip(exc)
-            return too_big(size, max_bytes)
-    return None
-
-
 def _decode_file(
     source: str,
     work: _Workdir,
@@ -299,7 +233,7 @@ def _decode_file(
     chunk_bytes: int,
 ) -> Decoded | DecodeProblem:
     """``decode_file`` of the (decompressed) file ``source``: conversion (in memory, written
-    back to ``work``), checks, encoding, line ends, dialect."""
+    back to ``work``), UTF-16 to UTF-8 (to ``work``), checks, encoding, line ends, dialect."""
     with open(source, "rb") as f:
         head = f.read(NUL_SCAN_BYTES)
     converted = False
@@ -316,33 +250,31 @@ def _decode_file(
                 out.write(made)
             head = made[:NUL_SCAN_BYTES]
         del raw, made
+    utf16 = utf16_kind(head)
+    if utf16 is not None:
+        got = _from_utf16(source, work, utf16[0], utf16[1], chunk_bytes)
+        if isinstance(got, DecodeProblem):
+            return got
+        with open(got, "rb") as f:
+            source, head = got, f.read(NUL_SCAN_BYTES)
     first = _first_nonblank(source, 0)
     if first is None:
         return EMPTY
-    if b"\x00" in head:
-        return not_text(head)
+    if (nul := head.find(b"\x00")) >= 0:
+        return not_text(head, nul, line_at(head, nul))
     bom = head.startswith(BOM)
     text_start = _first_nonblank(source, len(BOM)) if bom else first
     if text_start is not None and _read_at(source, text_start, len(RTF_MAGIC)) == RTF_MAGIC:
         return RTF
-    try:
-        if bom:
-            encoding = "utf-8-sig"
-            text, line_ends = _normalise_file(source, work, len(BOM), _Utf8, chunk_bytes)
-        else:
-            try:
-                encoding = "utf-8"
-                text, line_ends = _normalise_file(source, work, 0, _Utf8, chunk_bytes)
-            except _Undecodable:  # anywhere, even in the last chunk: the whole file is CP1252
-                encoding = "cp1252"
-                text, line_ends = _normalise_file(source, work, 0, _Cp1252, chunk_bytes)
-    except _Undecodable as exc:
-        return undecodable(exc.byte, exc.offset)
+    got_text = _to_utf8_file(source, work, bom, chunk_bytes)
+    if isinstance(got_text, DecodeProblem):
+        return got_text
+    encoding, text, line_ends = got_text
     delimiter, header = dialect(_first_line(text))
     return Decoded(
         data=None,
         path=text,
-        encoding=encoding,
+        encoding=utf16[0] if utf16 else encoding,
         compression=compression,
         delimiter=delimiter,
         header=header,
@@ -350,6 +282,71 @@ def _decode_file(
         bytes=size,
         converted=converted,
     )
+
+
+def _from_utf16(
+    source: str, work: _Workdir, encoding: str, start: int, chunk_bytes: int
+) -> str | DecodeProblem:
+    """``source`` from ``start`` (after its BOM), UTF-16 text, as a UTF-8 file in ``work``."""
+    target = work.new(".utf8")
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    fed = start
+    with open(source, "rb") as f, open(target, "wb") as out:
+        f.seek(start)
+        final = False
+        while not final:
+            chunk = f.read(chunk_bytes)
+            final = not chunk
+            pending = len(decoder.getstate()[0])
+            try:
+                out.write(decoder.decode(chunk, final).encode("utf-8"))
+            except UnicodeDecodeError as exc:  # exc.object: the pending bytes + this chunk
+                return bad_utf16(encoding, fed - pending + exc.start)
+            fed += len(chunk)
+    return target
+
+
+def _to_utf8_file(
+    source: str, work: _Workdir, bom: bool, chunk_bytes: int
+) -> tuple[str, str, dict[str, int]] | DecodeProblem:
+    """The encoding of ``source``, its text as UTF-8 with LF line ends on disk (the path) and
+    the line end counts; or the problem: a NUL byte, a BOM file that is not UTF-8, a file
+    mixing valid UTF-8 sequences with other bytes, a byte neither UTF-8 nor CP1252. A file
+    with no valid UTF-8 multi-byte sequence at all is read as CP1252."""
+    try:
+        if bom:
+            try:
+                return ("utf-8-sig",
+                        *_normalise_file(source, work, len(BOM), _Utf8, chunk_bytes))
+            except _Undecodable as exc:
+                return bom_not_utf8(exc.byte, exc.offset, _line_at(source, exc.offset))
+        try:
+            return "utf-8", *_normalise_file(source, work, 0, _Utf8, chunk_bytes)
+        except _Undecodable as bad:
+            utf8_at = bad.after_utf8
+            if utf8_at is None:
+                try:  # no UTF-8 text before the first bad byte: CP1252 if there is none after
+                    return "cp1252", *_normalise_file(source, work, 0, _Cp1252, chunk_bytes)
+                except _Mixed as mixed:
+                    utf8_at = mixed.offset
+            return mixed_encodings(bad.byte, bad.offset, _line_at(source, bad.offset), utf8_at,
+                                   _line_at(source, utf8_at))
+    except _Undecodable as exc:
+        return undecodable(exc.byte, exc.offset, _line_at(source, exc.offset))
+    except _Nul as exc:
+        return not_text(b"", exc.offset, _line_at(source, exc.offset))
+
+
+def _line_at(path: str, offset: int) -> int:
+    """``line_at`` of the file at ``path``, read a block at a time."""
+    ends, cr_before = 0, False
+    with open(path, "rb") as f:
+        left = offset
+        while left > 0 and (block := f.read(min(left, SCAN_BYTES * 16))):
+            left -= len(block)
+            ends += line_at(block, len(block)) - 1 - (cr_before and block.startswith(b"\n"))
+            cr_before = block.endswith(b"\r")
+    return ends + 1
 
 
 def _first_nonblank(path: str, offset: int) -> int | None:
@@ -386,46 +383,101 @@ def _first_line(path: str) -> bytes:
 class _Undecodable(Exception):
     """A byte the encoding tried cannot decode (internal: becomes an ``encoding-error``)."""
 
-    def __init__(self, byte: int, offset: int) -> None:
+    def __init__(self, byte: int, offset: int, after_utf8: int | None = None) -> None:
         super().__init__(byte, offset)
         self.byte = byte
         self.offset = offset
+        self.after_utf8 = after_utf8
+        """Offset of the first valid UTF-8 multi-byte sequence before it, if any."""
+
+
+class _Nul(Exception):
+    """A NUL byte at ``offset`` (internal: becomes a ``format-error``)."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+class _Mixed(Exception):
+    """A valid UTF-8 multi-byte sequence at ``offset`` in a file read as CP1252."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+def _first(*found: int | None) -> int | None:
+    """The smallest of the offsets found, or None."""
+    return min((at for at in found if at is not None), default=None)
 
 
 class _Utf8:
-    """Checks that chunks are UTF-8 (a character may be split between two) and passes them on."""
+    """Checks that chunks are UTF-8 without NUL (a character may be split between two) and
+    passes them on; offsets count from ``start``, where the first chunk is in the file."""
 
     identity = True
 
-    def __init__(self) -> None:
+    def __init__(self, start: int) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        self.fed = 0  # bytes given to the decoder so far
+        self.fed = start  # offset in the file of the next chunk
+        self.first_high: int | None = None  # offset of the first non-ASCII byte
 
     def __call__(self, chunk: bytes, final: bool) -> bytes:
         pending = len(self.decoder.getstate()[0])  # the end of a character cut by the last chunk
+        nul = chunk.find(b"\x00")
+        nul_at = self.fed + nul if nul >= 0 else None
+        bad_at, byte = None, 0
         try:
             self.decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:  # exc.object is the pending bytes + this chunk
-            raise _Undecodable(exc.object[exc.start], self.fed - pending + exc.start) from None
-        self.fed += len(chunk)
-        return chunk
+            bad_at, byte = self.fed - pending + exc.start, exc.object[exc.start]
+        if self.first_high is None and not chunk.isascii() and (high := NON_ASCII.search(chunk)):
+            self.first_high = self.fed + high.start()
+        at = _first(nul_at, bad_at)
+        if at is None:
+            self.fed += len(chunk)
+            return chunk
+        if at == nul_at:
+            raise _Nul(at)
+        first = self.first_high
+        raise _Undecodable(byte, at, first if first is not None and first < at else None)
 
 
 class _Cp1252:
-    """Transcodes Windows-1252 chunks to UTF-8 (one byte, one character: no state)."""
+    """Transcodes Windows-1252 chunks to UTF-8 (one byte, one character: no state), refusing
+    a valid UTF-8 multi-byte sequence anywhere (a file mixing encodings: this comes first), else
+    the first NUL byte or byte undefined in CP1252 (raised once the whole file is read)."""
 
     identity = False
 
-    def __init__(self) -> None:
-        self.fed = 0
+    def __init__(self, start: int) -> None:
+        self.fed = start
+        self.carry = b""  # the last bytes of the previous chunk: a UTF-8 sequence may span two
+        self.problem: Exception | None = None
 
     def __call__(self, chunk: bytes, final: bool) -> bytes:
-        try:
-            text = chunk.decode("cp1252")
-        except UnicodeDecodeError as exc:
-            raise _Undecodable(chunk[exc.start], self.fed + exc.start) from None
+        probe = self.carry + chunk
+        # a valid UTF-8 sequence of k bytes decodes to 1 character, any other byte to 1: the
+        # fast test, before the regular expression finds where
+        if (len(probe.decode("utf-8", "surrogateescape")) < len(probe)
+                and (seq := UTF8_SEQUENCE.search(probe))):
+            raise _Mixed(self.fed - len(self.carry) + seq.start())
+        self.carry = probe[-3:]
+        text = ""
+        if self.problem is None:
+            nul = chunk.find(b"\x00")
+            try:
+                text = chunk.decode("cp1252")
+            except UnicodeDecodeError as exc:
+                if nul < 0 or exc.start < nul:
+                    self.problem = _Undecodable(chunk[exc.start], self.fed + exc.start)
+            if self.problem is None and nul >= 0:
+                self.problem = _Nul(self.fed + nul)
         self.fed += len(chunk)
-        return text.encode("utf-8")
+        if final and self.problem is not None:
+            raise self.problem
+        return b"" if self.problem is not None else text.encode("utf-8")
 
 
 class _Sink:
@@ -516,7 +568,7 @@ def _normalise_pass(
     replacing piece by piece is ``_normalise_line_ends`` of the whole text: at most 3 trailing
     CRs are carried to the next piece (the CRs before them are lone CRs whatever follows).
     """
-    recode = codec()
+    recode = codec(start)
     sink = _Sink(source, work, identity=recode.identity and start == 0)
     ends = {"lf": 0, "crlf": 0, "cr": 0, "crcrlf": 0}
     guessed = False

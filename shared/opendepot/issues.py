@@ -54,6 +54,12 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
     _t("source-error", "Source Error", FREE),
     _t("format-error", "Format Error", FREE),
     _t("encoding-error", "Encoding Error", FREE),
+    # Excel workbooks (opendepot.formats)
+    _t("formula-without-value", "Formula Without Value", FREE),
+    _t("excel-sheet", "Excel Sheet", FREE, severity="warning"),
+    _t("excel-header", "Excel Header Not Found", FREE, severity="warning"),
+    _t("excel-other-sheets", "Excel Other Sheets", FREE, severity="warning"),
+    _t("excel-cached-formulas", "Excel Cached Formula Results", FREE, severity="warning"),
     # refusals before any read (opendepot.ingest)
     _t("unsafe-key", "Unsafe Key", FREE),
     _t("unrouted-key", "Unrecognized Input File", FREE),
@@ -119,6 +125,21 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
     _t("missing-total", "Missing Total",
        "Line {line}, {where}: rows for {dim} {parts} but no total row ({dim} {code})",
        note="no {dim} {code}", severity="warning"),
+    # issue 13, items 6 and 8 (opendepot.checks.formula_cells, totals, implausible_rise)
+    _t("formula-cell", "Formula Cell",
+       "Line {line}, column {field}: {count} text cell(s) start with =, +, -, @, tab or carriage "
+       "return, the first {cell!r}; a spreadsheet would run them as formulas, so the published "
+       "CSV writes them with a leading ' (the Parquet file keeps them as sent)",
+       note="{count} cell(s), first at line {line}", severity="warning"),
+    _t("total-below-parts-error", "Total Below Parts",
+       "Line {line}, column {field}, {where}: the total row ({dim} {code}) has {cell}, less than "
+       "the sum of its parts {parts}; this dataset's totals are never below their parts",
+       note="parts sum to {parts}", tags=ROW_TAGS),
+    _t("implausible-rise", "Implausible Rise",
+       "Line {line}, column {field}, {area}: cumulative count rises by {rise} on {day} (from "
+       "{before} on {day_before}), {times}x the series' median daily rise of {median}; more "
+       "than the {factor}x the dataset allows: a typo or a catch-up?",
+       note="rise {rise}, median daily rise {median}", severity="warning"),
 )}
 
 

@@ -59,12 +59,29 @@ class ListQuery(PageQuery):
     """``title``, ``created`` or ``last_update``, ``-`` prefix for descending; "" = by slug."""
 
 
+MAX_INTEGER = 2**63 - 1
+"""Largest ``page`` (OpenAPI's ``integer``, int64): a larger number is a 400, and a number of
+more digits than this one is refused without being parsed (Python refuses ``int()`` of more than
+4,300 digits: that was a 500)."""
+ECHO_CHARS = 40
+"""Characters of a refused value repeated in the 400 message (the rest is cut: ``...``)."""
+
+
+def shown(raw: str) -> str:
+    """``repr`` of a query value for a message, cut to ``ECHO_CHARS`` characters."""
+    return repr(raw) if len(raw) <= ECHO_CHARS else repr(raw[:ECHO_CHARS]) + "..."
+
+
 def _positive(name: str, raw: str, maximum: int | None = None) -> int:
     if not raw.isascii() or not raw.isdigit():
-        raise BadRequest(f"{name}={raw!r} is not an integer")
-    value = int(raw)
-    if value < 1 or (maximum is not None and value > maximum):
-        bound = f" and at most {maximum}" if maximum is not None else ""
+        raise BadRequest(f"{name}={shown(raw)} is not an integer")
+    limit = MAX_INTEGER if maximum is None else maximum
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(limit)):  # never int() of 5,000 digits
+        raise BadRequest(f"{name}={shown(digits)} must be at least 1 and at most {limit}")
+    value = int(digits)
+    if value < 1 or value > limit:
+        bound = f" and at most {limit}" if maximum is not None or value > limit else ""
         raise BadRequest(f"{name}={value} must be at least 1{bound}")
     return value
 
@@ -121,7 +138,7 @@ def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
     sort = values.get("sort", "")
     if sort and sort.removeprefix("-") not in SORT_KEYS:
         raise BadRequest(
-            f"sort={sort!r} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)"
+            f"sort={shown(sort)} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)"
         )
     page, size = _page(values)
     return ListQuery(
@@ -141,7 +158,7 @@ def parse_level(params: Iterable[tuple[str, str]], levels: Sequence[str]) -> str
     _, values, _ = _values(params)
     level = values.get("level")
     if level is not None and level not in levels:
-        raise BadRequest(f"level={level!r} is not one of {', '.join(levels)}")
+        raise BadRequest(f"level={shown(level)} is not one of {', '.join(levels)}")
     return level
 
 

@@ -23,6 +23,7 @@ from opendepot.specs import (
     FeedSpec,
     Measure,
     Mode,
+    Plausibility,
     Reader,
     RegistryError,
     ShrinkGuard,
@@ -136,6 +137,8 @@ class Dataset:
     """A producer's own consolidation mode, overriding ``mode``."""
     en: dict[str, str] = field(default_factory=dict)
     """English ``title`` and ``description``."""
+    plausibility: Plausibility = field(default_factory=Plausibility)
+    """How the statistical checks judge totals and cumulative series."""
 
     @property
     def max_bad_rows_percent(self) -> float:
@@ -325,6 +328,7 @@ def parse_dataset(d: dict[str, Any], where: str | None = None) -> Dataset:
         yaml=YamlSpec.parse(yaml_reader, tuple(f.name for f in fields)) if yaml_reader else None,
         producer_modes=producer_modes,
         en=r.mapping("en"),
+        plausibility=Plausibility.parse(r.child("plausibility")),
     )
     if not dataset.organization.get("slug") and not dataset.organization.get("name"):
         raise RegistryError(f"{r.path('organization')}: expected a name and a slug")

@@ -8,6 +8,11 @@ sha256 (of the CSV as it is written; of the Parquet file read back in chunks onc
 
 - CSV in the dialect Santé publique France's reusers already read: ``;`` separator, UTF-8
   without BOM, LF, ISO dates, text quoted, numbers bare, empty cell for missing.
+- CSV cannot run in a spreadsheet (OWASP's CSV injection rule): a text cell starting with
+  ``=``, ``+``, ``-``, ``@``, tab or carriage return is written with a leading ``'``
+  (``=1+2`` -> ``'=1+2``), quoted as any other text; only string columns are looked at, and
+  only a slice holding such a cell is rewritten (``neutralised``). Numbers, dates and the
+  Parquet file keep the values as staged (``-7`` stays ``-7``).
 - Parquet: zstd, typed columns (codes are strings, counts int64, dates date32), null for missing.
   The AWS SDK for pandas Lambda layer builds Arrow without zstd; there (only) the codec falls back
   to snappy, which every Parquet reader also reads. ``PARQUET_CODEC`` says which one is in use.
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -120,11 +126,44 @@ CSV_SLICE_ROWS = 131_072
 written in order, at most ``2 * RENDER_THREADS`` of them in memory at once."""
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""First characters of a text cell a spreadsheet could run as a formula (OWASP's CSV injection
+rule)."""
+FORMULA_ESCAPE = "'"
+"""Written before such a cell in the published CSV (spreadsheets then show it as text)."""
+
+
+def formula_cells(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Boolean mask (False for null cells) of the cells of a string column whose first character
+    is one of ``FORMULA_START`` (first character cut, then looked up: twice as fast as a
+    regular expression)."""
+    first = pc.utf8_slice_codeunits(column, 0, 1)
+    return pc.is_in(first, value_set=pa.array(FORMULA_START, first.type))
+
+
+def neutralised(table: pa.Table) -> pa.Table:
+    """``table`` with every formula-like text cell (``formula_cells``) of its string columns
+    prefixed with ``FORMULA_ESCAPE``; the same table (no copy) when it has none. Other columns
+    (numbers, dates) are never looked at. Shape and schema unchanged."""
+    for i, f in enumerate(table.schema):
+        if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
+            continue
+        column = table.column(i)
+        hit = formula_cells(column)
+        if not pc.any(hit).as_py():
+            continue
+        escaped = pc.binary_join_element_wise(
+            pa.scalar(FORMULA_ESCAPE, f.type), column, pa.scalar("", f.type))
+        table = table.set_column(i, f, pc.if_else(hit, escaped, column))
+    return table
+
+
 def csv_bytes(table: pa.Table, header: bool) -> pa.Buffer:
-    """``table`` as published CSV (``CSV_OPTIONS``), with or without the header line."""
+    """``table`` as published CSV (``CSV_OPTIONS``), with or without the header line; formula-like
+    text cells written with a leading ``'`` (``neutralised``)."""
     sink = pa.BufferOutputStream()
     options = CSV_OPTIONS if header else CSV_NO_HEADER
-    pacsv.write_csv(table, sink, options)
+    pacsv.write_csv(neutralised(table), sink, options)
     return sink.getvalue()
 
 

@@ -173,6 +173,46 @@ class ShrinkGuard:
 
 
 @dataclass(frozen=True)
+class Plausibility:
+    """``plausibility``: how the statistical checks judge the figures (see docs/design.md,
+    "Totals and series")."""
+
+    total_below_parts: Literal["error", "warning"] = "warning"
+    """A total row below the sum of its parts: an ``error`` (the file is refused) or a
+    ``warning`` (published)."""
+    rise_factor: float = 50.0
+    """A cumulative series rising in one day by more than this many times its median positive
+    daily rise gets an ``implausible-rise`` warning (0: never)."""
+    rise_minimum: float = 100.0
+    """... and by at least this much (counts: small series rise by jumps of a few units)."""
+    rise_history: int = 7
+    """... in a series with at least this many positive daily rises (a median to compare with)."""
+
+    @classmethod
+    def parse(cls, r: Reader | None) -> Plausibility:
+        if r is None:
+            return cls()
+        r.text("note")
+        default = cls()
+        found = cls(
+            total_below_parts=r.choice("totalBelowParts", ("error", "warning"), "warning"),
+            rise_factor=float(_at_least(r, "riseFactor", default.rise_factor, 0)),
+            rise_minimum=float(_at_least(r, "riseMinimum", default.rise_minimum, 0)),
+            rise_history=int(_at_least(r, "riseHistory", default.rise_history, 1, whole=True)),
+        )
+        r.done()
+        return found
+
+
+def _at_least(r: Reader, key: str, default: float, low: float, *, whole: bool = False) -> float:
+    value = r.integer(key, int(default)) if whole else r.number(key, default)
+    assert value is not None
+    if value < low:
+        raise RegistryError(f"{r.path(key)}: expected at least {low}, got {_show(value)}")
+    return value
+
+
+@dataclass(frozen=True)
 class ErrorBudget:
     """``errorBudget``: which bad rows may be left out instead of rejecting the file."""
 

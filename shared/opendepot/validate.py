@@ -325,18 +325,21 @@ def validate_file(
     is retried."""
     started = time.perf_counter()
     try:
+        converter = formats.Converter(name, dataset)  # keeps a workbook's warnings
         decoded = decode_file(
             path,
             max_bytes=max_bytes,
             workdir=workdir,
-            converter=lambda data: formats.convert(data, name, dataset),
+            converter=converter,
             convertible=formats.convertible(name),
         )
         if isinstance(decoded, DecodeProblem):
             return _problem(decoded.type, decoded.message, name, max_errors, started)
         out = os.path.join(workdir, "staged.parquet")
-        return validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors, out=out,
-                                block_bytes=block_bytes, fast=fast)
+        v = validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors, out=out,
+                             block_bytes=block_bytes, fast=fast)
+        v.warnings = converter.prepend_to(v.warnings)
+        return v
     except Exception as exc:
         if is_infrastructure(exc):
             raise

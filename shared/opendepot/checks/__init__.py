@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 from opendepot.checks.base import Batch, Check, Keys, Rows, Run
 from opendepot.checks.fields import AreaCodes, CellTypes, Labels, PaddedCodes, Unique
+from opendepot.checks.formula_cells import FormulaCells
+from opendepot.checks.implausible_rise import ImplausibleRise
 from opendepot.checks.keys import PrimaryKey
 from opendepot.checks.missing_total import MissingTotal
 from opendepot.checks.rows import BlankRows, DuplicateRows
@@ -35,8 +37,10 @@ CHECKS: list[type[Check]] = [
     AreaCodes,
     PrimaryKey,
     DailySeries,
+    ImplausibleRise,
     TotalsBelowParts,
     MissingTotal,
+    FormulaCells,  # last: it counts the published cells of a batch (every row check done)
 ]
 """Every check, in the order they run (a batch's issues are then listed field by field)."""
 
