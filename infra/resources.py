@@ -1,9 +1,9 @@
-"""Creating the template's buckets and queues on moto, with the template's own properties.
+"""Creating the template's buckets, queues and topics on moto, with the template's own properties.
 
 Queues first (buckets notify them), then their redrive policies (a dead-letter queue may come
-after its source), then buckets with versioning, CORS, public access block, encryption and
-ownership, then the buckets' notifications and policies. Each step returns what it created and
-the names of what it did not apply locally (``ignored``).
+after its source), then topics, then buckets with versioning, CORS, public access block,
+encryption and ownership, then the buckets' notifications and policies. Each step returns what
+it created and the names of what it did not apply locally (``ignored``).
 """
 
 from __future__ import annotations
@@ -145,6 +145,45 @@ def _set_redrive(
         dead_letter_queue=arn_to_lid.get(target),
         max_receive_count=count,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Topics
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One SNS topic of the template, as created locally."""
+
+    logical_id: str
+    """Logical id in ``template.yaml``."""
+    name: str
+    """Topic name."""
+    arn: str
+    """Topic ARN (what ``!Ref`` gives)."""
+
+
+_TOPIC_ATTRIBUTES = ("DisplayName", "KmsMasterKeyId")
+_TOPIC_KEYS = frozenset({*_TOPIC_ATTRIBUTES, "TopicName"})
+
+
+def create_topics(sns: Any, resolver: Resolver) -> tuple[dict[str, TopicInfo], list[str]]:
+    """Create every active ``AWS::SNS::Topic`` of the template (name, display name, key).
+
+    Returns logical id -> topic (template order) and the properties not applied locally.
+    """
+    topics: dict[str, TopicInfo] = {}
+    ignored: list[str] = []
+    for lid, res in resolver.resources.items():
+        if res.get("Type") != "AWS::SNS::Topic" or not resolver.active(res):
+            continue
+        props, others = resolver.resolve_some(res.get("Properties") or {}, _TOPIC_KEYS)
+        attributes = {k: str(props[k]) for k in _TOPIC_ATTRIBUTES if k in props}
+        name = resolver.physical[lid]
+        arn = sns.create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        ignored.extend(f"{lid}.{other}" for other in others)
+        topics[lid] = TopicInfo(logical_id=lid, name=name, arn=arn)
+    return topics, ignored
 
 
 # --------------------------------------------------------------------------------------------

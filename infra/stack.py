@@ -1,12 +1,15 @@
-"""The local stack: moto's server as S3 and SQS, with the buckets and queues of ``template.yaml``.
+"""The local stack: moto's server as S3, SQS and SNS, with the buckets, queues and topics of
+``template.yaml``.
 
 ``LocalStack`` starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1, points boto3 at it through
 the process environment (``AWS_ENDPOINT_URL``, fake credentials, region), sets the ``OPENDEPOT_*``
-settings the handlers read at cold start, and creates every ``AWS::S3::Bucket`` and
-``AWS::SQS::Queue`` the template declares, with the template's own properties: versioning, CORS,
-FIFO, content-based deduplication, visibility timeout, redrive policy. moto does not apply a
-bucket's ``NotificationConfiguration`` from CloudFormation, so it is applied here with the S3 API
-(which also sends the ``s3:TestEvent`` the validate function must skip, as on AWS).
+settings the handlers read at cold start, and creates every ``AWS::S3::Bucket``,
+``AWS::SQS::Queue`` and ``AWS::SNS::Topic`` the template declares, with the template's own
+properties: versioning, CORS, FIFO, content-based deduplication, visibility timeout, redrive
+policy; the versions topic's ARN is the publish function's ``OPENDEPOT_VERSIONS_TOPIC_ARN``.
+moto does not apply a bucket's ``NotificationConfiguration`` from CloudFormation, so it is
+applied here with the S3 API (which also sends the ``s3:TestEvent`` the validate function must
+skip, as on AWS).
 
 The template is read with a small CloudFormation-aware YAML loader; ``!Sub``, ``!Ref``,
 ``!GetAtt``, ``!Join``, ``!Select``, ``!If`` and ``!Split`` are resolved with
@@ -30,10 +33,12 @@ from typing import Any, Self
 
 from infra.resources import (
     QueueInfo,
+    TopicInfo,
     apply_bucket_policies,
     apply_notifications,
     create_buckets,
     create_queues,
+    create_topics,
 )
 from infra.template import (
     DEFAULT_TEMPLATE,
@@ -58,10 +63,12 @@ __all__ = [
     "PUBLISH_QUEUE",
     "REPO_ROOT",
     "VALIDATE_QUEUE",
+    "VERSIONS_TOPIC",
     "EventSource",
     "LocalStack",
     "QueueInfo",
     "Resolver",
+    "TopicInfo",
     "TemplateError",
     "load_template",
 ]
@@ -74,6 +81,7 @@ HOST = "127.0.0.1"
 # Logical ids of template.yaml the local stack gives names to (see docs/design.md).
 INCOMING, INTERNAL, PUBLISHED = "IncomingBucket", "InternalBucket", "PublishedBucket"
 VALIDATE_QUEUE, PUBLISH_QUEUE = "ValidateQueue", "PublishQueue"
+VERSIONS_TOPIC = "VersionsTopic"
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +122,8 @@ class LocalStack:
         """Logical id -> bucket name."""
         self.queues: dict[str, QueueInfo] = {}
         """Logical id -> queue."""
+        self.topics: dict[str, TopicInfo] = {}
+        """Logical id -> SNS topic."""
         self.event_sources: list[EventSource] = []
         """Queue -> function bindings declared in the template."""
         self.env: dict[str, str] = {}
@@ -145,6 +155,11 @@ class LocalStack:
     @property
     def publish_queue(self) -> QueueInfo:
         return self.queues[PUBLISH_QUEUE]
+
+    @property
+    def versions_topic(self) -> TopicInfo | None:
+        """The topic new versions are announced on (None: the template has none)."""
+        return self.topics.get(VERSIONS_TOPIC)
 
     @property
     def validate_queue_url(self) -> str:
@@ -199,6 +214,10 @@ class LocalStack:
     @property
     def sqs(self) -> Any:
         return self.client("sqs")
+
+    @property
+    def sns(self) -> Any:
+        return self.client("sns")
 
     # -- lifecycle
     def __enter__(self) -> Self:
@@ -285,6 +304,7 @@ class LocalStack:
             "OPENDEPOT_PUBLISH_QUEUE_URL": self.publish_queue_url,
             "OPENDEPOT_PUBLIC_BASE_URL": self.public_base_url,
             "OPENDEPOT_API_BASE_URL": self.api_base_url,
+            "OPENDEPOT_VERSIONS_TOPIC_ARN": self.versions_topic.arn if self.versions_topic else "",
         }
         # a profile would win over the fake keys for clients built without explicit keys
         for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
@@ -295,11 +315,15 @@ class LocalStack:
             os.environ[name] = value
 
     def _create_resources(self) -> None:
-        """Queues, then buckets, their notifications and policies; then the event sources."""
+        """Queues, topics, then buckets, their notifications and policies; then the event
+        sources."""
         resolver = self._resolver
         assert resolver is not None
         queues, ignored = create_queues(self.sqs, resolver)
         self.queues.update(queues)
+        self.ignored.extend(ignored)
+        topics, ignored = create_topics(self.sns, resolver)
+        self.topics.update(topics)
         self.ignored.extend(ignored)
         buckets, notifications, ignored = create_buckets(self.s3, resolver, self.region)
         self.buckets.update(buckets)

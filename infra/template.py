@@ -104,7 +104,7 @@ class Resolver:
                 self.values[name] = spec["Default"]
         self.resources: dict[str, dict[str, Any]] = template["Resources"]
         self.physical: dict[str, str] = {}
-        """Logical id -> physical name of each bucket and queue (filled by ``name_resources``)."""
+        """Logical id -> physical name of each bucket, queue and topic (``name_resources``)."""
         self._conditions: dict[str, bool] = {}
 
     # names first: they only depend on pseudo parameters and parameters
@@ -132,6 +132,11 @@ class Resolver:
                 self.physical[logical_id] = (
                     self.resolve(name) if name is not None else f"{stack}-{logical_id}".lower()
                 )
+            elif res.get("Type") == "AWS::SNS::Topic":
+                name = props.get("TopicName")
+                self.physical[logical_id] = (
+                    self.resolve(name) if name is not None else f"{stack}-{logical_id}"
+                )
             elif res.get("Type") == "AWS::SQS::Queue":
                 name = props.get("QueueName")
                 if name is not None:
@@ -146,6 +151,9 @@ class Resolver:
     def queue_arn(self, logical_id: str) -> str:
         return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.physical[logical_id]}"
 
+    def topic_arn(self, logical_id: str) -> str:
+        return f"arn:aws:sns:{self.region}:{self.account_id}:{self.physical[logical_id]}"
+
     def _ref(self, name: str) -> Any:
         if name in self.values:
             return self.values[name]
@@ -155,6 +163,8 @@ class Resolver:
         if name in self.physical:
             if res["Type"] == "AWS::SQS::Queue":
                 return self.queue_url(name)
+            if res["Type"] == "AWS::SNS::Topic":
+                return self.topic_arn(name)
             return self.physical[name]
         raise TemplateError(f"!Ref {name} ({res.get('Type')}) is not resolvable locally")
 
@@ -169,6 +179,8 @@ class Resolver:
                 "QueueName": physical,
                 "QueueUrl": self.queue_url(name),
             }
+        elif res["Type"] == "AWS::SNS::Topic":
+            table = {"TopicArn": self.topic_arn(name), "TopicName": physical}
         else:
             table = {
                 "Arn": f"arn:aws:s3:::{physical}",

@@ -995,7 +995,8 @@ def test_versions_fixture_event__newest_first_with_uploads_rows_files() -> None:
         "version", "published_at", "uploads", "producers", "rows", "resources", "datapackage", "uri",
     }  # fmt: skip
     assert v2["published_at"] == "2026-11-29T07:30:12Z"
-    assert v2["uploads"] == [{"upload_id": UPLOAD_2, "producer": "spf"}]
+    assert v2["uploads"] == [{"upload_id": UPLOAD_2, "producer": "spf",
+                              "received_at": "2026-11-29T07:29:00Z", "new": True}]
     assert v2["producers"] == ["spf"]
     assert v2["rows"] == ROWS
     assert v2["datapackage"] == f"{FILES}/{COVID}/{V2}/datapackage.json"
@@ -1012,7 +1013,9 @@ def test_versions_fixture_event__newest_first_with_uploads_rows_files() -> None:
         "rows": 110595,
     }
     # the producer of an upload the manifest no longer lists is unknown, not guessed
-    assert page["data"][1]["uploads"] == [{"upload_id": UPLOAD_1, "producer": None}]
+    assert page["data"][1]["uploads"] == [{"upload_id": UPLOAD_1, "producer": None,
+                                           "received_at": "2026-11-28T07:29:00Z",
+                                           "new": True}]
     assert page["data"][1]["producers"] == []
 
 
@@ -1021,7 +1024,7 @@ def test_version_entries_with_uploads__give_every_producer(store: CountingStore)
     m["versions"][1]["uploads"] = [{"upload_id": UPLOAD_1, "producer": "ars-idf"}]
     put_json(store, f"{COVID}/manifest.json", m)
     v1 = body(get(f"/api/1/datasets/{COVID}/versions/{V1}/"))
-    assert v1["uploads"] == [{"upload_id": UPLOAD_1, "producer": "ars-idf"}]
+    assert [(u["upload_id"], u["producer"]) for u in v1["uploads"]] == [(UPLOAD_1, "ars-idf")]
     assert v1["producers"] == ["ars-idf"]
 
 
@@ -1151,7 +1154,7 @@ def test_datasets_csv__one_semicolon_row_per_dataset() -> None:
     assert r["headers"]["Content-Type"] == "text/csv; charset=utf-8"
     assert r["headers"]["ETag"] == index.etag(r["body"])
     rows = list(csv.DictReader(io.StringIO(text(r)), delimiter=";"))
-    assert list(rows[0]) == list(index.CSV_COLUMNS)
+    assert list(rows[0]) == list(paging.CSV_COLUMNS)
     assert [row["slug"] for row in rows] == [REA, COVID]
     covid = rows[1]
     assert covid["id"] == index.dataset_id(COVID)
@@ -1314,7 +1317,7 @@ def test_openapi_paths__exactly_the_declared_routes_each_answering_get_and_head(
     doc = body(get("/api/1/openapi.json"))
     declared = {re.sub(r"<(\w+)>", r"{\1}", rule) for rule in index_api.ROUTES}
     assert set(doc["paths"]) == declared
-    assert len(index_api.ROUTES) == len(declared) == 11
+    assert len(index_api.ROUTES) == len(declared) == 14
     for template, ops in doc["paths"].items():
         assert set(ops) == {"get", "head"}, template
         assert ops["head"]["operationId"] == ops["get"]["operationId"] + "_head"
@@ -1394,6 +1397,7 @@ def test_openapi_parameters__each_declared_value_accepted_each_other_400() -> No
         ("/api/1/datasets/{dataset}/versions/", "page"),
         ("/api/1/datasets/{dataset}/versions/", "page_size"),
         ("/api/1/datasets/{dataset}/schema/", "level"),
+        ("/api/1/datasets/r/{rid}", "at"),
     }  # fmt: skip
     for template, p in params:
         path, schema, name = concrete(template), p["schema"], p["name"]
@@ -1417,6 +1421,10 @@ def test_openapi_parameters__each_declared_value_accepted_each_other_400() -> No
             assert (status(str(low)), status(str(high))) == (200, 200), name
             above = [str(high + 1)] if "maximum" in schema else []
             for bad in (str(low - 1), *above, "deux", "1.5", "1e3"):
+                assert status(bad) == 400, (name, bad)
+        elif schema.get("format") == "date-time":  # a moment: the file then, else 400
+            assert status("2026-11-29T08:00:00Z") == 302, name
+            for bad in ("x", "2026-13-01", "-1", "29/11/2026"):
                 assert status(bad) == 400, (name, bad)
         else:  # free text (or repeated text): never a 400
             assert schema["type"] in ("string", "array"), (name, schema)

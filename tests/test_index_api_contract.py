@@ -68,7 +68,8 @@ REGISTRY = Registry().with_resource(
 )
 TEMPLATES = [
     (re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(p)) + "$"), p)
-    for p in DOC["paths"]
+    # a file of a fixed path first (recent.atom is not a {dataset}), as the server resolves them
+    for p in sorted(DOC["paths"], key=lambda p: "{" in p or "." not in p.rsplit("/", 1)[-1])
 ]
 
 

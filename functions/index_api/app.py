@@ -17,6 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opendepot import api_models as m
+from opendepot import atom
 from opendepot import index_http as http
 from opendepot.index import DATASETS_PATH as DATASETS
 from opendepot.index_http import Answer
@@ -29,13 +30,17 @@ on = http.Handlers(site)
 configure, ROUTES = site.configure, site.rules
 DATASET = DATASETS + "<dataset>/"
 CSV, JSONLD = Answer("text/csv", schema={"type": "string"}), Answer("application/ld+json")
+ATOM = Answer("application/atom+xml", schema={"type": "string"}, description="Atom 1.0 feed.")
 
 site.read(DATASETS, m.DatasetPage, errors=(400,))(on.list_datasets)
 site.read(DATASET, m.Dataset)(on.get_dataset)
 site.read(DATASET + "resources/<rid>/", m.Resource)(on.get_resource)
-site.read(DATASETS + "r/<rid>", None)(on.latest_file)
+site.read(atom.RECENT_PATH, ATOM, "feeds", ())(on.recent_atom)
+site.read(DATASETS + "r/<rid>", None, errors=(400, 404))(on.latest_file)
 site.read(DATASET + "versions/", m.VersionPage, "versions", (400, 404))(on.list_versions)
 site.read(DATASET + "versions/<version>/", m.Version, "versions")(on.get_version)
+site.read(DATASET + "versions/<version>/changes/", m.Changes, "versions")(on.get_changes)
+site.read(DATASET + atom.VERSIONS_FEED, ATOM, "feeds")(on.versions_atom)
 site.read(DATASET + "schema/", m.TableSchema, "schemas", (400, 404))(on.get_schema)
 site.read(DATASET + "datapackage.json", m.DataPackage, "schemas")(on.get_datapackage)
 site.read(DATASETS_CSV_PATH, CSV, "exports", ())(on.datasets_csv)

@@ -16,6 +16,7 @@ parameters each route reads, with the values the server accepts (``index.parse_*
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -25,7 +26,8 @@ from opendepot.index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SORT_KEYS
 from opendepot.registry import load_registry
 
 __all__ = [
-    "LEVELS", "SORT_VALUES", "Checksum", "DataPackage", "Dataset", "DatasetPage", "Error",
+    "LEVELS", "SORT_VALUES", "AtParam", "Changes", "Checksum", "DataPackage", "Dataset",
+    "DatasetPage", "Error",
     "FormatParam", "LevelParam", "Organization", "OrganizationParam", "PageParam",
     "PageSizeParam", "Quality", "Resource", "SchemaRef", "SearchParam", "SortParam",
     "TableSchema", "TagParam", "Version", "VersionPage", "VersionResource",
@@ -77,6 +79,12 @@ SortParam = Annotated[
 LevelParam = Annotated[
     Literal[LEVELS],  # type: ignore[valid-type]  # values known at import
     Query(description="Level of the table (default: the dataset's own); one the dataset has."),
+]
+
+AtParam = Annotated[
+    datetime,
+    Query(description="A moment (ISO 8601, e.g. `2021-01-15T00:00:00Z`; no zone: UTC): "
+          "redirect to the file of the version in force then (404 before the first version)."),
 ]
 
 # --- documents ----------------------------------------------------------------------------------
@@ -219,8 +227,12 @@ class VersionResource(_Closed):
 
 
 class Upload(_Closed):
+    """An upload (or a fed dataset's version, ``{dataset}@{version}``) a version was made of."""
+
     upload_id: str
     producer: str | None
+    received_at: Time = Field(description="When it arrived (from its id), ISO 8601 UTC.")
+    new: bool = Field(description="Brought by this version (not in the version before).")
 
 
 class Version(_Closed):
@@ -233,6 +245,103 @@ class Version(_Closed):
     rows: dict[str, Count]
     resources: list[VersionResource]
     datapackage: Url
+    uri: Url
+    changes: Url | None = Field(
+        default=None, description="What it changed (present when the version recorded it)."
+    )
+
+
+Scalar = int | float | str | bool | None
+"""A cell or key value (dates as ISO text)."""
+
+
+class ChangeRows(_Closed):
+    before: Count
+    after: Count
+    added: Count
+    removed: Count
+    changed: Count
+    unchanged: Count
+
+
+class ChangeCells(_Closed):
+    changed: Count
+    csv_rows: Count | None
+    csv_truncated: bool
+
+
+class CellChange(_Closed):
+    key: dict[str, Scalar]
+    old: Scalar
+    new: Scalar
+    delta: int | float
+
+
+class ColumnChange(_Closed):
+    name: str
+    measure: bool
+    changed: Count
+    largest: list[CellChange]
+
+
+class KeyValueChange(_Closed):
+    column: str
+    before: Count
+    after: Count
+    added: Count
+    missing: Count
+    missing_values: list[Scalar]
+
+
+class Span(_Closed):
+    start: Scalar
+    end: Scalar
+
+
+class HistoryChange(_Closed):
+    column: str
+    before: Span | None
+    after: Span | None
+    shrunk: bool
+
+
+class SchemaColumn(_Closed):
+    name: str
+    type: str
+
+
+class SchemaRetype(_Closed):
+    name: str
+    old: str
+    new: str
+
+
+class SchemaChange(_Closed):
+    added: list[SchemaColumn]
+    removed: list[SchemaColumn]
+    retyped: list[SchemaRetype]
+    additive: bool
+
+
+class Changes(_Closed):
+    """What a version changed against the one before (a first version: ``note`` "no previous
+    version" and the summary keys null)."""
+
+    dataset: str
+    level: str | None
+    version: str
+    previous: str | None
+    note: str | None
+    csv: Url | None = Field(description="The changed cells (CSV: key, column, old, new).")
+    key: list[str] | None
+    rows: ChangeRows | None
+    cells: ChangeCells | None
+    columns: list[ColumnChange] | None
+    key_values: list[KeyValueChange] | None
+    history: HistoryChange | None
+    schema_: SchemaChange | None = Field(alias="schema")
+    drops_published: bool | None
+    warnings: list[str] | None
     uri: Url
 
 

@@ -247,9 +247,7 @@ class FedUpload:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys this version does not know, kept and written back."""
 
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "upload_id", "producer", "feed", "received_at"
-    )
+    FIELDS: ClassVar[tuple[str, ...]] = ("upload_id", "producer", "feed", "received_at")
 
     rows_left_out: ClassVar[int] = 0
     """Fed rows are never left out (for sums over a manifest's uploads)."""
@@ -402,9 +400,7 @@ class VersionFile:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys this version does not know, kept and written back."""
 
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "name", "format", "path", "sha256", "bytes", "rows"
-    )
+    FIELDS: ClassVar[tuple[str, ...]] = ("name", "format", "path", "sha256", "bytes", "rows")
 
     @classmethod
     def of(cls, r: Resource) -> VersionFile:
@@ -444,6 +440,28 @@ class VersionUpload:
 
 
 @dataclass(frozen=True)
+class VersionChanges:
+    """Where a version's changes against the one before are (``versions[].changes``): ``path``
+    the key of its ``changes.json``, ``csv_path`` of its ``changes.csv`` (None: none, as for a
+    first version), ``previous`` the version compared with (None: a first version)."""
+
+    path: str
+    csv_path: str | None
+    previous: str | None
+
+    def to_json(self) -> JsonObject:
+        """``{"path", "csv_path", "previous"}``."""
+        return {"path": self.path, "csv_path": self.csv_path, "previous": self.previous}
+
+    @classmethod
+    def from_json(cls, d: Any) -> VersionChanges | None:
+        """None for an absent (None) entry. Raises: ContractError."""
+        w = "VersionChanges"
+        return None if d is None else cls(_str(d, w, "path"), _opt_str(d, w, "csv_path"),
+                                          _opt_str(d, w, "previous"))
+
+
+@dataclass(frozen=True)
 class Version:
     """One entry of a manifest's ``versions`` (newest first, the current one included)."""
 
@@ -459,11 +477,13 @@ class Version:
     """Level -> rows."""
     resources: tuple[VersionFile, ...]
     """Its files."""
+    changes: VersionChanges | None = None
+    """Its changes against the version before (None: not recorded, and no ``changes`` key)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys this version does not know, kept and written back."""
 
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "version", "published_at", "upload_ids", "uploads", "rows", "resources"
+        "version", "published_at", "upload_ids", "uploads", "rows", "resources", "changes"
     )
 
     def to_json(self) -> JsonObject:
@@ -472,6 +492,8 @@ class Version:
                 "upload_ids": list(self.upload_ids),
                 "uploads": [u.to_json() for u in self.uploads], "rows": dict(self.rows),
                 "resources": [r.to_json() for r in self.resources]}
+        if self.changes is not None:
+            body["changes"] = self.changes.to_json()
         return _with_extra(body, self.extra)
 
     @classmethod
@@ -484,6 +506,7 @@ class Version:
             uploads=_each(d, w, "uploads", VersionUpload.from_json, []),
             rows=_counts(d, w, "rows"),
             resources=_each(d, w, "resources", VersionFile.from_json),
+            changes=VersionChanges.from_json(d.get("changes")),
             extra=_extra(d, cls.FIELDS),
         )
 
@@ -661,9 +684,7 @@ class Catalog:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys this version does not know, kept and written back."""
 
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "generated_at", "datasets"
-    )
+    FIELDS: ClassVar[tuple[str, ...]] = ("generated_at", "datasets")
 
     def to_json(self) -> JsonObject:
         """``{"generated_at", "datasets": [entry...]}``."""

@@ -1,12 +1,13 @@
 """The HTTP index's domain: ``catalog.json`` and manifests shaped as data.gouv.fr (udata API v1)
-documents, plus the pages, versions, schemas and exports built from them.
+documents, plus the versions, schemas and data packages built from them.
 
 Pure functions over the typed records of ``opendepot.contracts`` (``Catalog``, ``CatalogEntry``,
 ``Resource``, ``Manifest``, ``Version``): no boto3, no environment, no HTTP framework, no clock
 (``now`` is passed in). ``opendepot.reader`` reads ``catalog.json`` and the manifests through the
 storage port, parses them with the contracts and calls ``build_catalog`` once per catalog version
 and base URL; ``opendepot.index_http`` answers each request with the functions below and those
-of ``opendepot.paging`` (query strings, filters, pager). The documents served are plain JSON
+of ``opendepot.paging`` (query strings, filters, pager, the CSV export, time travel) and
+``opendepot.atom`` (feeds). The documents served are plain JSON
 objects (``Document``). Errors are one exception family (``ApiError``), each class with its
 HTTP ``status``.
 
@@ -22,9 +23,7 @@ Identifiers (stable, derived from names, never stored; made by ``opendepot.layou
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from urllib.parse import quote, urlencode
 from opendepot import contracts
 from opendepot.layout import CATALOG_KEY as CATALOG_KEY
 from opendepot.layout import MANIFEST_NAME as MANIFEST_NAME
-from opendepot.layout import datapackage_key, organization_id
+from opendepot.layout import VERSION_FORMAT, datapackage_key, organization_id
 from opendepot.layout import dataset_id as dataset_id
 from opendepot.layout import resource_id as resource_id
 
@@ -461,12 +460,21 @@ def _level_of(slug: str, name: str) -> str:
 
 def _producers_by_upload(manifest: contracts.Manifest) -> dict[str, str | None]:
     known: dict[str, str | None] = {}
-    for entry in manifest.versions:
-        for u in entry.uploads:
-            known[u.upload_id] = u.producer
-    for upload in manifest.uploads:
-        known[upload.upload_id] = upload.producer
+    for u in (*(u for e in manifest.versions for u in e.uploads), *manifest.uploads):
+        known[u.upload_id] = u.producer
     return known
+
+
+def upload_time(upload_id: str) -> str | None:
+    """When an upload arrived, read from its id (``YYYYMMDDTHHMMSSZ-…``; a fed version's
+    ``{dataset}@{version}``: that version's time), ISO 8601 UTC; None when the id says none."""
+    stamp = upload_id.rpartition("@")[2] if "@" in upload_id else upload_id.partition("-")[0]
+    for fmt in ("%Y%m%dT%H%M%SZ", VERSION_FORMAT):
+        try:
+            return iso(datetime.strptime(stamp, fmt).replace(tzinfo=UTC))
+        except ValueError:
+            pass
+    return None
 
 
 def version_file_document(slug: str, r: contracts.VersionFile, links: Links) -> Document:
@@ -492,15 +500,20 @@ def version_document(
     entry: contracts.Version,
     links: Links,
     producers: Mapping[str, str | None] | None = None,
+    before: contracts.Version | None = None,
 ) -> Document:
     """One entry of a manifest's ``versions`` as the API serves it.
 
-    Shape: ``{"version", "published_at", "uploads": [{"upload_id", "producer"}],
-    "producers": [str], "rows": {level: int}, "resources": [version_file_document...],
-    "datapackage": url, "uri": url}``. ``producer`` is null when the manifest no longer knows it.
+    Shape: ``{"version", "published_at", "uploads": [{"upload_id", "producer", "received_at",
+    "new"}], "producers": [str], "rows": {level: int}, "resources": [version_file_document...],
+    "datapackage": url, "uri": url}``, plus ``"changes": url`` (``changes_document``) when the
+    version recorded its changes. ``producer`` is null when the manifest no longer knows it;
+    ``received_at`` is ``upload_time``; ``new`` is true for the uploads this version brought
+    (not in ``before``, the version published before it: every upload of a first version).
     """
-    known = producers or {}
-    uploads = [{"upload_id": u, "producer": known.get(u)} for u in entry.upload_ids]
+    known, earlier = producers or {}, set(before.upload_ids if before else ())
+    uploads = [{"upload_id": u, "producer": known.get(u), "received_at": upload_time(u),
+                "new": u not in earlier} for u in entry.upload_ids]
     return {
         "version": entry.version,
         "published_at": entry.published_at,
@@ -510,6 +523,7 @@ def version_document(
         "resources": [version_file_document(slug, r, links) for r in entry.resources],
         "datapackage": links.file(datapackage_key(slug, entry.version)),
         "uri": links.dataset(slug, f"versions/{quote(entry.version, safe='')}/"),
+        **({"changes": _changes_url(slug, entry.version, links)} if entry.changes else {}),
     }
 
 
@@ -529,7 +543,8 @@ def build_versions(slug: str, manifest: contracts.Manifest, links: Links) -> Ver
     """Shape every entry of a manifest's ``versions`` (newest first, whatever the stored order)."""
     known = _producers_by_upload(manifest)
     entries = sorted(manifest.versions, key=lambda e: e.version, reverse=True)
-    docs = tuple(version_document(slug, e, links, known) for e in entries)
+    docs = tuple(version_document(slug, e, links, known, entries[i + 1] if i + 1 < len(entries)
+                                  else None) for i, e in enumerate(entries))
     return Versions(slug, docs, {d["version"]: d for d in docs}, links.dataset(slug, "versions/"))
 
 
@@ -539,6 +554,54 @@ def get_version(versions: Versions, version: str) -> Document:
     if doc is None:
         raise NotFound(f"version {version!r} not found in dataset {versions.slug!r}")
     return doc
+
+
+CHANGES_SUMMARY_KEYS = ("key", "rows", "cells", "columns", "key_values", "history", "schema",
+                        "drops_published", "warnings")
+"""The summary keys of a changes document (``opendepot.changes.SUMMARY_KEYS``: the index does
+not import that module, which needs Arrow)."""
+
+
+def _changes_url(slug: str, version: str, links: Links) -> str:
+    return links.dataset(slug, f"versions/{quote(version, safe='')}/changes/")
+
+
+def version_entry(
+    manifest: contracts.Manifest, version: str
+) -> tuple[contracts.Version, contracts.Version | None]:
+    """A version of the manifest and the one published just before it (None for the first).
+
+    Raises NotFound."""
+    entries = sorted(manifest.versions, key=lambda e: e.version)
+    for i, entry in enumerate(entries):
+        if entry.version == version:
+            return entry, entries[i - 1] if i else None
+    raise NotFound(f"version {version!r} not found in dataset {manifest.dataset!r}")
+
+
+def changes_document(
+    slug: str, entry: contracts.Version, before: contracts.Version | None,
+    stored: Mapping[str, Any] | None, links: Links,
+) -> Document:
+    """What a version changed against the one before, as served: the stored ``changes.json``
+    (``opendepot.changes.document``: ``{"dataset", "level", "version", "previous", "note",
+    "csv", "key", "rows", "cells", "columns", "key_values", "history", "schema",
+    "drops_published", "warnings"}``) with ``csv`` the changed cells' URL (null when none) and
+    ``uri`` this document's URL. A first version that recorded nothing gets the same shape with
+    ``note`` "no previous version" and null summary keys.
+
+    Raises NotFound: a later version without a stored changes document (published before
+    changes were kept)."""
+    if stored is None:
+        if before is not None:
+            raise NotFound(f"version {entry.version!r} of dataset {slug!r} has no changes "
+                           f"document (published before changes were kept)")
+        stored = {"dataset": slug, "level": None, "version": entry.version, "previous": None,
+                  "note": "no previous version", "csv": None,
+                  **dict.fromkeys(CHANGES_SUMMARY_KEYS)}
+    csv = entry.changes.csv_path if entry.changes is not None else None
+    return {**stored, "csv": links.file(csv) if csv else None,
+            "uri": _changes_url(slug, entry.version, links)}
 
 
 # --- schema and data package ------------------------------------------------------------------
@@ -582,45 +645,6 @@ def datapackage_document(
             r = {**r, "path": links.file(f"{folder}/{path}" if folder else path)}
         resources.append(r)
     return {**package, "resources": resources}
-
-
-# --- exports ------------------------------------------------------------------------------------
-
-CSV_COLUMNS = (
-    "id", "title", "slug", "acronym", "url", "organization", "organization_id", "description",
-    "frequency", "license", "temporal_coverage.start", "temporal_coverage.end",
-    "spatial.granularity", "spatial.zones", "created_at", "last_modified", "last_update",
-    "tags", "resources_count", "main_resources_count", "resources_formats", "quality_score",
-    "version", "rows",
-)  # fmt: skip
-"""Columns of ``/api/1/site/datasets.csv`` (data.gouv.fr's export names, then opendepot's)."""
-
-
-def datasets_csv(catalog: Catalog, now: datetime) -> str:
-    """Every dataset as one row of a ``;``-separated CSV, as data.gouv.fr's catalog export."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for d in catalog.datasets:
-        org = d["organization"] or {}
-        coverage = d["temporal_coverage"] or {}
-        spatial = d["spatial"] or {}
-        resources = d["resources"]
-        writer.writerow(
-            [
-                d["id"], d["title"], d["slug"], d["acronym"] or "", d["page"],
-                org.get("name", ""), org.get("id", ""), d["description"], d["frequency"],
-                d["license"], coverage.get("start") or "", coverage.get("end") or "",
-                spatial.get("granularity", ""), ",".join(spatial.get("zones") or []),
-                d["created_at"] or "", d["last_modified"] or "", d["last_update"] or "",
-                ",".join(d["tags"]), len(resources),
-                sum(1 for r in resources if r["type"] == "main"),
-                ",".join(sorted({str(r["format"]) for r in resources})),
-                quality_document(d, now)["score"], d["extras"]["version"] or "",
-                sum((d["extras"]["rows"] or {}).values()),
-            ]
-        )  # fmt: skip
-    return out.getvalue()
 
 
 # --- HTTP caching -----------------------------------------------------------------------------

@@ -9,11 +9,12 @@ answers are sent, how errors become the envelope, how query strings are read.
 - ``send``: the body with ``ETag``, ``Cache-Control`` and ``Vary``; ``304`` when
   ``If-None-Match`` holds; gzip when asked and worth it (the ETag is then weak, as nginx does).
 - ``error_response``: the one place an exception becomes ``{"status", "message"}``.
-- ``list_query``, ``page_query``, ``level_query``: the query parameters of the routes that take
-  some, as Powertools dependencies. Their signatures declare the parameters (``api_models``
-  types: that is what the OpenAPI document lists); the values are read from the raw query
-  string by ``paging.parse_*`` (udata's rules: unknown parameters ignored, empty values absent,
-  the last value wins, ``tag`` repeats), so the route gets a parsed ``paging.PageQuery``.
+- ``list_query``, ``page_query``, ``level_query``, ``at_query``: the query parameters of the
+  routes that take some, as Powertools dependencies. Their signatures declare the parameters
+  (``api_models`` types: that is what the OpenAPI document lists); the values are read from the
+  raw query string by ``paging.parse_*`` (udata's rules: unknown parameters ignored, empty
+  values absent, the last value wins, ``tag`` repeats), so the route gets a parsed
+  ``paging.PageQuery``.
 - ``Handlers``: what each route answers, one method per operation (its name is the operation
   id, the first line of its docstring the summary); ``functions/index_api/app.py`` declares
   each route with ``Site.read`` over one of them and does nothing else.
@@ -36,8 +37,9 @@ from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from pydantic import BaseModel
 
-from opendepot import dcat, index, openapi, paging, runtime
+from opendepot import atom, dcat, index, openapi, paging, runtime
 from opendepot.api_models import (
+    AtParam,
     Error,
     FormatParam,
     LevelParam,
@@ -130,6 +132,15 @@ def level_query(request: Request, level: LevelParam | None = None) -> list[tuple
     """The schema's ``level`` (declared here); the query, for ``paging.parse_level`` to check
     against the dataset's own levels."""
     return raw_query(request.resolved_event)
+
+
+def at_query(request: Request, at: AtParam | None = None) -> datetime | None:
+    """A permanent link's ``at`` (declared here, read by ``paging.parse_at``): None when absent.
+
+    Raises:
+        index.BadRequest: not an ISO 8601 time.
+    """
+    return paging.parse_at(raw_query(request.resolved_event))
 
 
 # --- responses ----------------------------------------------------------------------------------
@@ -358,6 +369,8 @@ PageQuery = Annotated[paging.PageQuery, Depends(page_query)]
 """A paged list's parsed query."""
 LevelQuery = Annotated[list[tuple[str, str]], Depends(level_query)]
 """The query of ``/schema/`` (its ``level`` is checked against the dataset's levels)."""
+AtQuery = Annotated[datetime | None, Depends(at_query)]
+"""A permanent link's parsed ``at`` (None: now)."""
 
 
 class Handlers:
@@ -384,9 +397,31 @@ class Handlers:
         """One resource of a dataset."""
         return self.site.json(index.get_resource(self.site.catalog(), dataset, rid))
 
-    def latest_file(self, rid: str) -> Response[str]:
-        """Permanent link: redirect to the current version's file."""
-        return redirect(index.find_resource(self.site.catalog(), rid)["url"])
+    def latest_file(self, rid: str, at: AtQuery) -> Response[str]:
+        """Permanent link: redirect to the current version's file.
+
+        With ``at`` (ISO 8601), to the file of the version in force at that moment: 404 before
+        the dataset's first version or when that version had no such file."""
+        s = self.site
+        if at is None:
+            return redirect(index.find_resource(s.catalog(), rid)["url"])
+        found = s.catalog().resources.get(rid)
+        if found is None:
+            raise index.NotFound(f"resource {rid!r} not found")
+        slug = str(found[0]["slug"])
+        manifest = s.reader().manifest(slug).manifest
+        return redirect(paging.file_at(slug, manifest, rid, at, s.links()))
+
+    def recent_atom(self) -> Response[str]:
+        """The newest versions of every dataset (Atom 1.0 feed)."""
+        s = self.site
+        return s.send(s.reader().recent_feed(s.base()), atom.MEDIA)
+
+    def versions_atom(self, dataset: str) -> Response[str]:
+        """The newest versions of one dataset (Atom 1.0 feed)."""
+        s = self.site
+        doc = index.get_dataset(s.catalog(), dataset)
+        return s.send(s.reader().versions_feed(doc, s.base()), atom.MEDIA)
 
     def list_versions(self, dataset: str, query: PageQuery) -> Response[str]:
         """Every published version, newest first."""
@@ -399,6 +434,16 @@ class Handlers:
         s = self.site
         versions = s.reader().versions(s.slug(dataset), s.base())
         return s.json(index.get_version(versions, version), cache=IMMUTABLE_CACHE)
+
+    def get_changes(self, dataset: str, version: str) -> Response[str]:
+        """What a version changed against the one before (summary; link to the changed cells)."""
+        s = self.site
+        slug, reader = s.slug(dataset), s.reader()
+        m = reader.manifest(slug)
+        entry, before = index.version_entry(m.manifest, version)
+        stored = reader.version_json(m, entry.changes.path) if entry.changes else None
+        doc = index.changes_document(slug, entry, before, stored, s.links())
+        return s.json(doc, cache=IMMUTABLE_CACHE)
 
     def get_schema(self, dataset: str, query: LevelQuery) -> Response[str]:
         """Table Schema of the current version."""
@@ -417,7 +462,7 @@ class Handlers:
     def datasets_csv(self) -> Response[str]:
         """Every dataset, one `;`-separated row each."""
         s = self.site
-        return s.send(index.datasets_csv(s.catalog(), s.now()), "text/csv; charset=utf-8")
+        return s.send(paging.datasets_csv(s.catalog(), s.now()), "text/csv; charset=utf-8")
 
     def catalog_jsonld(self) -> Response[str]:
         """DCAT-AP 3.0 catalog (JSON-LD)."""

@@ -8,8 +8,11 @@ Buckets (see docs/design.md, "Keys"):
   ``staging/{dataset}/{producer}/{upload_id}.parquet`` (accepted rows) and
   ``staging/{dataset}/{producer}/{upload_id}.json`` (the upload record);
 - published: ``{dataset}/{version}/{dataset}-{level}.{csv|parquet}``,
-  ``{dataset}/{version}/datapackage.json``, ``{dataset}/latest/{dataset}-{level}.{fmt}``,
-  ``{dataset}/manifest.json``, ``catalog.json``.
+  ``{dataset}/{version}/datapackage.json``, ``{dataset}/{version}/changes.json|.csv`` (what
+  changed against the version before), ``{dataset}/latest/{dataset}-{level}.{fmt}``,
+  ``{dataset}/parquet/{level}/{dataset}-{level}.parquet`` (a prefix per level holding only the
+  current version's Parquet file: ``parquet_prefix``), ``{dataset}/manifest.json``,
+  ``catalog.json``.
 
 Ids: upload ``{YYYYMMDDTHHMMSSZ}-{12 hex}``; version ``YYYY-MM-DD-HHhMMmSSs`` (UTC); dataset,
 resource and organization ids are uuid5 in ``NAMESPACE_URL`` (stable across versions).
@@ -33,10 +36,16 @@ MANIFEST_NAME = "manifest.json"
 """File name of a dataset's manifest, under ``{dataset}/``."""
 DATAPACKAGE_NAME = "datapackage.json"
 """File name of a version's Data Package descriptor, under ``{dataset}/{version}/``."""
+CHANGES_NAME = "changes.json"
+"""File name of a version's changes against the one before, under ``{dataset}/{version}/``."""
+CHANGES_CSV_NAME = "changes.csv"
+"""File name of a version's changed cells, under ``{dataset}/{version}/``."""
 CATALOG_KEY = "catalog.json"
 """Key of the catalog (published bucket)."""
 LATEST = "latest"
 """The folder of a dataset's stable copies of its current files."""
+PARQUET = "parquet"
+"""The folder of a dataset's Parquet-only prefixes, one per level (``parquet_prefix``)."""
 VERSION_FORMAT = "%Y-%m-%d-%Hh%Mm%Ss"
 """``strftime`` format of a version id (UTC)."""
 
@@ -118,9 +127,33 @@ def latest_key(dataset: str, level: str, fmt: str) -> str:
     return latest_file_key(dataset, published_file_name(dataset, level, fmt))
 
 
+def parquet_prefix(dataset: str, level: str) -> str:
+    """``{dataset}/parquet/{level}/``: a prefix that holds only Parquet, exactly one object
+    (``parquet_key``): the current version's table of that level, replaced in one copy at each
+    switch, so ``pyarrow.dataset``, ``pandas.read_parquet`` or DuckDB read it as one table with
+    one schema (see docs/design.md, "Parquet prefix")."""
+    return f"{dataset}/{PARQUET}/{level}/"
+
+
+def parquet_key(dataset: str, level: str) -> str:
+    """``{dataset}/parquet/{level}/{dataset}-{level}.parquet``: the one object under
+    ``parquet_prefix`` (a fixed name: each switch overwrites it, never adds a second file)."""
+    return f"{parquet_prefix(dataset, level)}{published_file_name(dataset, level, 'parquet')}"
+
+
 def datapackage_key(dataset: str, version: str) -> str:
     """``{dataset}/{version}/datapackage.json``."""
     return version_file_key(dataset, version, DATAPACKAGE_NAME)
+
+
+def changes_key(dataset: str, version: str) -> str:
+    """``{dataset}/{version}/changes.json``."""
+    return version_file_key(dataset, version, CHANGES_NAME)
+
+
+def changes_csv_key(dataset: str, version: str) -> str:
+    """``{dataset}/{version}/changes.csv``."""
+    return version_file_key(dataset, version, CHANGES_CSV_NAME)
 
 
 # --- ids --------------------------------------------------------------------------------------

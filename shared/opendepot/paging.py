@@ -3,11 +3,16 @@
 ``parse_*`` read a query string (pairs in order, as received) by udata's rules: unknown
 parameters ignored, empty values absent, the last value of a repeated parameter wins except
 ``tag`` (every value must match). ``list_datasets`` and ``list_versions`` cut one page of the
-shaped catalog or versions (``opendepot.index``) and wrap it in udata's pager. Pure functions.
+shaped catalog or versions (``opendepot.index``) and wrap it in udata's pager;
+``datasets_csv`` lists the whole catalog as data.gouv.fr's CSV export. ``parse_at`` and
+``version_at`` answer time travel (``/api/1/datasets/r/{id}?at=``): the version in force at a
+moment. Pure functions.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from opendepot import contracts
 from opendepot.index import (
     DATASETS_PATH,
     DEFAULT_PAGE_SIZE,
@@ -24,7 +30,12 @@ from opendepot.index import (
     Catalog,
     Document,
     Links,
+    NotFound,
     Versions,
+    iso,
+    parse_time,
+    quality_document,
+    version_file_document,
     with_quality,
 )
 
@@ -238,3 +249,94 @@ def list_versions(versions: Versions, query: PageQuery) -> Document:
     """One page of a dataset's versions, newest first, as a udata pager of ``version_document``."""
     data, page = pager(versions.docs, query, versions.url)
     return {"data": data, **page}
+
+
+def parse_at(params: Iterable[tuple[str, str]]) -> datetime | None:
+    """The ``at`` parameter of a permanent link: an ISO 8601 time (``2021-01-15T00:00:00Z``,
+    an offset, or a date alone: midnight; without a zone: UTC), aware; None when absent. A
+    ``+`` of an offset sent unencoded arrives as a space and is read as ``+``.
+
+    Raises:
+        BadRequest: not an ISO 8601 time.
+    """
+    _, values, _ = _values(params)
+    raw = values.get("at")
+    if raw is None:
+        return None
+    for text in (raw, "+".join(raw.rsplit(" ", 1))):
+        moment = parse_time(text)
+        if moment is not None:
+            return moment
+    raise BadRequest(f"at={shown(raw)} is not an ISO 8601 time (e.g. 2021-01-15T00:00:00Z)")
+
+
+def version_at(manifest: contracts.Manifest, at: datetime) -> contracts.Version:
+    """The version of ``manifest`` in force at ``at``: the last one published at or before it.
+
+    Raises:
+        NotFound: ``at`` is before the first version (the message says when that was).
+    """
+    dated = sorted((t, v.version, v) for v in manifest.versions
+                   if (t := parse_time(v.published_at)) is not None)
+    before = [v for t, _, v in dated if t <= at]
+    if not before:
+        first = f": its first version was published at {iso(dated[0][0])}" if dated else ""
+        raise NotFound(f"dataset {manifest.dataset!r} had no published version at {iso(at)}"
+                       + first)
+    return before[-1]
+
+
+def file_at(
+    slug: str, manifest: contracts.Manifest, rid: str, at: datetime, links: Links
+) -> str:
+    """URL of resource ``rid``'s file in the version in force at ``at`` (``version_at``).
+
+    Raises:
+        NotFound: before the first version, or that version had no such file.
+    """
+    version = version_at(manifest, at)
+    for r in version.resources:
+        doc = version_file_document(slug, r, links)
+        if doc["id"] == rid:
+            return str(doc["url"])
+    raise NotFound(f"resource {rid!r} is not in version {version.version!r} of dataset "
+                   f"{slug!r}, in force at {iso(at)}")
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "id", "title", "slug", "acronym", "url", "organization", "organization_id", "description",
+    "frequency", "license", "temporal_coverage.start", "temporal_coverage.end",
+    "spatial.granularity", "spatial.zones", "created_at", "last_modified", "last_update",
+    "tags", "resources_count", "main_resources_count", "resources_formats", "quality_score",
+    "version", "rows",
+)  # fmt: skip
+"""Columns of ``/api/1/site/datasets.csv`` (data.gouv.fr's export names, then opendepot's)."""
+
+
+def datasets_csv(catalog: Catalog, now: datetime) -> str:
+    """Every dataset as one row of a ``;``-separated CSV, as data.gouv.fr's catalog export."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for d in catalog.datasets:
+        org = d["organization"] or {}
+        coverage = d["temporal_coverage"] or {}
+        spatial = d["spatial"] or {}
+        resources = d["resources"]
+        writer.writerow(
+            [
+                d["id"], d["title"], d["slug"], d["acronym"] or "", d["page"],
+                org.get("name", ""), org.get("id", ""), d["description"], d["frequency"],
+                d["license"], coverage.get("start") or "", coverage.get("end") or "",
+                spatial.get("granularity", ""), ",".join(spatial.get("zones") or []),
+                d["created_at"] or "", d["last_modified"] or "", d["last_update"] or "",
+                ",".join(d["tags"]), len(resources),
+                sum(1 for r in resources if r["type"] == "main"),
+                ",".join(sorted({str(r["format"]) for r in resources})),
+                quality_document(d, now)["score"], d["extras"]["version"] or "",
+                sum((d["extras"]["rows"] or {}).values()),
+            ]
+        )  # fmt: skip
+    return out.getvalue()

@@ -5,14 +5,23 @@
 1. read the upload records under ``staging/{dataset}/`` and select the uploads that make the
    publication (``snapshot``: each producer's newest; ``append``: all);
 2. if the current manifest was made of exactly these uploads, nothing new is written (only the
-   ``latest/`` copies and ``catalog.json`` are repaired if a crash left them behind);
+   ``latest/`` and Parquet prefix copies and ``catalog.json`` are repaired if a crash left them
+   behind);
 3. otherwise download the staged Parquet files to a temporary directory, consolidate, roll up,
    render CSV and Parquet per level to temporary files and upload them under
    ``{dataset}/{version}/`` with ``If-None-Match`` (immutable), then ``datapackage.json``;
 4. switch ``{dataset}/manifest.json`` with ``If-Match`` on the ETag read in step 2: the one
    atomic step readers see. A crash before it leaves the previous version published; unreferenced
    version files are harmless;
-5. copy the files to ``{dataset}/latest/`` and rebuild ``catalog.json``.
+5. copy the files to ``{dataset}/latest/``, each level's Parquet file to its Parquet prefix
+   ``{dataset}/parquet/{level}/`` (``layout.parquet_key``), and rebuild ``catalog.json``.
+
+Between 3 and 4, the new version's table of the producer's level is compared with the previous
+version's (``opendepot.changes``, its Parquet file read from the published bucket through the
+previous manifest): ``changes.json`` (the summary) and ``changes.csv`` (the changed cells) go
+under ``{dataset}/{version}/`` (immutable), the version entry records them
+(``contracts.VersionChanges``), the summary's counts and warnings are logged and returned in
+``PublishOutcome.changes``. A first version gets a ``changes.json`` saying so.
 
 A lost race (``PreconditionFailed``) propagates: the queue retries from fresh state.
 
@@ -28,14 +37,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opendepot import concurrency, feeds, layout
+from opendepot import changes, concurrency, feeds, layout
 from opendepot.config import Settings
 from opendepot.consolidate import select_uploads
 from opendepot.contracts import (
@@ -47,6 +57,7 @@ from opendepot.contracts import (
     Resource,
     UploadRecord,
     Version,
+    VersionChanges,
     VersionFile,
     VersionUpload,
 )
@@ -66,6 +77,7 @@ __all__ = ["CATALOG_KEY", "PublishOutcome", "catalog_entry", "next_version", "pu
 JSON_MIME = "application/json"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, max-age=60, must-revalidate"
+log = logging.getLogger(__name__)
 TUNING = Tuning()
 """How publications are cut into parts and read (``opendepot.levels``): production's defaults."""
 STORAGE_THREADS = 4
@@ -88,6 +100,10 @@ class PublishOutcome:
     """True when a new version was written and switched to."""
     rows: dict[str, int]
     upload_ids: tuple[str, ...]
+    changes: Mapping[str, Any] | None = None
+    """What the new version changed against the one before (``Changes.headline``: row counts,
+    changed cells, whether published dates were dropped, warnings); None when no new version
+    was written or there was nothing to compare with (a first version)."""
 
 
 def next_version(now: datetime, manifest: Manifest | None) -> str:
@@ -258,11 +274,13 @@ def publish_dataset(
             store, settings.published_bucket,
             layout.version_file_key(dataset.name, version, f.name), f.path, f.mime),
               out.files, lambda f: f.size)
+        recorded, diff = _publish_changes(store, settings, dataset, version, manifest, out, work)
+        release_memory()
     package = datapackage(dataset, version, out.files, out.schemas)
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
     put_immutable(store, settings.published_bucket, layout.datapackage_key(dataset.name, version),
                    body, JSON_MIME)
-    new = _manifest(dataset, version, now, selected_and_fed, out, manifest)
+    new = _manifest(dataset, version, now, selected_and_fed, out, manifest, recorded)
     body = json.dumps(new.to_json(), ensure_ascii=False, indent=1, default=str).encode("utf-8")
     store.put(
         settings.published_bucket,
@@ -275,7 +293,64 @@ def publish_dataset(
     )
     _refresh_latest(store, settings, new)
     rebuild_catalog(store, settings, registry, now)
-    return PublishOutcome(dataset.name, version, True, dict(new.rows), ids)
+    return PublishOutcome(dataset.name, version, True, dict(new.rows), ids,
+                          None if diff is None else diff.headline())
+
+
+def _changes_spec(dataset: Dataset) -> changes.Spec:
+    """What is compared at the producer's level: its published key, the registry's measures and
+    time field; ``upload_id`` (provenance bookkeeping) is not compared cell by cell."""
+    level = dataset.geography.level
+    return changes.Spec(tuple(published_key(dataset, level)), tuple(dataset.measures),
+                        dataset.time_field, ("upload_id",) if dataset.provenance else ())
+
+
+def _publish_changes(
+    store: Store, settings: Settings, dataset: Dataset, version: str,
+    previous: Manifest | None, out: Rendered, work: Path,
+) -> tuple[VersionChanges, changes.Changes | None]:
+    """Compare the new version's producer-level Parquet file (in ``work``) with the previous
+    version's (downloaded from the published bucket), put ``changes.json`` and ``changes.csv``
+    under the version's folder (immutable) and log the summary. Without a previous version (or
+    its producer-level Parquet file), ``changes.json`` says so and no CSV is written.
+
+    Raises: PreconditionFailed (another ``changes.json`` is there)."""
+    name, level, bucket = dataset.name, dataset.geography.level, settings.published_bucket
+    json_key = layout.changes_key(name, version)
+    before = previous.version if previous is not None else None
+    old = next((r for r in (previous.resources if previous is not None else ())
+                if r.level == level and r.format == "parquet"), None)
+    new = next((f for f in out.files if f.level == level and f.format == "parquet"), None)
+    if old is not None and store.head(bucket, old.path) is None:
+        old = None  # removed by hand: nothing to compare with, but the publication goes on
+    if old is None or new is None:
+        note = (changes.NO_PREVIOUS if previous is None
+                else f"the previous version has no {level} Parquet file to compare with")
+        doc = changes.document(None, dataset=name, level=level, version=version,
+                               previous=before, csv=None, note=note)
+        put_immutable(store, bucket, json_key, _json_bytes(doc), JSON_MIME)
+        return VersionChanges(json_key, None, before), None
+    old_path, csv_path = work / "previous.parquet", work / layout.CHANGES_CSV_NAME
+    with old_path.open("wb") as f:
+        store.get_file(bucket, old.path, f)
+    diff = changes.compare_files(old_path, new.path, _changes_spec(dataset), csv_path)
+    old_path.unlink()
+    csv_key = layout.changes_csv_key(name, version)
+    put_immutable(store, bucket, csv_key, csv_path, "text/csv")
+    doc = changes.document(diff, dataset=name, level=level, version=version, previous=before,
+                           csv=layout.CHANGES_CSV_NAME)
+    put_immutable(store, bucket, json_key, _json_bytes(doc), JSON_MIME)
+    s = diff.schema
+    loud = diff.drops_published or bool(s.removed or s.retyped)
+    (log.warning if loud else log.info)(
+        "version changes" + (": published values dropped" if diff.drops_published else ""),
+        extra={"dataset": name, "version": version, "previous": before,
+               "changes": diff.headline()})
+    return VersionChanges(json_key, csv_key, before), diff
+
+
+def _json_bytes(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
 
 
 def _manifest(
@@ -285,6 +360,7 @@ def _manifest(
     uploads: Sequence[ManifestUpload],
     out: Rendered,
     previous: Manifest | None,
+    recorded: VersionChanges | None = None,
 ) -> Manifest:
     """The manifest of a new ``version`` made of ``uploads``; the previous versions follow."""
     resources = tuple(
@@ -311,6 +387,7 @@ def _manifest(
         uploads=tuple(VersionUpload(u.upload_id, u.producer) for u in uploads),
         rows=out.rows,
         resources=tuple(VersionFile.of(r) for r in resources),
+        changes=recorded,
     )
     coverage = out.coverage
     return Manifest(
@@ -331,18 +408,23 @@ def _manifest(
 
 
 def _refresh_latest(store: Store, settings: Settings, manifest: Manifest) -> None:
-    """Make ``latest/`` hold the manifest's files (copies only what differs)."""
+    """Make ``latest/`` hold the manifest's files, and each level's Parquet prefix
+    (``layout.parquet_key``: one object of a fixed name, overwritten by one copy, so a reader
+    listing the prefix sees the old table or the new, never both) its Parquet file. Copies only
+    what differs."""
     bucket = settings.published_bucket
+    copies: list[tuple[Resource, str]] = [(r, r.latest_path) for r in manifest.resources]
+    copies += [(r, layout.parquet_key(manifest.dataset, r.level)) for r in manifest.resources
+               if r.format == "parquet"]
 
-    def stale(r: Resource) -> bool:
-        current = store.head(bucket, r.latest_path)
-        source = store.head(bucket, r.path)
+    def stale(copy: tuple[Resource, str]) -> bool:
+        current = store.head(bucket, copy[1])
+        source = store.head(bucket, copy[0].path)
         return source is not None and (current is None or current.etag != source.etag)
 
-    resources = manifest.resources
-    copies = [r for r, old in zip(resources, _map(stale, resources), strict=True) if old]
-    _each(lambda r: store.copy(bucket, r.path, r.latest_path, cache_control=REVALIDATE),
-          copies, lambda r: r.bytes)
+    copies = [c for c, old in zip(copies, _map(stale, copies), strict=True) if old]
+    _each(lambda c: store.copy(bucket, c[0].path, c[1], cache_control=REVALIDATE),
+          copies, lambda c: c[0].bytes)
 
 
 def catalog_entry(dataset: Dataset, manifest: Manifest) -> CatalogEntry:

@@ -5,8 +5,14 @@ contracts (``contracts.Catalog.from_json``, ``contracts.Manifest.from_json``: on
 revalidates them with one ``head`` per request that needs them (a ``get`` only when the ETag
 changed). What it shapes from them (``index.Catalog``, ``index.Versions``) is kept per API base
 URL (at most ``BASES_KEPT`` of them: one in production, where the base is a setting or API
-Gateway's domain). Immutable files (a version's ``datapackage.json``) are read once per manifest
-version.
+Gateway's domain). Immutable files (a version's ``datapackage.json``, ``changes.json``) are
+read once per process: they stay with a dataset's manifest when it is read again.
+
+Atom feeds (``opendepot.atom``) are rendered once: a dataset's per manifest version and base
+URL; the catalog's (``recent.atom``, the newest versions of every dataset) per version of
+``catalog.json`` and base URL (each new version rewrites the catalog). A version's change
+headline (``atom.headline_of`` of its ``changes.json``) is kept by key (at most
+``HEADLINES_KEPT``).
 
 A stored document that does not parse (not JSON, or ``contracts.ContractError``) is logged with
 its key and ETag and raised as ``index.UnreadableDocument`` (a 500): it is not kept, so the next
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from opendepot import index, layout
+from opendepot import atom, index, layout
 from opendepot.config import Settings
 from opendepot.contracts import Catalog, Manifest
 from opendepot.storage import NotFound as ObjectNotFound
@@ -33,6 +39,8 @@ from opendepot.storage import Store
 
 BASES_KEPT = 4
 """Catalogs (and versions) shaped for at most this many API base URLs are kept."""
+HEADLINES_KEPT = 2000
+"""Change headlines kept (one per version read by a feed; the oldest read goes first)."""
 
 Clock = Callable[[], datetime]
 """Returns the current time (aware, UTC)."""
@@ -55,9 +63,12 @@ class CachedManifest:
     manifest: Manifest
     """The parsed ``{dataset}/manifest.json`` (see docs/design.md, "Manifest")."""
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Parsed ``datapackage.json`` by key (immutable files: never revalidated)."""
+    """Parsed ``datapackage.json`` and ``changes.json`` by key (immutable files: never
+    revalidated)."""
     versions: dict[str, index.Versions] = field(default_factory=dict)
     """The versions shaped per API base URL."""
+    feeds: dict[str, str] = field(default_factory=dict)
+    """The dataset's Atom feed per API base URL."""
 
 
 def _keep(cache: dict[str, T], base: str, make: Callable[[], T]) -> T:
@@ -91,7 +102,9 @@ class CatalogReader:
         self._etag: str | None = None
         self._published: Catalog | None = None
         self._shaped: dict[str, index.Catalog] = {}
+        self._recent: dict[str, str] = {}
         self._manifests: dict[str, CachedManifest] = {}
+        self._headlines: dict[str, dict[str, Any] | None] = {}
 
     def links(self, base: str) -> index.Links:
         """Links to the published files and to this API at ``base`` ("" = relative)."""
@@ -107,15 +120,16 @@ class CatalogReader:
         bucket = self.settings.published_bucket
         info = self.store.head(bucket, layout.CATALOG_KEY)
         if info is None:
-            self._etag, self._published, self._shaped = None, None, {}
+            self._etag, self._published, self._shaped, self._recent = None, None, {}, {}
         elif info.etag != self._etag:
             try:
                 body = self.store.get(bucket, layout.CATALOG_KEY)
             except ObjectNotFound:
-                self._etag, self._published, self._shaped = None, None, {}
+                self._etag, self._published, self._shaped, self._recent = None, None, {}, {}
             else:
                 parsed = self._parse(layout.CATALOG_KEY, info.etag, body, Catalog.from_json)
                 self._etag, self._published, self._shaped = info.etag, parsed, {}
+                self._recent = {}
                 count = len(parsed.datasets)
                 self.log.info("catalog loaded", extra={"etag": info.etag, "datasets": count})
         published, links = self._published, self.links(base)
@@ -137,7 +151,8 @@ class CatalogReader:
         if cached is None or cached.etag != info.etag:
             body = self.store.get(self.settings.published_bucket, key)
             manifest = self._parse(key, info.etag, body, Manifest.from_json)
-            cached = self._manifests[slug] = CachedManifest(info.etag, manifest)
+            kept = cached.packages if cached is not None else {}  # immutable: still true
+            cached = self._manifests[slug] = CachedManifest(info.etag, manifest, kept)
             self.log.info("manifest loaded", extra={"dataset": slug, "etag": info.etag})
         return cached
 
@@ -170,6 +185,103 @@ class CatalogReader:
             m.packages[key] = json.loads(raw)
         return m.packages[key], m.manifest
 
+    def version_json(self, m: CachedManifest, key: str) -> dict[str, Any] | None:
+        """An immutable JSON file of one of the versions of ``m`` (a ``changes.json``), parsed,
+        read once per manifest version (kept beside the data packages); None when not stored.
+
+        Raises:
+            index.UnreadableDocument: the file is not a JSON object.
+        """
+        if key not in m.packages:
+            try:
+                raw = self.store.get(self.settings.published_bucket, key)
+            except ObjectNotFound:
+                return None
+            m.packages[key] = self._parse(key, m.etag, raw, _json_object)
+        return m.packages[key]
+
+    def versions_feed(self, dataset: index.Document, base: str) -> str:
+        """The Atom feed of a dataset's newest ``atom.FEED_SIZE`` versions, for ``base``
+        (rendered once per manifest version). ``dataset``: its catalog document.
+
+        Raises:
+            index.NotFound: no manifest.
+            index.UnreadableDocument: the manifest does not parse.
+        """
+        slug = str(dataset["slug"])
+        m, versions, links = self.manifest(slug), self.versions(slug, base), self.links(base)
+        count = min(len(versions.docs), atom.FEED_SIZE)
+        return _keep(m.feeds, base, lambda: atom.versions_feed(
+            dataset, [self._entry(dataset, m, versions, i, links) for i in range(count)], links))
+
+    def recent_feed(self, base: str) -> str:
+        """The Atom feed of the newest ``atom.FEED_SIZE`` versions across the catalog, for
+        ``base`` (rendered once per version of ``catalog.json``). Datasets are read newest
+        first, and only while one may still have a version among the newest; a dataset whose
+        manifest is missing or does not parse is left out (logged by ``manifest``), and the
+        feed is then not kept (a repaired manifest shows at the next request).
+
+        Raises:
+            index.UnreadableDocument: ``catalog.json`` does not parse.
+        """
+        catalog, links = self.catalog(base), self.links(base)
+        found = self._recent.get(base)
+        if found is not None:
+            return found
+        picked: list[tuple[str, str, index.Document, CachedManifest, index.Versions, int]] = []
+        size, complete = atom.FEED_SIZE, True
+        for d in sorted(catalog.datasets, key=lambda d: str(d["last_modified"] or ""),
+                        reverse=True):
+            if len(picked) >= size and str(d["last_modified"] or "") < picked[-1][0]:
+                break  # every version of this dataset and the next is older
+            try:
+                m, versions = self.manifest(d["slug"]), self.versions(d["slug"], base)
+            except (index.NotFound, index.UnreadableDocument):
+                complete = False
+                continue
+            picked += [(str(doc["published_at"] or ""), str(doc["version"]), d, m, versions, i)
+                       for i, doc in enumerate(versions.docs[:size])]
+            picked.sort(key=lambda p: (p[0], p[1], p[2]["slug"]), reverse=True)
+            del picked[size:]
+        entries = [self._entry(d, m, v, i, links) for _, _, d, m, v, i in picked]
+        if not complete:
+            return atom.recent_feed(entries, links)
+        return _keep(self._recent, base, lambda: atom.recent_feed(entries, links))
+
+    def _entry(
+        self, dataset: index.Document, m: CachedManifest, versions: index.Versions, i: int,
+        links: index.Links,
+    ) -> atom.Entry:
+        """``versions.docs[i]`` as a feed entry, with its change headline."""
+        doc = versions.docs[i]
+        previous = versions.docs[i + 1]["version"] if i + 1 < len(versions.docs) else None
+        entry = next((e for e in m.manifest.versions if e.version == doc["version"]), None)
+        changes = entry.changes if entry is not None else None
+        csv = changes.csv_path if changes is not None else None
+        headline = self._headline(m, changes.path) if changes is not None else None
+        return atom.Entry(dataset, doc, headline, previous, links.file(csv) if csv else None)
+
+    def _headline(self, m: CachedManifest, key: str) -> dict[str, Any] | None:
+        """``atom.headline_of`` the ``changes.json`` at ``key`` (None: absent, or unreadable,
+        which is logged), kept by key."""
+        if key not in self._headlines:
+            try:
+                stored = self.version_json(m, key) if key in m.packages else self._read_json(m, key)
+            except index.UnreadableDocument:
+                stored = None
+            if len(self._headlines) >= HEADLINES_KEPT:
+                self._headlines.pop(next(iter(self._headlines)))
+            self._headlines[key] = atom.headline_of(stored)
+        return self._headlines[key]
+
+    def _read_json(self, m: CachedManifest, key: str) -> dict[str, Any] | None:
+        """An immutable JSON object of ``m``'s versions, read and parsed but not kept."""
+        try:
+            raw = self.store.get(self.settings.published_bucket, key)
+        except ObjectNotFound:
+            return None
+        return self._parse(key, m.etag, raw, _json_object)
+
     def _parse(self, key: str, etag: str, body: bytes, parse: Parse[T]) -> T:
         """``parse(json.loads(body))``; a failure is logged (an operator's problem: the
         publish stage wrote, or someone put, a document that is not its contract) and raised
@@ -182,3 +294,10 @@ class CatalogReader:
                 extra={"key": key, "etag": etag, "error": str(exc)},
             )
             raise index.UnreadableDocument(key) from exc
+
+
+def _json_object(d: Any) -> dict[str, Any]:
+    """``d`` when it is a JSON object. Raises: ValueError."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+    return d

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from opendepot.config import Settings
+from opendepot.notify import NO_NOTIFIER, Notifier, SnsNotifier
 from opendepot.registry import Cog, Registry, load_cog, load_registry
 from opendepot.storage import Queue, S3Store, SqsQueue, Store
 
@@ -32,6 +33,9 @@ class Runtime:
     """INSEE COG 2020 departments and regions (codes checked and rolled up)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     """The current time, timezone-aware UTC (tests pass a fixed clock)."""
+    notifier: Notifier = NO_NOTIFIER
+    """Where publish announces each new version (``SnsNotifier`` on the topic of
+    ``Settings.versions_topic_arn``; ``NO_NOTIFIER`` without one; ``MemoryNotifier`` in tests)."""
 
 
 _override: Runtime | None = None
@@ -41,12 +45,15 @@ _override: Runtime | None = None
 def _default() -> Runtime:
     import boto3  # noqa: PLC0415 - only on the AWS/moto path
 
+    settings = Settings.from_env()
+    topic = settings.versions_topic_arn
     return Runtime(
-        settings=Settings.from_env(),
+        settings=settings,
         store=S3Store(boto3.client("s3")),
         queue=SqsQueue(boto3.client("sqs")),
         registry=load_registry(),
         cog=load_cog(),
+        notifier=SnsNotifier(boto3.client("sns"), topic) if topic else NO_NOTIFIER,
     )
 
 
