@@ -110,7 +110,7 @@ class DirectoryStore:
                 size += len(chunk)
         return size
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
         path = self._path(bucket, key)
         if not path.is_file():
             return None

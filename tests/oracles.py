@@ -13,7 +13,11 @@ decoder is still checked against an independent reading of the same rules:
   64 KiB, and a problem without a place);
 - a file with a valid UTF-8 multi-byte sequence and bytes that are not UTF-8 is refused; only
   a file with no UTF-8 sequence at all is read as CP1252 (it used to be the whole file as
-  CP1252, mojibake included); encoding problems name line and offset (from the file's start).
+  CP1252, mojibake included); encoding problems name line and offset (from the file's start);
+- (issue 13 item 2, declared encodings) a file that is not UTF-8 is read in a single-byte
+  encoding only when the dataset declares it (``encoding``: ``cp1252`` or ``iso-8859-15``,
+  whose C1 control bytes 0x80-0x9f are refused); without one it is refused at its first byte
+  that is not UTF-8 (``mixed_encodings`` when a UTF-8 sequence comes before it).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from opendepot.decode_problems import (
     corrupt_gzip,
     mixed_encodings,
     not_text,
+    not_utf8,
     too_big,
     trailing_gzip,
     truncated_gzip,
@@ -97,7 +102,10 @@ def line_of(raw: bytes, offset: int) -> int:
     return len(re.findall(rb"\r\n|\r|\n", raw[:offset])) + 1
 
 
-def _to_utf8(raw: bytes) -> tuple[bytes, str] | DecodeProblem:
+UNDEFINED = {"cp1252": rb"[\x81\x8d\x8f\x90\x9d]", "iso-8859-15": rb"[\x80-\x9f]"}
+
+
+def _to_utf8(raw: bytes, encoding: str | None) -> tuple[bytes, str] | DecodeProblem:
     nul = raw.find(b"\x00")
     nul = len(raw) if nul < 0 else nul
     if raw.startswith(BOM):
@@ -117,16 +125,18 @@ def _to_utf8(raw: bytes) -> tuple[bytes, str] | DecodeProblem:
     except UnicodeDecodeError as exc:
         bad = exc.start
     seq = VALID_UTF8.search(raw)
-    if seq:  # a UTF-8 sequence anywhere: mixed, whatever else the file holds
+    if seq and (encoding or seq.start() < bad):  # with an encoding: a UTF-8 sequence anywhere
         return mixed_encodings(raw[bad], bad, line_of(raw, bad), seq.start(),
-                               line_of(raw, seq.start()))
-    undefined = re.search(rb"[\x81\x8d\x8f\x90\x9d]", raw)
+                               line_of(raw, seq.start()), encoding)
+    if encoding is None:
+        return not_utf8(raw[bad], bad, line_of(raw, bad))
+    undefined = re.search(UNDEFINED[encoding], raw)
     at = min(nul, undefined.start() if undefined else len(raw))
     if at == len(raw):
-        return raw.decode("cp1252").encode(), "cp1252"
+        return raw.decode(encoding).encode(), encoding
     if at == nul:
         return not_text(raw, at, line_of(raw, at))
-    return undecodable(raw[at], at, line_of(raw, at))
+    return undecodable(raw[at], at, line_of(raw, at), encoding)
 
 
 def _normalise_line_ends(data: bytes) -> tuple[bytes, dict[str, int]]:
@@ -146,12 +156,14 @@ def _normalise_line_ends(data: bytes) -> tuple[bytes, dict[str, int]]:
 
 
 def decode(
-    raw: bytes, *, max_bytes: int, converter: Converter | None = None
+    raw: bytes, *, max_bytes: int, converter: Converter | None = None,
+    encoding: str | None = None,
 ) -> Decoded | DecodeProblem:
     """Turn an object's bytes into UTF-8 CSV text and detect its dialect.
 
     ``converter`` (see ``opendepot.formats``) is given the decompressed bytes first, so Excel
-    and YAML files become CSV text before the CSV rules apply.
+    and YAML files become CSV text before the CSV rules apply. ``encoding``: the dataset's
+    declared single-byte encoding, or None.
     """
     size = len(raw)
     compression = None
@@ -160,11 +172,13 @@ def decode(
         if isinstance(out, DecodeProblem):
             return out
         raw, compression = out, "gzip"
-    return _decode_decompressed(raw, size=size, compression=compression, converter=converter)
+    return _decode_decompressed(raw, size=size, compression=compression, converter=converter,
+                                encoding=encoding)
 
 
 def _decode_decompressed(
-    raw: bytes, *, size: int, compression: str | None, converter: Converter | None
+    raw: bytes, *, size: int, compression: str | None, converter: Converter | None,
+    encoding: str | None,
 ) -> Decoded | DecodeProblem:
     """``decode`` once the bytes are decompressed: conversion, checks, encoding, dialect."""
     was_converted = False
@@ -187,7 +201,7 @@ def _decode_decompressed(
         return not_text(raw, raw.index(b"\x00"), line_of(raw, raw.index(b"\x00")))
     if raw.removeprefix(BOM).lstrip().startswith(RTF_MAGIC):
         return RTF
-    got = _to_utf8(raw)
+    got = _to_utf8(raw, encoding)
     if isinstance(got, DecodeProblem):
         return got
     text, encoding = got

@@ -38,15 +38,18 @@ def cc():
 
 
 def streamed(path: Path, workdir: Path, *, name: str = "x.csv", dataset=None,
-             max_bytes: int = MAX, chunk_bytes: int = 16 << 20) -> Decoded | DecodeProblem:
+             max_bytes: int = MAX, chunk_bytes: int = 16 << 20,
+             encoding: str | None = None) -> Decoded | DecodeProblem:
     return decode_file(str(path), max_bytes=max_bytes, workdir=str(workdir),
                        converter=lambda b: convert(b, name, dataset),
-                       convertible=convertible(name), chunk_bytes=chunk_bytes)
+                       convertible=convertible(name), chunk_bytes=chunk_bytes,
+                       encoding=encoding)
 
 
-def in_memory(raw: bytes, *, name: str = "x.csv", dataset=None,
-              max_bytes: int = MAX) -> Decoded | DecodeProblem:
-    return decode(raw, max_bytes=max_bytes, converter=lambda b: convert(b, name, dataset))
+def in_memory(raw: bytes, *, name: str = "x.csv", dataset=None, max_bytes: int = MAX,
+              encoding: str | None = None) -> Decoded | DecodeProblem:
+    return decode(raw, max_bytes=max_bytes, converter=lambda b: convert(b, name, dataset),
+                  encoding=encoding)
 
 
 def text_of(decoded: Decoded) -> bytes:
@@ -82,27 +85,31 @@ def file_id(path: Path) -> str:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("chunk_bytes", [16 << 20, 4096, 7])
+@pytest.mark.parametrize(("chunk_bytes", "encoding"),
+                         [(16 << 20, None), (4096, "cp1252"), (7, "cp1252")])
 @pytest.mark.parametrize("path", FILES, ids=file_id)
-def test_every_shared_file__same_as_decode(path, chunk_bytes, tmp_path, cc):
+def test_every_shared_file__same_as_decode(path, chunk_bytes, encoding, tmp_path, cc):
+    # the Latin-1 files: refused without a declared encoding, read as CP1252 with one
     name = f"{CC}/{path.parent.name}/{path.name}"
-    expected = in_memory(path.read_bytes(), name=name, dataset=cc)
-    got = streamed(path, tmp_path, name=name, dataset=cc, chunk_bytes=chunk_bytes)
+    expected = in_memory(path.read_bytes(), name=name, dataset=cc, encoding=encoding)
+    got = streamed(path, tmp_path, name=name, dataset=cc, chunk_bytes=chunk_bytes,
+                   encoding=encoding)
     assert_same(got, expected)
     if isinstance(got, Decoded) and got.path is not None and got.path != str(path):
         assert Path(got.path).parent == tmp_path
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("chunk_bytes", [16 << 20, 4096])
+@pytest.mark.parametrize(("chunk_bytes", "encoding"), [(16 << 20, None), (4096, "cp1252")])
 @pytest.mark.parametrize("path", FILES, ids=file_id)
-def test_every_shared_file_gzipped__same_as_decode(path, chunk_bytes, tmp_path, cc):
+def test_every_shared_file_gzipped__same_as_decode(path, chunk_bytes, encoding, tmp_path, cc):
     name = f"{CC}/{path.parent.name}/{path.name}.gz"
     body = gzip.compress(path.read_bytes(), mtime=0)
     (tmp_path / "in").mkdir()
     source = write(tmp_path / "in", path.name + ".gz", body)
-    expected = in_memory(body, name=name, dataset=cc)
-    got = streamed(source, tmp_path, name=name, dataset=cc, chunk_bytes=chunk_bytes)
+    expected = in_memory(body, name=name, dataset=cc, encoding=encoding)
+    got = streamed(source, tmp_path, name=name, dataset=cc, chunk_bytes=chunk_bytes,
+                   encoding=encoding)
     assert_same(got, expected)
     if isinstance(got, Decoded):
         assert got.compression == "gzip" and got.bytes == len(body)
@@ -125,10 +132,10 @@ def test_decode__the_production_decoder_on_bytes_text_in_memory(tmp_path):
     from opendepot.decode import decode as production
 
     raw = "région;dép\r\nRhône;01\r\n".encode("cp1252")
-    got = production(raw, max_bytes=MAX)
+    got = production(raw, max_bytes=MAX, encoding="cp1252")
     assert isinstance(got, Decoded) and got.path is None
     assert got.data == "région;dép\nRhône;01\n".encode()
-    assert got == decode(raw, max_bytes=MAX)
+    assert got == decode(raw, max_bytes=MAX, encoding="cp1252")
 
 
 def test_without_convertible__converter_never_called(tmp_path):
@@ -173,7 +180,8 @@ def test_stray_latin1_byte_in_the_last_chunk_of_utf8__refused_never_mojibake(tmp
     body = b"dep;nom\n" + "01;Saône-et-Loire\n".encode() * 1000 + b"02;Ard\xe8che\n"
     path = write(tmp_path, "in.csv", body)
     assert len(body) - body.index(b"\xe8") < 4096  # in the last 4096-byte chunk
-    got = decode_file(str(path), max_bytes=MAX, workdir=str(tmp_path), chunk_bytes=4096)
+    got = decode_file(str(path), max_bytes=MAX, workdir=str(tmp_path), chunk_bytes=4096,
+                      encoding="cp1252")
     assert got == DecodeProblem(
         "encoding-error",
         "the file mixes UTF-8 text (first at line 2, byte offset 13) with bytes that are not "
@@ -182,25 +190,35 @@ def test_stray_latin1_byte_in_the_last_chunk_of_utf8__refused_never_mojibake(tmp
         "upload it again",
     )
     assert body[13:15] == "ô".encode() and body[19014] == 0xE8
-    assert got == decode(body, max_bytes=MAX) and os.listdir(tmp_path) == ["in.csv"]
+    assert got == decode(body, max_bytes=MAX, encoding="cp1252")
+    assert os.listdir(tmp_path) == ["in.csv"]
+    # for a dataset without a declared encoding: the same places, no word of Windows-1252
+    undeclared = decode_file(str(path), max_bytes=MAX, workdir=str(tmp_path), chunk_bytes=4096)
+    assert undeclared == DecodeProblem(
+        "encoding-error",
+        "the file mixes UTF-8 text (first at line 2, byte offset 13) with bytes that are not "
+        "UTF-8 (first 0xe8 at line 1002, byte offset 19014): save it all as UTF-8 and upload "
+        "it again",
+    )
+    assert undeclared == decode(body, max_bytes=MAX)
 
 
 def test_latin1_file_with_utf8_only_after_its_first_latin1_byte__refused(tmp_path):
     body = b"dep;nom\n02;Ard\xe8che\n" + b"01;Ain\n" * 2000 + "03;Allier é\n".encode()
     got = decode_file(str(write(tmp_path, "in.csv", body)), max_bytes=MAX,
-                      workdir=str(tmp_path), chunk_bytes=4096)
+                      workdir=str(tmp_path), chunk_bytes=4096, encoding="cp1252")
     assert isinstance(got, DecodeProblem) and got.type == "encoding-error"
     utf8_at = body.index("é".encode())
     assert got.message.startswith(f"the file mixes UTF-8 text (first at line 2003, byte offset "
                                   f"{utf8_at}) with bytes that are not UTF-8 "
                                   f"(first 0xe8 at line 2, byte offset 14)")
-    assert got == decode(body, max_bytes=MAX)
+    assert got == decode(body, max_bytes=MAX, encoding="cp1252")
 
 
-def test_wholly_cp1252_file__read_as_cp1252_as_today(tmp_path):
+def test_wholly_cp1252_file__read_as_cp1252_when_declared(tmp_path):
     body = b"dep;nom\n" + b"01;Ain\n" * 2000 + "02;Ardèche;Saône\n".encode("cp1252")
     got = decode_file(str(write(tmp_path, "in.csv", body)), max_bytes=MAX,
-                      workdir=str(tmp_path), chunk_bytes=4096)
+                      workdir=str(tmp_path), chunk_bytes=4096, encoding="cp1252")
     assert isinstance(got, Decoded) and got.encoding == "cp1252"
     assert text_of(got).endswith("02;Ardèche;Saône\n".encode())
 
@@ -208,13 +226,15 @@ def test_wholly_cp1252_file__read_as_cp1252_as_today(tmp_path):
 def test_undefined_cp1252_byte_in_the_last_chunk__absolute_offset(tmp_path):
     body = b"dep;nom\n" + b"01;Ain\n" * 2000 + b"02;\x81\n"
     path = write(tmp_path, "in.csv", body)
-    got = decode_file(str(path), max_bytes=MAX, workdir=str(tmp_path), chunk_bytes=4096)
+    got = decode_file(str(path), max_bytes=MAX, workdir=str(tmp_path), chunk_bytes=4096,
+                      encoding="cp1252")
     assert got == DecodeProblem(
         "encoding-error",
         "the file is neither UTF-8 nor Windows-1252 text (byte 0x81 at line 2002, "
         "byte offset 14011)",
     )
-    assert got == decode(body, max_bytes=MAX) and os.listdir(tmp_path) == ["in.csv"]
+    assert got == decode(body, max_bytes=MAX, encoding="cp1252")
+    assert os.listdir(tmp_path) == ["in.csv"]
 
 
 def test_bom_file_not_utf8__line_and_offset_from_the_file_start(tmp_path):
@@ -412,14 +432,15 @@ def uploads(draw) -> tuple[bytes, int]:
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(upload=uploads(), chunk_bytes=st.integers(1, 12))
-def test_random_bytes_and_chunks__decode_file_agrees_with_decode(upload, chunk_bytes):
+@given(upload=uploads(), chunk_bytes=st.integers(1, 12),
+       encoding=st.sampled_from([None, "cp1252", "iso-8859-15"]))
+def test_random_bytes_and_chunks__decode_file_agrees_with_decode(upload, chunk_bytes, encoding):
     raw, max_bytes = upload
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory, "in")
         path.write_bytes(raw)
         got = decode_file(str(path), max_bytes=max_bytes, workdir=directory,
-                          chunk_bytes=chunk_bytes)
-        assert_same(got, decode(raw, max_bytes=max_bytes))
+                          chunk_bytes=chunk_bytes, encoding=encoding)
+        assert_same(got, decode(raw, max_bytes=max_bytes, encoding=encoding))
         kept = {"in"} | ({Path(got.path).name} if isinstance(got, Decoded) else set())
         assert set(os.listdir(directory)) == kept

@@ -7,6 +7,7 @@ nested lists, key typos, ``COM-987``), and the real files' own defects."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 
@@ -161,10 +162,25 @@ def test_yaml_for_a_dataset_without_bulletins__rejected():
     assert "takes no YAML bulletins" in message
 
 
-def test_yaml_latin1_text__decoded_once_per_file(cc):
+def test_yaml_latin1_text__decoded_once_per_file_only_when_declared(cc):
     body = MINISTRY.decode("utf-8").encode("cp1252")
-    (row,) = rows(convert(body, f"{CC}/ministere-sante/x.yaml", cc))
+    name = f"{CC}/ministere-sante/x.yaml"
+    assert cc.encoding is None  # the real bulletins are all UTF-8: nothing is guessed
+    assert convert(body, name, cc) == DecodeProblem(
+        "encoding-error",
+        "the file is not UTF-8 text: byte 0xe8 at line 3 (byte offset 38) is not valid UTF-8, "
+        "and the dataset does not declare a single-byte encoding (such as Windows-1252) for its "
+        "files, so none is guessed: save the file as UTF-8 and upload it again",
+    )
+    assert body[38:39] == "è".encode("cp1252")  # "Ministère"
+    (row,) = rows(convert(body, name, dataclasses.replace(cc, encoding="cp1252")))
     assert row["source_nom"] == "Ministère des Solidarités et de la Santé"
+    mixed = body.replace(b"Sant\xe9", "Santé".encode())  # one UTF-8 accent: never mojibake
+    problem = convert(mixed, name, dataclasses.replace(cc, encoding="cp1252"))
+    assert isinstance(problem, DecodeProblem) and problem.message.startswith(
+        "the file mixes UTF-8 text (first at line 3, byte offset 71) with bytes that are not "
+        "UTF-8 (first 0xe8 at line 3, byte offset 38); it is not read as Windows-1252")
+    assert mixed[71:73] == "é".encode()
 
 
 def test_yaml_values_kept_as_written__typing_left_to_validation(cc):

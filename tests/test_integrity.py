@@ -13,6 +13,7 @@ import pytest
 
 from conftest import HOSP, REAL
 from opendepot.decode import Decoded, DecodeProblem, decode
+from opendepot.registry import load_registry
 
 MAX = 1 << 30
 HOSP_FILE = REAL / HOSP / f"{HOSP}-2020-11-07-19h00.csv"
@@ -158,23 +159,25 @@ def test_real_utf8_file_with_one_stray_latin1_byte__rejected_naming_line_and_off
     assert (error["type"], error["message"]) == (
         "encoding-error",
         f"the file mixes UTF-8 text (first at line 3, byte offset 161) with bytes that are not "
-        f"UTF-8 (first 0xe9 at line 41, byte offset {at}); it is not read as Windows-1252 as a "
-        f"whole, which would publish every UTF-8 accent as mojibake: save it all as UTF-8 and "
-        f"upload it again",
+        f"UTF-8 (first 0xe9 at line 41, byte offset {at}): save it all as UTF-8 and upload it "
+        f"again",
     )
     published = pipeline.store.buckets.get(pipeline.settings.published_bucket, {})
     assert not any(b"Auvergne-Rh\xc3\x83\xc2\xb4ne" in o.body for o in published.values())
 
 
 @pytest.mark.parametrize(
-    "path",
-    [REAL / "covid-hospit-incid-reg" / "covid-hospit-incid-reg-2022-03-11-19h00.csv",
-     REAL / "indicateurs-suivi-epidemie" / "etalab-mirror" / "2020-06-16_c5b4a5d"
-     / "table_indicateurs_open_data_dep.csv"],
-    ids=lambda p: p.name,
+    ("path", "dataset"),
+    [(REAL / "covid-hospit-incid-reg" / "covid-hospit-incid-reg-2022-03-11-19h00.csv",
+      "covid-hospit-incid-reg"),
+     (REAL / "indicateurs-suivi-epidemie" / "etalab-mirror" / "2020-06-16_c5b4a5d"
+      / "table_indicateurs_open_data_dep.csv", "indicateurs-suivi-epidemie-covid-dep")],
+    ids=lambda p: getattr(p, "name", p),
 )
-def test_real_wholly_cp1252_files__still_read_as_cp1252(path):
-    got = decode(path.read_bytes(), max_bytes=MAX)
+def test_real_wholly_cp1252_files__read_as_the_cp1252_their_dataset_declares(path, dataset):
+    encoding = load_registry().get(dataset).encoding
+    assert encoding == "cp1252"
+    got = decode(path.read_bytes(), max_bytes=MAX, encoding=encoding)
     assert isinstance(got, Decoded) and got.encoding == "cp1252"
     assert got.data == path.read_bytes().decode("cp1252").replace("\r\n", "\n").encode()
 

@@ -103,12 +103,20 @@ def test_failing_validate__dead_letter_after_the_configured_receives_then_redriv
 
     with caplog.at_level(logging.ERROR, logger="infra.pump"):
         stats = pump.run(timeout=30)
-    reasons = [r for r in caplog.records if "incoming bucket unreachable" in r.getMessage()]
+    reasons = [r for r in caplog.records
+               if r.name == "infra.pump" and "incoming bucket unreachable" in r.getMessage()]
+    (report_key,) = [o["Key"] for o in stack.s3.list_objects_v2(
+        Bucket=stack.internal_bucket, Prefix=layout.REPORTS).get("Contents", [])]
+
+    def status() -> str:
+        body = stack.s3.get_object(Bucket=stack.internal_bucket, Key=report_key)["Body"].read()
+        return str(json.loads(body)["opendepot"]["status"])
 
     assert queue.max_receive_count == 5
     assert stats.per_queue["ValidateQueue"] == (5, 5)  # handled, failed: one per receive
     assert len(reasons) == 5 and all(r.levelno == logging.ERROR for r in reasons)
     assert _dead(stack, "ValidateQueue") == 1 and sum(stack.queue_depth(queue.url)) == 0
+    assert status() == "failed"  # the last receive wrote the failure report
     capsys.readouterr()
 
     assert main(["redrive", "--queue", "validate"]) == 0
@@ -120,6 +128,7 @@ def test_failing_validate__dead_letter_after_the_configured_receives_then_redriv
     assert "(received 6 times)" in out  # 5 by the function, then the move
     assert "validate: moved 1 message(s) from opendepot-validate-dlq to opendepot-validate" in out
     assert stats.failed == 0 and _dead(stack, "ValidateQueue") == 0
+    assert status() == "accepted"  # the redriven upload's report replaced it
     assert _national(stack, "2020-03-24") == [1692]
 
 

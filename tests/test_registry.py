@@ -22,7 +22,8 @@ def test_every_shipped_descriptor__loads_typed():
     registry = load_registry()
     assert len(registry.datasets) == 16
     cc = registry.get("chiffres-cles")
-    assert cc.shrink_guard == ShrinkGuard(max_row_loss_percent=20.0, max_area_loss_percent=None)
+    # declared rows limit; areas keep the default (the guard is on by default)
+    assert cc.shrink_guard == ShrinkGuard(max_row_loss_percent=20.0, max_area_loss_percent=50.0)
     assert cc.error_budget == ErrorBudget(max_bad_rows_percent=1.0, exact_duplicate_rows="leave-out")
     assert isinstance(cc.consolidated, Consolidated)
     assert cc.consolidated.key == ("date", "maille_code")
@@ -34,7 +35,8 @@ def test_every_shipped_descriptor__loads_typed():
     assert cc.yaml is not None and cc.yaml.code_column == "maille_code"
     hosp = registry.get(HOSP)
     assert hosp.max_bad_rows_percent == 0.5 and hosp.error_budget.exact_duplicate_rows == "reject"
-    assert hosp.shrink_guard is None and hosp.consolidated is None and hosp.feeds == ()
+    assert hosp.shrink_guard == ShrinkGuard(50, 50)  # none declared: the default guard
+    assert hosp.consolidated is None and hosp.feeds == ()
     assert hosp.excel_sheet == 0 and hosp.yaml is None
     assert registry.get("sp-pos-quot-dep").shrink_guard == ShrinkGuard(20.0, 5.0)
 
@@ -97,7 +99,7 @@ def test_shrink_guard_and_excel_sheet__parse_from_a_descriptor():
     d["shrinkGuard"] = {"maxAreaLossPercent": 5, "note": "why"}
     d["excel"] = {"sheet": "Données"}
     ds = parse_dataset(d)
-    assert ds.shrink_guard == ShrinkGuard(max_row_loss_percent=None, max_area_loss_percent=5.0)
+    assert ds.shrink_guard == ShrinkGuard(max_row_loss_percent=50.0, max_area_loss_percent=5.0)
     assert ds.excel_sheet == "Données"
     d["excel"] = {"sheet": 1.5}
     assert _refused(d) == f"{HOSP}.json: excel.sheet: expected a sheet name or position"

@@ -135,6 +135,8 @@ def _label(resource: Any) -> str:
         name, attribute = resource["Fn::GetAtt"]
         assert attribute == "Arn", resource
         return str(name)
+    if isinstance(resource, dict) and "Ref" in resource:  # a topic's Ref is its ARN
+        return str(resource["Ref"])
     text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
     assert isinstance(text, str), resource
     return re.sub(r"\$\{([^}]+)\}", r"\1", text.removeprefix("arn:${AWS::Partition}:s3:::"))
@@ -306,6 +308,7 @@ def test_sam_transform__gives_the_buckets_queues_functions_layer_and_api(
             "AWS::Lambda::EventSourceMapping",
             "AWS::ApiGatewayV2::Api",
             "AWS::CloudWatch::Alarm",
+            "AWS::SNS::Topic",
         )
     }
 
@@ -316,7 +319,8 @@ def test_sam_transform__gives_the_buckets_queues_functions_layer_and_api(
         "AWS::Lambda::LayerVersion": 1,
         "AWS::Lambda::EventSourceMapping": 2,
         "AWS::ApiGatewayV2::Api": 1,
-        "AWS::CloudWatch::Alarm": 2,
+        "AWS::CloudWatch::Alarm": 3,
+        "AWS::SNS::Topic": 1,
     }
     assert set(BUCKETS) | set(FUNCTIONS) <= set(transformed["Resources"])
 
@@ -418,7 +422,7 @@ def test_private_buckets__block_all_public_access_and_keep_versions(
     assert transformed["Resources"][bucket]["DeletionPolicy"] == "Retain"
 
 
-def test_published_bucket__is_public_read_for_objects_only_with_cors(
+def test_published_bucket__public_read_for_objects_list_for_parquet_prefixes_with_cors(
     transformed: dict[str, Any],
 ) -> None:
     props = _props(transformed, "PublishedBucket")
@@ -448,7 +452,15 @@ def test_published_bucket__is_public_read_for_objects_only_with_cors(
             "Principal": "*",
             "Action": "s3:GetObject",
             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PublishedBucket}/*"},
-        }
+        },
+        {   # listing only under the Parquet prefixes (docs/design.md, "Parquet prefix")
+            "Sid": "PublicListParquetPrefixes",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:ListBucket",
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PublishedBucket}"},
+            "Condition": {"StringLike": {"s3:prefix": "*/parquet/*"}},
+        },
     ]
     (cors,) = props["CorsConfiguration"]["CorsRules"]
     assert cors["AllowedOrigins"] == ["*"]
@@ -507,6 +519,7 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
             *((a, "ValidateQueue") for a in receive),
             ("s3:GetObject", "IncomingBucket/*"),
             ("s3:GetObjectVersion", "IncomingBucket/*"),  # reads the notified version
+            ("s3:ListBucket", "IncomingBucket"),  # 404, not 403, for an upload gone before read
             *((a, f"InternalBucket/{p}/*") for a in ("s3:GetObject", "s3:PutObject")
               for p in ("reports", "staging")),
             ("s3:ListBucket", "InternalBucket"),  # staged uploads; 404 for a missing report
@@ -521,6 +534,7 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
             ("s3:PutObject", "PublishedBucket/*"),  # also copies, and conditional writes
             ("s3:ListBucket", "PublishedBucket"),  # 404 for a missing manifest or catalog
             ("sqs:SendMessage", "PublishQueue"),
+            ("sns:Publish", "VersionsTopic"),  # announces each new version
             *((a, "PublishLogGroup") for a in logs),
         },
         "IndexApiFunction": {
@@ -675,6 +689,12 @@ def test_function_environments__carry_the_settings_the_code_reads(
     assert env["ValidateFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
     assert env["PublishFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
     assert "OPENDEPOT_PUBLISH_QUEUE_URL" not in env["IndexApiFunction"]
+    assert {fn for fn, v in env.items() if "OPENDEPOT_VERSIONS_TOPIC_ARN" in v} == {"PublishFunction"}
+    assert env["PublishFunction"]["OPENDEPOT_VERSIONS_TOPIC_ARN"] == {"Ref": "VersionsTopic"}
+    # announcements link to the API absolutely; the index itself cannot know its URL (a cycle)
+    assert env["PublishFunction"]["OPENDEPOT_API_BASE_URL"] == {
+        "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}
+    assert "OPENDEPOT_API_BASE_URL" not in env["IndexApiFunction"]
     assert env["ValidateFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-validate"
     assert env["PublishFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-publish"
     assert env["IndexApiFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-index-api"
@@ -708,7 +728,8 @@ def test_dead_letter_queues__each_have_a_depth_alarm(transformed: dict[str, Any]
     watched = set()
     for alarm in _of_type(transformed, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
-        assert props["Namespace"] == "AWS/SQS"
+        if props["Namespace"] != "AWS/SQS":
+            continue
         assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert props["ComparisonOperator"] == "GreaterThanThreshold"
         assert props["Threshold"] == 0
@@ -727,6 +748,28 @@ def test_outputs__name_buckets_queues_and_the_api_url(transformed: dict[str, Any
     assert outputs["PublishedBucketName"] == {"Ref": "PublishedBucket"}
     assert outputs["ValidateQueueUrl"] == {"Ref": "ValidateQueue"}
     assert outputs["PublishQueueUrl"] == {"Ref": "PublishQueue"}
+    assert outputs["VersionsTopicArn"] == {"Ref": "VersionsTopic"}
     assert outputs["ApiUrl"] == {
         "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
     }
+
+
+def test_versions_topic__standard_announced_by_publish_only_with_an_alarm_on_failures(
+    transformed: dict[str, Any],
+) -> None:
+    (topic_id,) = _of_type(transformed, "AWS::SNS::Topic")
+    props = _props(transformed, topic_id)
+    # standard: FIFO topics take no e-mail or HTTPS subscriptions
+    assert "FifoTopic" not in props and props["TopicName"] == {"Fn::Sub": "${AWS::StackName}-versions"}
+    publishers = {
+        lid for lid, role in _of_type(transformed, "AWS::IAM::Role").items()
+        for st in _statements(role) if "sns:Publish" in _actions(st)
+    }
+    assert publishers == {"PublishFunctionRole"}
+    (alarm,) = [a["Properties"] for a in _of_type(transformed, "AWS::CloudWatch::Alarm").values()
+                if a["Properties"]["MetricName"] == "NotificationsFailed"]
+    # Powertools' metrics of the publish function: namespace opendepot, dimension service
+    assert (alarm["Namespace"], alarm["Dimensions"]) == (
+        "opendepot", [{"Name": "service", "Value": "publish"}])
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum", 0, "GreaterThanThreshold")

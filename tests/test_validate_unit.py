@@ -70,14 +70,18 @@ def test_unreadable_files__rejected_with_a_clear_reason(body, slug, words):
     assert v.errors.items[0].type == slug and words in v.errors.items[0].message
 
 
-def test_gzip_and_cp1252__decoded_per_file():
+def test_gzip_and_declared_cp1252__decoded_per_file():
     text = HEADER + "2A;0;18/03/2020;1;2;3;4\n"
     v = run(gzip.compress(text.encode("cp1252")))
     assert v.accepted and v.decoded.compression == "gzip"
     assert str(v.table.column("jour")[0]) == "2020-03-18"  # DD/MM/YYYY accepted by the registry
-    latin = decode("région;dép\r\nRhône;01\r\n".encode("cp1252"), max_bytes=1000)
+    raw = "région;dép\r\nRhône;01\r\n".encode("cp1252")
+    latin = decode(raw, max_bytes=1000, encoding="cp1252")  # the dataset declares it
     assert (latin.encoding, latin.header, latin.delimiter) == ("cp1252", ("région", "dép"), ";")
     assert latin.data == "région;dép\nRhône;01\n".encode()
+    undeclared = decode(raw, max_bytes=1000)  # never guessed
+    assert undeclared.type == "encoding-error"
+    assert "byte 0xe9 at line 1 (byte offset 1) is not valid UTF-8" in undeclared.message
     mixed = decode("a;b\né;1\n".encode() + "è;2\n".encode("cp1252"), max_bytes=1000)
     # mostly UTF-8 with a stray cp1252 byte: refused naming where, never re-read as mojibake
     assert mixed.type == "encoding-error" and "line 3" in mixed.message

@@ -4,7 +4,11 @@ One SQS message holds one S3 notification (``Records[]``), or an ``s3:TestEvent`
 skipped. Powertools' batch utility reports failed messages only, so one broken message does
 not make the queue redeliver the whole batch. A problem of the file is a report; an
 infrastructure failure (memory, disk, storage, timeouts: ``opendepot.failures``) raises, so
-its message is a batch item failure: redelivered, then kept by the dead-letter queue.
+its message is a batch item failure: redelivered, then kept by the dead-letter queue. On the
+last receive (``ApproximateReceiveCount`` reaching ``Settings.max_receives``, the queue's
+``maxReceiveCount``) a failure first writes the upload's failure report
+(``opendepot.ingest.report_failure``), then raises all the same. Held uploads are logged at
+WARNING (an operator may have to confirm them), rejections and failures at ERROR.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opendepot import runtime
-from opendepot.ingest import ObjectEvent, ingest
+from opendepot.ingest import IngestOutcome, ObjectEvent, ingest, report_failure
 from opendepot.keys import decode_event_key
 from opendepot.report import format_human
 
@@ -59,18 +63,45 @@ def object_events(body: dict[str, Any]) -> list[ObjectEvent]:
 
 def record_handler(record: SQSRecord) -> None:
     rt = runtime.current()
+    receives = int(record.attributes.approximate_receive_count or 1)
     for event in object_events(json.loads(record.body)):
         logger.append_keys(key=event.key, bucket=event.bucket)
-        out = ingest(rt.store, rt.queue, rt.settings, rt.registry, rt.cog, event)
-        logger.append_keys(dataset=out.dataset, producer=out.producer, upload_id=out.upload_id)
-        extra = {"status": out.status, "report_key": out.report_key}
-        metrics.add_metric(name=f"Files{out.status.capitalize()}", unit=MetricUnit.Count, value=1)
-        if out.status == "accepted":
-            logger.info(format_human(out.report or {}, max_lines=0), extra=extra)
-        elif out.status == "rejected":
-            logger.error(format_human(out.report or {}, max_lines=5), extra=extra)
-        else:
-            logger.info(f"{out.status}: {out.message}", extra=extra)
+        try:
+            out = ingest(rt.store, rt.queue, rt.settings, rt.registry, rt.cog, event)
+        except Exception as exc:
+            if receives >= rt.settings.max_receives:
+                _report_failure(event, exc, receives)
+            raise
+        _log(out)
+
+
+def _report_failure(event: ObjectEvent, error: Exception, receives: int) -> None:
+    """The last receive failed: write the upload's failure report, or log why it could not
+    be written (the caller raises ``error`` either way, so the message goes to the DLQ)."""
+    rt = runtime.current()
+    try:
+        out = report_failure(rt.store, rt.settings, rt.registry, event, error, receives)
+    except Exception:
+        logger.exception(f"could not write the failure report of {event.key} after {receives} "
+                         f"receives ({type(error).__name__}: {error})")
+        return
+    if out is not None:
+        _log(out)
+
+
+def _log(out: IngestOutcome) -> None:
+    """One outcome as a metric (``Files{Status}``) and a log line at its level."""
+    logger.append_keys(dataset=out.dataset, producer=out.producer, upload_id=out.upload_id)
+    extra = {"status": out.status, "report_key": out.report_key}
+    metrics.add_metric(name=f"Files{out.status.capitalize()}", unit=MetricUnit.Count, value=1)
+    if out.status == "accepted":
+        logger.info(format_human(out.report or {}, max_lines=0), extra=extra)
+    elif out.status == "held":
+        logger.warning(f"held: {out.message}", extra=extra)
+    elif out.status in ("rejected", "failed"):
+        logger.error(format_human(out.report or {}, max_lines=5), extra=extra)
+    else:
+        logger.info(f"{out.status}: {out.message}", extra=extra)
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)

@@ -50,8 +50,26 @@ class Settings:
     max_errors: int = 1000
     """Errors kept in a validation report before "reached error limit" (the total is still
     counted)."""
+    max_line_bytes: int = 16 * 1024 * 1024
+    """Longest line of a file (after decoding to UTF-8, without its line end) validation reads,
+    in bytes; a longer line rejects the file (``line-too-long``, naming it). The longest line of
+    the real files is 611 bytes; 16 MiB is also the largest block the CSV reader is given."""
+    max_columns: int = 1000
+    """Most columns a header may have; more reject the file (``too-many-columns``) before any
+    label is checked. The widest real header has 20 columns, the widest schema 20 fields."""
+    max_report_bytes: int = 2 * 1024 * 1024
+    """Largest validation report (its JSON as written, in bytes): past it long values are cut
+    and fewer issues listed, all still counted (the report says what was left out). The largest
+    real report is 489 KB (1,000 warnings listed); 2 MiB holds 1,000 errors and 1,000 warnings
+    of about 1 KB each (rows of 20 columns) in full."""
     max_object_bytes: int = 512 * 1024 * 1024
     """Largest object (and largest decompressed size) the validate function reads, in bytes."""
+    max_receives: int = 5
+    """Receives of a validate message before the queue moves it to its dead-letter queue: the
+    validate queue's ``maxReceiveCount`` in ``template.yaml`` (keep them equal). On that last
+    receive a failed upload gets a failure report (``opendepot.ingest.report_failure``)."""
+    versions_topic_arn: str = ""
+    """ARN of the SNS topic told of each new version (``notify``; "" = nobody is told)."""
 
     def __post_init__(self) -> None:
         for name in ("incoming_bucket", "internal_bucket", "published_bucket"):
@@ -82,5 +100,10 @@ class Settings:
             public_base_url=env.get("OPENDEPOT_PUBLIC_BASE_URL", ""),
             api_base_url=env.get("OPENDEPOT_API_BASE_URL", "").rstrip("/"),
             max_errors=_int(env, "OPENDEPOT_MAX_ERRORS", d.max_errors),
+            max_line_bytes=_int(env, "OPENDEPOT_MAX_LINE_BYTES", d.max_line_bytes),
+            max_columns=_int(env, "OPENDEPOT_MAX_COLUMNS", d.max_columns),
+            max_report_bytes=_int(env, "OPENDEPOT_MAX_REPORT_BYTES", d.max_report_bytes),
             max_object_bytes=_int(env, "OPENDEPOT_MAX_OBJECT_BYTES", d.max_object_bytes),
+            max_receives=_int(env, "OPENDEPOT_MAX_RECEIVES", d.max_receives),
+            versions_topic_arn=env.get("OPENDEPOT_VERSIONS_TOPIC_ARN", ""),
         )

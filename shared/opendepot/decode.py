@@ -1,10 +1,15 @@
 """Decoding producer files: bytes in, UTF-8 CSV text and its dialect out.
 
 Handles gzip (magic bytes; every member read to its end and checked: CRC-32 and length), UTF-16
-(converted), the UTF-8 byte order mark, UTF-8 else CP1252 (decided once per file, never per
-line: only a file with no valid UTF-8 multi-byte sequence at all is CP1252; one that mixes them
-is refused), NUL bytes (refused wherever they are), line ends LF, CRLF, CR and CR CR LF (mixed
-in one file), and the delimiter (``;``, ``,`` or tab, detected on the header line only).
+(converted), the UTF-8 byte order mark, UTF-8 else the single-byte encoding the dataset
+declares (``encoding``: ``cp1252`` or ``iso-8859-15``, ``opendepot.registry.Dataset.encoding``),
+decided once per file, never per line and never guessed: a file that is not UTF-8 is refused
+naming the line and byte offset of its first byte that is not, unless the dataset declares an
+encoding and the file has no valid UTF-8 multi-byte sequence at all (then it is read in that
+encoding as a whole; a file that mixes UTF-8 with other bytes is refused, never re-read as a
+whole into mojibake). Also NUL bytes (refused wherever they are), line ends LF, CRLF, CR and
+CR CR LF (mixed in one file), and the delimiter (``;``, ``,`` or tab, detected on the header
+line only).
 Problems are returned as ``DecodeProblem`` (a report entry, ``opendepot.decode_problems``),
 never raised: only callers' bugs raise. See docs/design.md, "Integrity of uploads".
 
@@ -33,6 +38,7 @@ from opendepot.decode_problems import (
     GZIP_MAGIC,
     NON_ASCII,
     RTF,
+    UNDEFINED,
     UTF8_SEQUENCE,
     DecodeProblem,
     bad_utf16,
@@ -40,14 +46,15 @@ from opendepot.decode_problems import (
     line_at,
     mixed_encodings,
     not_text,
+    not_utf8,
     undecodable,
     utf16_kind,
 )
 from opendepot.gunzip import gunzip_file
 
 __all__ = ["BOM", "EMPTY", "GZIP_MAGIC", "NUL_SCAN_BYTES", "RTF", "RTF_MAGIC", "Converter",
-           "Decoded", "DecodeProblem", "decode", "decode_file", "detect_delimiter", "dialect",
-           "line_at"]
+           "Decoded", "DecodeProblem", "MAX_LINE_BYTES", "decode", "decode_file",
+           "detect_delimiter", "dialect", "line_at", "line_too_long"]
 
 BOM = b"\xef\xbb\xbf"
 RTF_MAGIC = b"{\\rtf"
@@ -58,6 +65,8 @@ HEAD_BYTES = 8192
 """How many first bytes of the (decompressed) file ``decode_file`` shows ``convertible``."""
 SCAN_BYTES = 65536
 """Block size of the small reads at the start of a file (blank prefix, header line)."""
+MAX_LINE_BYTES = 16 << 20
+"""Default longest line (UTF-8, no line end) read: ``Settings.max_line_bytes``."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,8 @@ class Decoded:
     data: bytes | None
     """UTF-8 text, no BOM, every line end ``\\n`` (line count unchanged); None when on disk."""
     encoding: str
-    """``utf-8``, ``utf-8-sig`` (BOM), ``cp1252``, ``utf-16-le`` or ``utf-16-be`` (converted)."""
+    """``utf-8``, ``utf-8-sig`` (BOM), ``utf-16-le`` or ``utf-16-be`` (converted), or the
+    dataset's declared ``cp1252`` or ``iso-8859-15``."""
     compression: str | None
     """``gzip`` or None."""
     delimiter: str | None
@@ -109,11 +119,24 @@ def detect_delimiter(header_line: str) -> str | None:
 
 
 def dialect(first_line: bytes) -> tuple[str | None, tuple[str, ...]]:
-    """Delimiter and header labels of the first line of the normalised text."""
+    """Delimiter and header labels of the first line of the normalised text (a label over the
+    ``csv`` field limit, 128 KiB: the line split on the delimiter, quotes stripped)."""
     first = first_line.decode("utf-8")
     delimiter = detect_delimiter(first)
-    header = next(csv.reader([first], delimiter=delimiter or "\x1f", quotechar='"'), [])
+    try:
+        header = next(csv.reader([first], delimiter=delimiter or "\x1f", quotechar='"'), [])
+    except csv.Error:  # a field over csv.field_size_limit()
+        header = [label.strip('"') for label in first.split(delimiter or "\x1f")]
     return delimiter, tuple(header)
+
+
+def line_too_long(line: int, limit: int) -> DecodeProblem:
+    """The problem of a file whose ``line`` (1-based) is longer than ``limit`` bytes."""
+    what = "the header line" if line == 1 else "the line"
+    return DecodeProblem("line-too-long", f"Line {line}: {what} is longer than the limit of "
+                         f"{limit} bytes (setting OPENDEPOT_MAX_LINE_BYTES); a line that long is "
+                         f"not read, so nothing was checked or published: is the file CSV text "
+                         f"with line ends (or a quote left open)?")
 
 
 Converter = Callable[[bytes], "bytes | DecodeProblem | None"]
@@ -121,24 +144,29 @@ Converter = Callable[[bytes], "bytes | DecodeProblem | None"]
 
 
 def decode(
-    raw: bytes, *, max_bytes: int, converter: Converter | None = None
+    raw: bytes, *, max_bytes: int, converter: Converter | None = None,
+    encoding: str | None = None, max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Decoded | DecodeProblem:
     """Turn an object's bytes into UTF-8 CSV text (``data``) and detect its dialect: the
     result of ``decode_file`` on a temporary copy, its text read back into memory.
 
     ``converter`` (see ``opendepot.formats``) is given the decompressed bytes first, so Excel
     and YAML files become CSV text before the CSV rules apply (it returns None for a file not
-    of its kind).
+    of its kind). ``encoding`` is the dataset's declared single-byte encoding
+    (``opendepot.registry.SINGLE_BYTE_ENCODINGS``, None: none; another value raises
+    ValueError).
 
     Returns a ``DecodeProblem`` for: an empty object, a corrupt or oversized gzip stream, a
-    binary file (NUL bytes), text that is neither UTF-8 nor CP1252, an RTF document.
+    binary file (NUL bytes), text that is not UTF-8 (nor the declared ``encoding``, for a file
+    with no valid UTF-8 multi-byte sequence), an RTF document.
     """
     with tempfile.TemporaryDirectory(prefix="opendepot-decode-") as workdir:
         path = os.path.join(workdir, "upload")
         with open(path, "wb") as f:
             f.write(raw)
         got = decode_file(path, max_bytes=max_bytes, workdir=workdir, converter=converter,
-                          convertible=(lambda head, size: True) if converter else None)
+                          convertible=(lambda head, size: True) if converter else None,
+                          encoding=encoding, max_line_bytes=max_line_bytes)
         if isinstance(got, DecodeProblem):
             return got
         assert got.path is not None
@@ -157,13 +185,15 @@ def decode_file(
     converter: Converter | None = None,
     convertible: Callable[[bytes, int], bool] | None = None,
     chunk_bytes: int = 16 << 20,
+    encoding: str | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Decoded | DecodeProblem:
     """``decode`` of the file at ``path``, holding only a few ``chunk_bytes`` chunks in memory.
 
-    The result equals ``decode(<the file's bytes>, max_bytes=..., converter=...)`` field for
-    field (``DecodeProblem`` included), except that the text is on disk: ``path`` of the result
-    is the input file itself when its bytes already are the text (UTF-8 without BOM, no CR,
-    not compressed), else a new file in ``workdir``, which the caller removes when done.
+    The result equals ``decode(<the file's bytes>, max_bytes=..., converter=..., encoding=...)``
+    field for field (``DecodeProblem`` included), except that the text is on disk: ``path`` of
+    the result is the input file itself when its bytes already are the text (UTF-8 without BOM,
+    no CR, not compressed), else a new file in ``workdir``, which the caller removes when done.
 
     ``convertible(head, size)``, given the first ``HEAD_BYTES`` of the decompressed file and
     its size, says whether ``converter`` must see the file (Excel, YAML: see
@@ -172,10 +202,14 @@ def decode_file(
 
     Files written in ``workdir`` are removed again, except the one the result points at; at
     most the decompressed file and the normalised text are there at once. Memory stays a few
-    chunks, except for the header line, read whole (a file without a line end is all header).
+    chunks and the header line: a header line longer than ``max_line_bytes`` (a file without a
+    line end is all header) is not read but refused (``line_too_long``).
     """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+    if encoding is not None and encoding not in _SINGLE_BYTE:
+        raise ValueError(f"encoding must be one of {', '.join(_SINGLE_BYTE)} or None, "
+                         f"not {encoding!r}")
     work = _Workdir(workdir)
     keep = None
     try:
@@ -192,7 +226,8 @@ def decode_file(
                 return problem
         result = _decode_file(source, work, size=size, compression=compression,
                               converter=converter, convertible=convertible,
-                              chunk_bytes=chunk_bytes)
+                              chunk_bytes=chunk_bytes, encoding=encoding,
+                              max_line_bytes=max_line_bytes)
         if isinstance(result, Decoded):
             keep = result.path
         return result
@@ -231,6 +266,8 @@ def _decode_file(
     converter: Converter | None,
     convertible: Callable[[bytes, int], bool] | None,
     chunk_bytes: int,
+    encoding: str | None,
+    max_line_bytes: int,
 ) -> Decoded | DecodeProblem:
     """``decode_file`` of the (decompressed) file ``source``: conversion (in memory, written
     back to ``work``), UTF-16 to UTF-8 (to ``work``), checks, encoding, line ends, dialect."""
@@ -266,11 +303,13 @@ def _decode_file(
     text_start = _first_nonblank(source, len(BOM)) if bom else first
     if text_start is not None and _read_at(source, text_start, len(RTF_MAGIC)) == RTF_MAGIC:
         return RTF
-    got_text = _to_utf8_file(source, work, bom, chunk_bytes)
+    got_text = _to_utf8_file(source, work, bom, chunk_bytes, encoding)
     if isinstance(got_text, DecodeProblem):
         return got_text
     encoding, text, line_ends = got_text
-    delimiter, header = dialect(_first_line(text))
+    if (first_line := _first_line(text, max_line_bytes)) is None:  # decode_file cleans up
+        return line_too_long(1, max_line_bytes)
+    delimiter, header = dialect(first_line)
     return Decoded(
         data=None,
         path=text,
@@ -307,12 +346,14 @@ def _from_utf16(
 
 
 def _to_utf8_file(
-    source: str, work: _Workdir, bom: bool, chunk_bytes: int
+    source: str, work: _Workdir, bom: bool, chunk_bytes: int, encoding: str | None
 ) -> tuple[str, str, dict[str, int]] | DecodeProblem:
     """The encoding of ``source``, its text as UTF-8 with LF line ends on disk (the path) and
     the line end counts; or the problem: a NUL byte, a BOM file that is not UTF-8, a file
-    mixing valid UTF-8 sequences with other bytes, a byte neither UTF-8 nor CP1252. A file
-    with no valid UTF-8 multi-byte sequence at all is read as CP1252."""
+    mixing valid UTF-8 sequences with other bytes, a file not UTF-8 for a dataset without a
+    declared single-byte ``encoding``, a byte neither UTF-8 nor ``encoding``. Only a file with
+    no valid UTF-8 multi-byte sequence at all is read in the declared ``encoding``; without
+    one, the first byte that is not UTF-8 is named and nothing more is read."""
     try:
         if bom:
             try:
@@ -324,15 +365,19 @@ def _to_utf8_file(
             return "utf-8", *_normalise_file(source, work, 0, _Utf8, chunk_bytes)
         except _Undecodable as bad:
             utf8_at = bad.after_utf8
-            if utf8_at is None:
-                try:  # no UTF-8 text before the first bad byte: CP1252 if there is none after
-                    return "cp1252", *_normalise_file(source, work, 0, _Cp1252, chunk_bytes)
+            if utf8_at is None and encoding is not None:
+                codec = _SINGLE_BYTE[encoding]
+                try:  # no UTF-8 text before the first bad byte: the declared encoding if none after
+                    return encoding, *_normalise_file(source, work, 0, codec, chunk_bytes)
                 except _Mixed as mixed:
                     utf8_at = mixed.offset
+            if utf8_at is None:
+                return not_utf8(bad.byte, bad.offset, _line_at(source, bad.offset))
             return mixed_encodings(bad.byte, bad.offset, _line_at(source, bad.offset), utf8_at,
-                                   _line_at(source, utf8_at))
+                                   _line_at(source, utf8_at), encoding)
     except _Undecodable as exc:
-        return undecodable(exc.byte, exc.offset, _line_at(source, exc.offset))
+        assert encoding is not None  # only the declared encoding's pass gets here
+        return undecodable(exc.byte, exc.offset, _line_at(source, exc.offset), encoding)
     except _Nul as exc:
         return not_text(b"", exc.offset, _line_at(source, exc.offset))
 
@@ -367,16 +412,19 @@ def _read_at(path: str, offset: int, n: int) -> bytes:
         return f.read(n)
 
 
-def _first_line(path: str) -> bytes:
-    """The first line of a file, without its ``\\n`` (the whole file if it has none)."""
-    parts = []
+def _first_line(path: str, limit: int) -> bytes | None:
+    """The first line of a file, without its ``\\n`` (the whole file if it has none); None
+    when it is longer than ``limit`` bytes (at most ``limit`` + ``SCAN_BYTES`` bytes are read)."""
+    parts, size = [], 0
     with open(path, "rb") as f:
         while block := f.read(SCAN_BYTES):
             cut = block.find(b"\n")
+            parts.append(block[:cut] if cut >= 0 else block)
+            size += len(parts[-1])
+            if size > limit:
+                return None
             if cut >= 0:
-                parts.append(block[:cut])
                 break
-            parts.append(block)
     return b"".join(parts)
 
 
@@ -400,7 +448,8 @@ class _Nul(Exception):
 
 
 class _Mixed(Exception):
-    """A valid UTF-8 multi-byte sequence at ``offset`` in a file read as CP1252."""
+    """A valid UTF-8 multi-byte sequence at ``offset`` in a file read in a single-byte
+    encoding."""
 
     def __init__(self, offset: int) -> None:
         super().__init__(offset)
@@ -444,12 +493,16 @@ class _Utf8:
         raise _Undecodable(byte, at, first if first is not None and first < at else None)
 
 
-class _Cp1252:
-    """Transcodes Windows-1252 chunks to UTF-8 (one byte, one character: no state), refusing
-    a valid UTF-8 multi-byte sequence anywhere (a file mixing encodings: this comes first), else
-    the first NUL byte or byte undefined in CP1252 (raised once the whole file is read)."""
+class _SingleByte:
+    """Transcodes chunks in the single-byte ``encoding`` to UTF-8 (one byte, one character: no
+    state), refusing a valid UTF-8 multi-byte sequence anywhere (a file mixing encodings: this
+    comes first), else the first NUL byte or byte ``UNDEFINED`` in ``encoding`` (raised once
+    the whole file is read). One subclass per encoding a dataset may declare."""
 
     identity = False
+    encoding = ""
+    table = ""
+    """Decoding table of ``codecs.charmap_decode``: U+FFFE (undefined) for ``UNDEFINED`` bytes."""
 
     def __init__(self, start: int) -> None:
         self.fed = start
@@ -467,8 +520,8 @@ class _Cp1252:
         text = ""
         if self.problem is None:
             nul = chunk.find(b"\x00")
-            try:
-                text = chunk.decode("cp1252")
+            try:  # a table lookup: faster than chunk.decode, and refuses the undefined bytes
+                text = codecs.charmap_decode(chunk, "strict", self.table)[0]
             except UnicodeDecodeError as exc:
                 if nul < 0 or exc.start < nul:
                     self.problem = _Undecodable(chunk[exc.start], self.fed + exc.start)
@@ -478,6 +531,27 @@ class _Cp1252:
         if final and self.problem is not None:
             raise self.problem
         return b"" if self.problem is not None else text.encode("utf-8")
+
+
+def _charmap(encoding: str) -> str:
+    """``_SingleByte.table`` of ``encoding``."""
+    undefined = UNDEFINED[encoding]
+    return "".join("\ufffe" if undefined.match(bytes([b])) else bytes([b]).decode(encoding)
+                   for b in range(256))
+
+
+class _Cp1252(_SingleByte):
+    encoding = "cp1252"
+    table = _charmap(encoding)
+
+
+class _Iso885915(_SingleByte):
+    encoding = "iso-8859-15"
+    table = _charmap(encoding)
+
+
+_SINGLE_BYTE: dict[str, type[_SingleByte]] = {c.encoding: c for c in (_Cp1252, _Iso885915)}
+"""The transcoder of each single-byte encoding a dataset may declare."""
 
 
 class _Sink:
@@ -535,7 +609,7 @@ def _normalise_file(
     source: str,
     work: _Workdir,
     start: int,
-    codec: type[_Utf8 | _Cp1252],
+    codec: type[_Utf8 | _SingleByte],
     chunk_bytes: int,
 ) -> tuple[str, dict[str, int]]:
     """The text of ``source`` from ``start``, decoded with ``codec``, line ends to LF, on disk.
@@ -557,7 +631,7 @@ def _normalise_pass(
     source: str,
     work: _Workdir,
     start: int,
-    codec: type[_Utf8 | _Cp1252],
+    codec: type[_Utf8 | _SingleByte],
     chunk_bytes: int,
     *,
     crlf: bool,

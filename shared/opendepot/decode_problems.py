@@ -1,6 +1,8 @@
 """Why a file cannot be read as text CSV (``DecodeProblem``, a report entry), as
 ``opendepot.decode`` finds it: the problems it returns, each naming where in the file it is,
-and the first-bytes tests of that module (UTF-16, line numbers)."""
+the first-bytes tests of that module (UTF-16, line numbers), the single-byte encodings a
+dataset may declare (``ENCODING_NAMES``, ``UNDEFINED``) and the same encoding rule for a small
+file read whole (``decode_text``)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ UTF8_SEQUENCE = re.compile(
     rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
     rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
 )
-"""One valid UTF-8 multi-byte sequence (a file with none is read as Windows-1252)."""
+"""One valid UTF-8 multi-byte sequence (a file with none may be read in the dataset's declared
+single-byte encoding)."""
 NON_ASCII = re.compile(rb"[\x80-\xff]")
 
 
@@ -97,12 +100,37 @@ def trailing_gzip(size: int, end: int) -> DecodeProblem:
     )
 
 
-def undecodable(byte: int, offset: int, line: int) -> DecodeProblem:
-    """Text neither UTF-8 nor CP1252: the first byte that is neither, at ``offset``."""
+ENCODING_NAMES = {"cp1252": "Windows-1252", "iso-8859-15": "ISO-8859-15"}
+"""How a problem names each single-byte encoding a dataset may declare
+(``opendepot.registry.SINGLE_BYTE_ENCODINGS``)."""
+UNDEFINED = {
+    "cp1252": re.compile(rb"[\x81\x8d\x8f\x90\x9d]"),
+    "iso-8859-15": re.compile(rb"[\x80-\x9f]"),
+}
+"""The bytes that are no text character in each single-byte encoding: the five Windows-1252
+leaves undefined; the C1 control codes of ISO-8859-15 (0x80 there is no euro sign: a file
+that has one is Windows-1252)."""
+
+
+def undecodable(byte: int, offset: int, line: int, encoding: str = "cp1252") -> DecodeProblem:
+    """Text neither UTF-8 nor the dataset's declared ``encoding`` (``ENCODING_NAMES``): the
+    first byte that is neither (``UNDEFINED``), at ``offset``."""
     return DecodeProblem(
         "encoding-error",
-        f"the file is neither UTF-8 nor Windows-1252 text (byte {byte:#04x} at line {line}, "
-        f"byte offset {offset})",
+        f"the file is neither UTF-8 nor {ENCODING_NAMES[encoding]} text (byte {byte:#04x} at "
+        f"line {line}, byte offset {offset})",
+    )
+
+
+def not_utf8(byte: int, offset: int, line: int) -> DecodeProblem:
+    """A file that is not UTF-8 (the first byte that is not, ``byte``, at ``offset``, on
+    ``line``) for a dataset that declares no single-byte encoding: it is not guessed."""
+    return DecodeProblem(
+        "encoding-error",
+        f"the file is not UTF-8 text: byte {byte:#04x} at line {line} (byte offset {offset}) "
+        f"is not valid UTF-8, and the dataset does not declare a single-byte encoding (such as "
+        f"Windows-1252) for its files, so none is guessed: save the file as UTF-8 and upload "
+        f"it again",
     )
 
 
@@ -116,16 +144,21 @@ def bom_not_utf8(byte: int, offset: int, line: int) -> DecodeProblem:
 
 
 def mixed_encodings(
-    byte: int, offset: int, line: int, utf8_offset: int, utf8_line: int
+    byte: int, offset: int, line: int, utf8_offset: int, utf8_line: int,
+    encoding: str | None = None,
 ) -> DecodeProblem:
     """A file with valid UTF-8 multi-byte text (the first at ``utf8_offset``) and bytes that
-    are not UTF-8 (the first, ``byte``, at ``offset``): never re-read as a whole as CP1252."""
+    are not UTF-8 (the first, ``byte``, at ``offset``): never re-read as a whole in the
+    dataset's declared single-byte ``encoding`` (None: it declares none)."""
+    why = ""
+    if encoding is not None:
+        why = (f"; it is not read as {ENCODING_NAMES[encoding]} as a whole, which would publish "
+               f"every UTF-8 accent as mojibake")
     return DecodeProblem(
         "encoding-error",
         f"the file mixes UTF-8 text (first at line {utf8_line}, byte offset {utf8_offset}) with "
-        f"bytes that are not UTF-8 (first {byte:#04x} at line {line}, byte offset {offset}); it "
-        f"is not read as Windows-1252 as a whole, which would publish every UTF-8 accent as "
-        f"mojibake: save it all as UTF-8 and upload it again",
+        f"bytes that are not UTF-8 (first {byte:#04x} at line {line}, byte offset {offset})"
+        f"{why}: save it all as UTF-8 and upload it again",
     )
 
 
@@ -162,3 +195,30 @@ def line_at(text: bytes, offset: int) -> int:
     line ends before it."""
     prefix = text[:offset]
     return 1 + prefix.count(b"\n") + prefix.count(b"\r") - prefix.count(b"\r\n")
+
+
+def decode_text(raw: bytes, encoding: str | None = None) -> str | DecodeProblem:
+    """``raw`` as text by the rule of ``opendepot.decode``, whole in memory (for small files:
+    YAML bulletins): UTF-8 (its BOM removed); else, when the dataset declares the single-byte
+    ``encoding`` and ``raw`` has no valid UTF-8 multi-byte sequence, that encoding; else the
+    ``encoding-error`` naming the line and byte offset of the first byte that is not UTF-8
+    (``bom_not_utf8``; ``mixed_encodings`` when UTF-8 text comes before it, or anywhere for a
+    dataset with an ``encoding``; else ``not_utf8``) or not ``encoding`` (``undecodable``).
+    NUL bytes are the caller's to check."""
+    start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return raw[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = start + exc.start
+    if start:
+        return bom_not_utf8(raw[bad], bad, line_at(raw, bad))
+    seq = UTF8_SEQUENCE.search(raw)
+    if seq and (encoding is not None or seq.start() < bad):  # as the streaming decoder finds it
+        return mixed_encodings(raw[bad], bad, line_at(raw, bad), seq.start(),
+                               line_at(raw, seq.start()), encoding)
+    if encoding is None:
+        return not_utf8(raw[bad], bad, line_at(raw, bad))
+    if undefined := UNDEFINED[encoding].search(raw):
+        at = undefined.start()
+        return undecodable(raw[at], at, line_at(raw, at), encoding)
+    return raw.decode(encoding)

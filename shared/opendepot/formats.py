@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opendepot.decode import BOM, DecodeProblem
+from opendepot.decode_problems import decode_text
 from opendepot.issues import Issue, IssueList, issue
 from opendepot.registry import Dataset, YamlSpec
 
@@ -328,15 +329,6 @@ def _where(node: Any) -> str:
     return f"line {node.start_mark.line + 1}"
 
 
-def _text(raw: bytes) -> str:
-    """The bulletin as text: UTF-8 (BOM removed) else Windows-1252, decided once per file."""
-    body = raw.removeprefix(BOM)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body.decode("cp1252", errors="replace")
-
-
 def _cell(value: Any) -> str:
     """A scalar as CSV text: dates as ISO, null as empty, the rest as written."""
     if value is None:
@@ -478,9 +470,14 @@ class _Reader:
         return out
 
 
-def yaml_to_csv(raw: bytes, name: str, spec: YamlSpec) -> bytes | DecodeProblem:
+def yaml_to_csv(
+    raw: bytes, name: str, spec: YamlSpec, encoding: str | None = None
+) -> bytes | DecodeProblem:
     """One ``;`` CSV row per area of a YAML bulletin, in the order of the file.
 
+    Its text is UTF-8, else the dataset's declared single-byte ``encoding`` as
+    ``opendepot.decode`` decides it (``decode_problems.decode_text``): an ``encoding-error``
+    names the line and byte offset of the first byte that is not UTF-8.
     Rejected (``format-error``): a binary file named ``.yaml``, text that is not valid YAML
     (the report names the line and column the parser stopped at), YAML that is not a bulletin
     (not a mapping; no date; no block of figures; unknown top-level keys), a block key that is
@@ -499,7 +496,9 @@ def yaml_to_csv(raw: bytes, name: str, spec: YamlSpec) -> bytes | DecodeProblem:
     if what is not None:
         return DecodeProblem("format-error", f"the file is named {name.rsplit('/', 1)[-1]!r} "
                                              f"but is {what}, not YAML text")
-    text = _text(raw)
+    text = decode_text(raw, encoding)
+    if isinstance(text, DecodeProblem):
+        return text
     try:
         rows = _Reader(spec).rows(text, _producer(name))
     except yaml.YAMLError as exc:
@@ -553,7 +552,7 @@ def convert_upload(raw: bytes, name: str, dataset: Dataset) -> Conversion | Deco
                 f"the file is YAML ({name.rsplit('/', 1)[-1]!r}) but dataset "
                 f"{dataset.name!r} takes no YAML bulletins (CSV or Excel only)",
             )
-        made = yaml_to_csv(raw, name, spec)
+        made = yaml_to_csv(raw, name, spec, dataset.encoding)
         return made if isinstance(made, DecodeProblem) else Conversion(made)
     if kind == "excel":
         return _excel_to_csv(raw, dataset)

@@ -10,10 +10,22 @@ own outputs never trigger us), an unsafe or unroutable key, an unknown dataset, 
 registry does not allow, an object over the size limit. Their report goes to
 ``reports/_refused/{upload_id}.json`` when the key cannot be trusted as a path, else
 ``reports/{dataset}/{producer}/{upload_id}.json``.
+
+Every upload gets a report, even one that can never be processed. The object, or its version,
+gone before it is read (``NotFound``: deleted, or the version removed) is a rejection
+(``object-gone``), not a failure to retry: it will not come back. When S3 holds a checksum of
+the object (``x-amz-checksum-*``: the producer's, or the one S3 computes), the bytes read are
+checked against it and the report records it (``opendepot.checksum``); a mismatch is a
+rejection (``checksum-mismatch``). Infrastructure failures raise and are retried by the queue;
+on the last receive ``functions/validate`` calls ``report_failure``, whose report (status
+``failed``, ``processing-failed``) says so and what to do. Such a report does not make the
+upload a duplicate: redriven from the dead-letter queue, it is validated again and its report
+replaces the failure report.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -32,10 +44,13 @@ from opendepot.publication import staged_records
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import PARQUET_MIME
 from opendepot.report import build_report, refusal_report
-from opendepot.storage import Queue, Store
-from opendepot.validate import Validation, validate_file
+from opendepot.storage import COMPUTABLE_CHECKSUMS, Checksum, ChecksumDigest, NotFound, Queue, Store
+from opendepot.validate import Limits, Validation, refused, validate_file
 
-Status = Literal["accepted", "rejected", "ignored", "duplicate", "held"]
+Status = Literal["accepted", "rejected", "ignored", "duplicate", "held", "failed"]
+
+FAILED: Literal["failed"] = "failed"
+"""``opendepot.status`` of a failure report (``report_failure``): not a final answer."""
 
 
 @dataclass(frozen=True)
@@ -67,25 +82,62 @@ class IngestOutcome:
 
 
 class _Hashing:
-    """A binary file being written that hashes (SHA-256) what goes through it."""
+    """A binary file being written that hashes what goes through it: SHA-256, and the
+    algorithm of the object's S3 checksum when it is a whole-object one computed here."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, stored: Checksum | None = None) -> None:
         self.out = out
         self.sha256 = hashlib.sha256()
+        self.stored = stored
+        computable = (stored is not None and stored.type == "FULL_OBJECT"
+                      and stored.algorithm in COMPUTABLE_CHECKSUMS)
+        self.digest = (ChecksumDigest(stored.algorithm)
+                       if computable and stored is not None and stored.algorithm != "SHA256"
+                       else None)
+        self.computes = computable
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
+        if self.digest is not None:
+            self.digest.update(data)
         return self.out.write(data)
+
+    def checksum(self) -> dict[str, Any] | None:
+        """The report's ``checksum`` record: the stored checksum (None: none), the value
+        computed over the bytes written and whether they agree (None: not computed, ``note``
+        says why)."""
+        stored = self.stored
+        if stored is None:
+            return None
+        computed = None
+        if self.computes:
+            computed = (self.digest.value() if self.digest is not None
+                        else base64.b64encode(self.sha256.digest()).decode("ascii"))
+        record: dict[str, Any] = {
+            "algorithm": stored.algorithm, "type": stored.type, "value": stored.value,
+            "computed": computed,
+            "verified": None if computed is None else computed == stored.value,
+        }
+        if computed is None:
+            record["note"] = (
+                "a multipart upload's composite checksum (of its parts' checksums) cannot be "
+                "recomputed from the content" if stored.type != "FULL_OBJECT" else
+                f"{stored.algorithm} is not an algorithm opendepot computes: recorded, not "
+                "verified")
+        return record
 
 
 def shrink_check(
     store: Store, settings: Settings, dataset: Dataset, producer: str, v: Validation, key: str
 ) -> Issue | None:
     """Hold a ``snapshot`` upload that loses more than the declared share of rows or areas of
-    the producer's previous accepted upload (``shrinkGuard`` in the registry); ``v`` is the
-    accepted validation (its ``rows_published`` and ``areas``)."""
+    the producer's previous accepted upload (``shrinkGuard`` in the registry: on by default, 50%
+    of rows or areas; off only for a dataset that opts out with a reason); ``v`` is the accepted
+    validation (its ``rows_published`` and ``areas``). The issue's message names both counts and
+    the file name to upload to confirm (``.confirm.``: ``keys.IncomingKey.confirmed``, which
+    ``ingest`` reads to skip this check). None: published as usual."""
     guard = dataset.shrink_guard
-    if not guard or dataset.mode_of(producer) != "snapshot":
+    if guard is None or not guard.on or dataset.mode_of(producer) != "snapshot":
         return None
     previous = [r for r in staged_records(store, settings, dataset.name) if r.producer == producer]
     if not previous:
@@ -97,8 +149,9 @@ def shrink_check(
         if limit is None or not before or now is None:
             continue
         loss = 100.0 * (before - now) / before
-        if loss > limit:
-            return issue("snapshot-shrink", now=now, what=what, loss=loss, before=before,
+        if loss > limit:  # shown rounded, but never "100%" while some are left
+            shown = min(round(loss), 99) if now else 100
+            return issue("snapshot-shrink", now=now, what=what, loss=shown, before=before,
                          previous=last.key, received_at=last.received_at, limit=limit,
                          confirm=_confirm_name(key))
     return None
@@ -207,7 +260,7 @@ def ingest(
 
     Raises only for infrastructure failures (storage, queue, memory, local disk, timeouts:
     ``opendepot.failures``), so the message is retried and, past the queue's retries, kept in
-    its dead-letter queue; nothing is reported for it then.
+    its dead-letter queue; the caller reports it then (``report_failure``).
     """
     key = event.key
     if event.bucket != settings.incoming_bucket:
@@ -215,7 +268,7 @@ def ingest(
     up = _Upload.of(event)
     found = _refusal(up, settings, registry)
     if isinstance(found, _Refusal):
-        if found.ids and store.head(settings.internal_bucket, found.report_key) is not None:
+        if found.ids and _reported(store, settings, found.report_key):
             return _duplicate(up, found.report_key, found.ids)
         report = refusal_report(found.why, {**up.context, **found.ids})
         _write_report(store, settings, found.report_key, report)
@@ -225,7 +278,7 @@ def ingest(
     dataset, producer = found
     report_key = layout.report_key(dataset.name, producer, up.uid)
     ids = {"dataset": dataset.name, "producer": producer}
-    if store.head(settings.internal_bucket, report_key) is not None:
+    if _reported(store, settings, report_key):
         return _duplicate(up, report_key, ids)
     status, message, report = _validate_and_stage(store, queue, settings, cog, up, dataset,
                                                    producer, report_key)
@@ -234,10 +287,103 @@ def ingest(
                          report_key=report_key, report=report)
 
 
+def _reported(store: Store, settings: Settings, report_key: str) -> bool:
+    """Whether the upload has its final report at ``report_key``: one exists and is not a
+    failure report (status ``failed``), which the upload's next processing replaces."""
+    if store.head(settings.internal_bucket, report_key) is None:
+        return False
+    try:
+        report = json.loads(store.get(settings.internal_bucket, report_key))
+    except NotFound:
+        return False
+    except ValueError:  # not JSON: written by something else, but written; leave it
+        return True
+    od = report.get("opendepot") if isinstance(report, dict) else None
+    return not (isinstance(od, dict) and od.get("status") == FAILED)
+
+
+def report_failure(
+    store: Store, settings: Settings, registry: Registry, event: ObjectEvent,
+    error: BaseException, attempts: int,
+) -> IngestOutcome | None:
+    """Write the report of an upload that could not be processed: ``attempts`` tries failed,
+    the last with ``error`` (called on the queue's last receive, before the message goes to
+    the dead-letter queue). The report has status ``failed`` and one ``processing-failed``
+    error naming the error's class and message (first 300 characters), the attempts and what
+    to do; its ``opendepot.attempts`` is ``attempts``. ``ingest`` does not count it as done:
+    a redriven upload is validated again and its report replaces this one.
+
+    Returns the outcome (status ``failed``), or None when nothing was written: not an input
+    key (``ingest`` ignores it), or the upload already has its final report.
+    Raises what the store raises (the caller logs it and raises ``error``)."""
+    if event.bucket != settings.incoming_bucket:
+        return None
+    up = _Upload.of(event)
+    found = _refusal(up, settings, registry)
+    if isinstance(found, _Refusal):
+        report_key, ids = found.report_key, found.ids
+    else:
+        dataset, producer = found
+        report_key = layout.report_key(dataset.name, producer, up.uid)
+        ids = {"dataset": dataset.name, "producer": producer}
+    if _reported(store, settings, report_key):
+        return None
+    kind = type(error).__name__
+    text = " ".join(str(error).split())[:300] or "no message"
+    why = issue("processing-failed", attempts=attempts, error=f"{kind} ({text})",
+                error_type=kind)
+    report = refusal_report(why, {**up.context, **ids, "attempts": attempts})
+    report["opendepot"]["status"] = FAILED
+    _write_report(store, settings, report_key, report)
+    return IngestOutcome(FAILED, event.key, why.message, up.uid, dataset=ids.get("dataset"),
+                         producer=ids.get("producer"), report_key=report_key, report=report)
+
+
 def _duplicate(up: _Upload, report_key: str, ids: dict[str, str]) -> IngestOutcome:
     return IngestOutcome("duplicate", up.event.key, "this object version was already processed",
                          up.uid, dataset=ids["dataset"], producer=ids["producer"],
                          report_key=report_key)
+
+
+@dataclass(frozen=True)
+class _Download:
+    """An upload read to local disk, or why its content cannot be used (``problem``)."""
+
+    size: int = 0
+    """Bytes read."""
+    sha256: str = ""
+    """SHA-256 of the bytes read, hex ("" when nothing was read)."""
+    checksum: dict[str, Any] | None = None
+    """The report's ``checksum`` record (``_Hashing.checksum``); None: S3 holds none."""
+    problem: Issue | None = None
+    """``object-gone`` or ``checksum-mismatch``: the upload is rejected, not validated."""
+
+
+def _download(store: Store, up: _Upload, path: str) -> _Download:
+    """Stream the upload's object (its version) to ``path``, hashed on the way, and check it
+    against the S3 checksum ``head`` gives. An object or version that is gone (``NotFound``)
+    will not come back: a problem, not a failure to retry."""
+    event = up.event
+    version = event.version_id if event.version_id not in (None, "null") else None
+    gone = issue("object-gone", cell=event.key, what=f"s3://{event.bucket}/{event.key}"
+                 + (f" (version {version})" if version else ""))
+    info = store.head(event.bucket, event.key, version_id=event.version_id)
+    if info is None:
+        return _Download(problem=gone)
+    with open(path, "wb") as f:
+        hashing = _Hashing(f, info.checksum)
+        try:
+            size = store.get_file(event.bucket, event.key, cast(BinaryIO, hashing),
+                                  version_id=event.version_id)
+        except NotFound:
+            return _Download(problem=gone)
+    record = hashing.checksum()
+    problem = None
+    if record is not None and record["verified"] is False:
+        problem = issue("checksum-mismatch", cell=record["computed"], size=size,
+                        algorithm=record["algorithm"], expected=record["value"],
+                        computed=record["computed"])
+    return _Download(size, hashing.sha256.hexdigest(), record, problem)
 
 
 def _validate_and_stage(
@@ -251,19 +397,22 @@ def _validate_and_stage(
     ids = {"dataset": dataset.name, "producer": producer}
     with tempfile.TemporaryDirectory(prefix="opendepot-") as workdir:
         source = os.path.join(workdir, "upload")
-        with open(source, "wb") as f:
-            hashing = _Hashing(f)
-            size = store.get_file(event.bucket, key, cast(BinaryIO, hashing),
-                                  version_id=event.version_id)
-        sha256 = hashing.sha256.hexdigest()
+        got = _download(store, up, source)
+        context = {**up.context, **ids, "checksum": got.checksum}
+        if got.problem is not None:
+            report = build_report(refused(got.problem, key), None, context,
+                                  size=got.size if got.sha256 else None, sha256=got.sha256 or None)
+            return "rejected", got.problem.message, report
+        size, sha256 = got.size, got.sha256
         v = validate_file(source, dataset, cog, name=key, workdir=workdir,
-                          max_errors=settings.max_errors, max_bytes=settings.max_object_bytes)
+                          max_errors=settings.max_errors, max_bytes=settings.max_object_bytes,
+                          limits=Limits.of(settings))
         held = None
         if v.accepted and not route(key).confirmed:
             held = shrink_check(store, settings, dataset, producer, v, key)
         if held is not None:  # the held issue first; the report built once, from that list
             v = v.hold(held)
-        report = build_report(v, None, {**up.context, **ids}, size=size, sha256=sha256)
+        report = build_report(v, None, context, size=size, sha256=sha256)
         if held is not None:
             return "held", held.message, report
         if v.accepted:

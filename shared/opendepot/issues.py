@@ -65,22 +65,45 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
     _t("unrouted-key", "Unrecognized Input File", FREE),
     _t("producer-not-allowed", "Producer Not Allowed", FREE),
     _t("object-too-large", "Object Too Large", FREE),
+    # uploads that could not be read or processed (opendepot.ingest)
+    _t("object-gone", "Object Gone",
+       "{what} was gone when opendepot came to read it: it was deleted (or that version "
+       "removed) after the upload, so nothing was read, validated or published. If the file "
+       "should be published, upload it again.", note="{what}"),
+    _t("checksum-mismatch", "Checksum Mismatch",
+       "the {algorithm} checksum stored with the upload is {expected}, but the {size} bytes "
+       "opendepot read give {computed}: what was read is not what was uploaded, so nothing was "
+       "validated or published. Upload the file again; if this happens again, tell the "
+       "operators.", note="{algorithm}: stored {expected}, computed {computed}"),
+    _t("processing-failed", "Processing Failed",
+       "opendepot could not process this upload: {attempts} attempts failed, the last with "
+       "{error}. This is not a problem found in the file. The operators were alerted and the "
+       "notification is kept in the validate dead-letter queue; once the cause is fixed they "
+       "run 'opendepot redrive' and the upload is validated again, its report replacing this "
+       "one. You need not upload it again.", note="{error_type} after {attempts} attempts"),
     _t("snapshot-shrink", "Snapshot Shrink",
        "this upload has {now} {what}, {loss:.0f}% fewer than the {before} of the previous upload "
        "({previous}, {received_at}); more than the {limit}% the dataset allows, so it is held, "
        "not published. If it is right, upload it again with '.confirm' before the extension: "
        "{confirm}", note="{what}: {before} -> {now}"),
     # header
-    _t("blank-label", "Blank Label", "Line 1, column {number}: the header label is blank",
+    _t("blank-label", "Blank Label", "Line 1, column {number}: the header label is blank{more}",
        tags=LABEL_TAGS),
     _t("duplicate-label", "Duplicate Label",
-       "Line 1, column {number}: column {label!r} repeats column {first} ({field})",
+       "Line 1, column {number}: column {label!r} repeats column {first} ({field}){more}",
        note="first at column {first}", tags=LABEL_TAGS),
     _t("extra-label", "Extra Label",
        "Line 1, column {number}: column {field!r} is not in the schema of {dataset} "
-       "(expected {expected})", tags=LABEL_TAGS),
+       "(expected {expected}){more}", tags=LABEL_TAGS),
     _t("missing-label", "Missing Label", "Line 1: required column {field!r} is missing",
        note="schema field {number}", tags=LABEL_TAGS),
+    # issue 13, item 3: limits on a file's shape (opendepot.validate.Limits)
+    _t("too-many-columns", "Too Many Columns",
+       "Line 1: the header has {count} columns, more than the limit of {limit} (setting "
+       "{setting}); no label or row was checked. Is the delimiter right, or the file a CSV "
+       "export at all?", note="limit {limit} columns, setting {setting}",
+       tags=("#table", "#header")),
+    _t("line-too-long", "Line Too Long", FREE, tags=ROW_TAGS),
     # rows
     _t("blank-row", "Blank Row", "Line {line}: the row is blank", tags=ROW_TAGS),
     _t("missing-cell", "Missing Cell",

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from opendepot.decode import Decoded
+from opendepot.decode import MAX_LINE_BYTES, Decoded
 from opendepot.failures import arrow_problem
 from opendepot.issues import Issue, IssueList, issue
 from opendepot.registry import Dataset
@@ -30,13 +30,36 @@ STAGING_CODEC = "snappy"
 """Parquet compression of staged rows (internal files read once by publish): about twice as fast
 as zstd to write and to read, for 20% more bytes; every Arrow build has it."""
 
-LONG_ROW_BYTES = 16 << 20
-"""The reader's block when a row is longer than ``READ_BYTES``; longer rows are refused."""
+LONG_ROW_BYTES = MAX_LINE_BYTES
+"""Default longest line (``opendepot.validate.Limits.max_line_bytes``), 16 MiB: longer lines
+are refused."""
 
 READ_BYTES = 1 << 20
 """Bytes per block of Arrow's CSV reader. Its background thread reads up to 32 blocks ahead of
 the parser (``MakeBackgroundGenerator``'s queue), so the block is small and blocks are gathered
 into batches of ``BLOCK_BYTES`` for the checks."""
+
+SCAN_CHUNK = 4 << 20
+"""Bytes of text per step of ``long_line`` and ``long_row`` (their index arrays are at most
+8 times this)."""
+
+CELL_CHARS = 200
+"""Characters of a value an issue quotes (message, ``cell``, each of ``cells``): a longer value
+is cut, with ``…`` after it, so that issues and reports stay small whatever the file."""
+
+LABELS_ONE_BY_ONE = 10
+"""Header problems of one type reported one by one up to this many; more make one issue."""
+
+LABELS_LISTED = 20
+"""Columns one grouped header issue names (the count names them all)."""
+
+LABEL_CHARS = 40
+"""Characters of each label a grouped header issue quotes."""
+
+
+def clip(text: str, chars: int = CELL_CHARS) -> str:
+    """``text`` cut to ``chars`` characters, with ``…`` after it when it was longer."""
+    return text if len(text) <= chars else text[:chars] + "\u2026"
 
 
 
@@ -122,6 +145,12 @@ class Batches:
             yield pa.Table.from_batches(pending)
 
     def __iter__(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        try:
+            yield from self._batches()
+        finally:  # the reader holds ``on_invalid``, which holds ``self``: a cycle through
+            self.reader = ()  # Arrow the GC cannot see, which kept both and the open file
+
+    def _batches(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
         done = 0  # rows read so far
         for table in self._gathered():
             self._report_invalid()
@@ -184,26 +213,132 @@ class StagingWriter:
 
 def read_labels(labels: tuple[str, ...], dataset: Dataset) -> tuple[dict[str, int], list[Issue]]:
     """(canonical field name -> column position, the header's problems): names are mapped by
-    name, never by position: exact, case-insensitive, then the registry's aliases."""
+    name, never by position: exact, case-insensitive, then the registry's aliases.
+
+    Problems are in column order, ``missing-label`` last. Up to ``LABELS_ONE_BY_ONE`` blank,
+    extra or duplicate labels are one issue each (as Frictionless reports them); more of one
+    type make one issue, at the first of them, naming how many and the first
+    ``LABELS_LISTED`` columns: linear work and a small report whatever the header's width."""
     by_lower = {f.name.lower(): f.name for f in dataset.fields}
     found: dict[str, int] = {}
-    problems: list[Issue] = []
+    bad: dict[str, list[tuple[int, str, str]]] = {"blank-label": [], "extra-label": [],
+                                                   "duplicate-label": []}
     for i, raw in enumerate(labels):
         label = raw.replace("\ufeff", "").strip().strip('"').strip()
+        name = (by_lower.get(label.lower()) or dataset.aliases.get(label.lower())) if label else ""
         if not label:
-            problems.append(issue("blank-label", line=1, number=i + 1, cell=raw))
-            continue
-        name = by_lower.get(label.lower()) or dataset.aliases.get(label.lower())
-        if name is None:
-            problems.append(issue("extra-label", line=1, field=label, number=i + 1, cell=raw,
-                                  dataset=dataset.name,
-                                  expected=", ".join(dataset.field_names)))
+            bad["blank-label"].append((i, raw, ""))
+        elif name is None:
+            bad["extra-label"].append((i, raw, label))
         elif name in found:
-            problems.append(issue("duplicate-label", line=1, field=name, number=i + 1, cell=raw,
-                                  label=label, first=found[name] + 1))
+            bad["duplicate-label"].append((i, raw, label))
         else:
             found[name] = i
+    placed: list[tuple[int, Issue]] = []
+    for kind, columns in bad.items():
+        if len(columns) <= LABELS_ONE_BY_ONE:
+            placed.extend((c[0], _label_issue(kind, c, dataset, found, "")) for c in columns)
+        else:
+            placed.append((columns[0][0], _label_issue(kind, columns[0], dataset, found,
+                                                        _more(kind, columns[1:], dataset, found))))
+    problems = [one for _, one in sorted(placed, key=lambda p: p[0])]
     for number, f in enumerate(dataset.fields, start=1):
         if f.name not in found and not f.optional_column:
             problems.append(issue("missing-label", line=1, field=f.name, number=number, cell=""))
     return found, problems
+
+
+def _canonical(label: str, dataset: Dataset) -> str:
+    """The field a label (trimmed) names; it names one."""
+    by_lower = {f.name.lower(): f.name for f in dataset.fields}
+    return by_lower.get(label.lower()) or dataset.aliases[label.lower()]
+
+
+def _label_issue(kind: str, column: tuple[int, str, str], dataset: Dataset,
+                 found: dict[str, int], more: str) -> Issue:
+    """The ``kind`` issue of one column ``(position, label as written, label trimmed)``;
+    ``more``: what the grouped issue adds about the other columns ("" for none)."""
+    i, raw, label = column
+    cell = clip(raw)
+    if kind == "blank-label":
+        return issue(kind, line=1, number=i + 1, cell=cell, more=more)
+    if kind == "extra-label":
+        return issue(kind, line=1, field=clip(label), number=i + 1, cell=cell, more=more,
+                     dataset=dataset.name, expected=", ".join(dataset.field_names))
+    name = _canonical(label, dataset)
+    return issue(kind, line=1, field=name, number=i + 1, cell=cell, label=clip(label),
+                 first=found[name] + 1, more=more)
+
+
+def _more(kind: str, columns: list[tuple[int, str, str]], dataset: Dataset,
+          found: dict[str, int]) -> str:
+    """What a grouped ``kind`` issue says of the ``columns`` after its first one."""
+    listed = columns[:LABELS_LISTED]
+    if kind == "blank-label":
+        what, named = "are blank too", [str(i + 1) for i, _, _ in listed]
+    elif kind == "extra-label":
+        what = "are not in the schema either"
+        named = [f"{i + 1} {clip(label, LABEL_CHARS)!r}" for i, _, label in listed]
+    else:
+        what = "repeat an earlier column too"
+        named = [f"{i + 1} {clip(label, LABEL_CHARS)!r} (repeats "
+                 f"{found[_canonical(label, dataset)] + 1})" for i, _, label in listed]
+    left = len(columns) - len(listed)
+    return (f"; {len(columns)} more columns {what} ({len(columns) + 1} in all): columns "
+            f"{', '.join(named)}{f' and {left} more' if left else ''}")
+
+
+def long_line(decoded: Decoded, limit: int) -> tuple[int | None, int]:
+    """(the first line longer than ``limit`` bytes, or None; the longest line, in bytes, of
+    those read): lines of the decoded text (LF line ends), without their line end, read
+    ``SCAN_CHUNK`` bytes at a time and stopping at the first too long."""
+    line, current, longest = 1, 0, 0  # the open line's number and bytes so far
+    with decoded.source() as f:
+        while chunk := f.read(SCAN_CHUNK):
+            ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+            if ends.size:
+                lengths = np.diff(ends, prepend=-1) - 1
+                lengths[0] += current
+                over = np.flatnonzero(lengths > limit)
+                if over.size:
+                    return line + int(over[0]), max(longest, int(lengths.max()))
+                longest = max(longest, int(lengths.max()))
+                line += int(ends.size)
+                current = len(chunk) - int(ends[-1]) - 1
+            else:
+                current += len(chunk)
+            if current > limit:
+                return line, current
+    return None, max(longest, current)
+
+
+def long_row(decoded: Decoded, limit: int) -> tuple[int | None, int]:
+    """(the line a row longer than ``limit`` bytes starts on, or None; the longest row, in
+    bytes, of those read): rows end at a line end outside double quotes (every ``"`` counts, as
+    in a file whose quotes are all well placed; a quote left open runs to the end of the file).
+    """
+    row_start, start_line, longest = 0, 1, 0  # offset and line of the open row
+    offset, lines, quotes = 0, 0, 0  # where the chunk starts; line ends and quotes before it
+    with decoded.source() as f:
+        while chunk := f.read(SCAN_CHUNK):
+            data = np.frombuffer(chunk, np.uint8)
+            ends = np.flatnonzero(data == 10)
+            marks = np.flatnonzero(data == 34)
+            closed = ends[(quotes + np.searchsorted(marks, ends)) % 2 == 0]  # rows ending here
+            if closed.size:
+                at = offset + closed
+                lengths = at - np.concatenate(([row_start], at[:-1] + 1))
+                over = np.flatnonzero(lengths > limit)
+                if over.size:
+                    k = int(over[0])
+                    return (start_line if k == 0 else lines + int(
+                        np.searchsorted(ends, closed[k - 1])) + 2), int(lengths[k])
+                longest = max(longest, int(lengths.max()))
+                row_start = int(at[-1]) + 1
+                start_line = lines + int(np.searchsorted(ends, closed[-1])) + 2
+            offset += len(chunk)
+            lines += int(ends.size)
+            quotes += int(marks.size)
+            if offset - row_start > limit:
+                return start_line, offset - row_start
+    return None, max(longest, offset - row_start)

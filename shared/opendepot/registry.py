@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -79,6 +79,16 @@ class Geography:
     """Codes outside the INSEE COG the dataset accepts, with meaning and source (975, 977, 978)."""
 
 
+SINGLE_BYTE_ENCODINGS = ("cp1252", "iso-8859-15")
+"""Single-byte encodings a dataset may declare for its producers' files (``encoding``)."""
+
+
+def _encoding(r: Reader) -> str | None:
+    if r.raw("encoding", None) is None:
+        return None
+    return r.choice("encoding", SINGLE_BYTE_ENCODINGS, SINGLE_BYTE_ENCODINGS[0])
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A registered dataset: metadata, who may publish it, its schema and consolidation rules,
@@ -124,7 +134,9 @@ class Dataset:
     provenance: bool
     """Published rows carry ``producer`` and ``upload_id`` (and ``source_url`` where given)."""
     shrink_guard: ShrinkGuard | None = None
-    """Holds snapshot uploads that lose too much (None: no guard)."""
+    """Holds snapshot uploads that lose too much: the defaults unless ``shrinkGuard`` says
+    otherwise, or opted out (``shrink_guard.off_reason``); None only when no producer is a
+    snapshot (append uploads add rows: a small one is normal)."""
     consolidated: Consolidated | None = None
     """An extra published table chosen by source priority (None: none)."""
     feeds: tuple[FeedSpec, ...] = ()
@@ -139,6 +151,9 @@ class Dataset:
     """English ``title`` and ``description``."""
     plausibility: Plausibility = field(default_factory=Plausibility)
     """How the statistical checks judge totals and cumulative series."""
+    encoding: str | None = None
+    """The single-byte encoding (``cp1252``) the dataset's producers may send besides UTF-8
+    and UTF-16 (descriptor ``encoding``); None: UTF-8 or UTF-16 only."""
 
     @property
     def max_bad_rows_percent(self) -> float:
@@ -271,6 +286,17 @@ def _check_names(d: Dataset, where: str) -> None:
                                 "are not fields, or a column is given twice")
 
 
+def _without_guard_unless_snapshot(d: Dataset, declared: bool, where: str) -> Dataset:
+    """The shrink guard applies to snapshot producers only: a dataset none of whose producers
+    is a snapshot (all ``append``) gets none, and may not declare one (it would never act)."""
+    if any(d.mode_of(p) == "snapshot" for p in d.producers):
+        return d
+    if declared:
+        raise RegistryError(f"{where}: shrinkGuard: no producer of this dataset is a snapshot "
+                            "(mode, producerModes): the guard would never act")
+    return replace(d, shrink_guard=None)
+
+
 def parse_dataset(d: dict[str, Any], where: str | None = None) -> Dataset:
     """Turn a descriptor (parsed JSON) into a ``Dataset``, checking every key and type.
 
@@ -321,7 +347,7 @@ def parse_dataset(d: dict[str, Any], where: str | None = None) -> Dataset:
         error_budget=ErrorBudget.parse(r.child("errorBudget")),
         schema=dict(schema_reader.data),
         provenance=r.flag("provenance"),
-        shrink_guard=ShrinkGuard.parse(guard) if guard is not None else None,
+        shrink_guard=ShrinkGuard.parse(guard),
         consolidated=Consolidated.parse(consolidated) if consolidated is not None else None,
         feeds=tuple(FeedSpec.parse(f) for f in r.children("feeds")),
         excel_sheet=sheet,
@@ -329,12 +355,13 @@ def parse_dataset(d: dict[str, Any], where: str | None = None) -> Dataset:
         producer_modes=producer_modes,
         en=r.mapping("en"),
         plausibility=Plausibility.parse(r.child("plausibility")),
+        encoding=_encoding(r),
     )
     if not dataset.organization.get("slug") and not dataset.organization.get("name"):
         raise RegistryError(f"{r.path('organization')}: expected a name and a slug")
     r.done()
     _check_names(dataset, where)
-    return dataset
+    return _without_guard_unless_snapshot(dataset, guard is not None, where)
 
 
 @dataclass(frozen=True)

@@ -154,22 +154,64 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+DEFAULT_MAX_LOSS_PERCENT = 50
+"""The shrink guard's default limit, for rows and for areas, in percent: a snapshot upload that
+loses more than half of the previous accepted upload's rows (or areas) is held."""
+
+
 @dataclass(frozen=True)
 class ShrinkGuard:
     """``shrinkGuard``: a snapshot upload losing more than this vs the producer's previous
-    accepted upload is held until re-uploaded with ``.confirm.`` in its name."""
+    accepted upload is held until re-uploaded with ``.confirm.`` in its name.
 
-    max_row_loss_percent: float | None
-    """Largest share of rows an upload may lose, in percent (None: not checked)."""
-    max_area_loss_percent: float | None
-    """Largest share of distinct areas an upload may lose, in percent (None: not checked)."""
+    On by default for every dataset with a snapshot producer (``DEFAULT_MAX_LOSS_PERCENT`` for
+    rows and for areas; a declared limit replaces the default of its own measure only); a
+    dataset opts out with ``{"off": "why"}`` (``off_reason``)."""
+
+    max_row_loss_percent: float | None = DEFAULT_MAX_LOSS_PERCENT
+    """Largest share of rows an upload may lose, in percent, 0..100 (None: not checked;
+    100: never held, a loss is at most 100%)."""
+    max_area_loss_percent: float | None = DEFAULT_MAX_LOSS_PERCENT
+    """Largest share of distinct areas an upload may lose, in percent, 0..100 (None: not
+    checked)."""
+    off_reason: str | None = None
+    """Why the dataset opts out of the guard (descriptor ``off``; None: the guard is on)."""
+
+    @property
+    def on(self) -> bool:
+        """Whether uploads are checked (False: opted out, ``off_reason`` says why)."""
+        return self.off_reason is None
 
     @classmethod
-    def parse(cls, r: Reader) -> ShrinkGuard:
+    def parse(cls, r: Reader | None) -> ShrinkGuard:
+        """The guard of a descriptor's ``shrinkGuard`` block (None: absent, the defaults).
+
+        Raises RegistryError for an ``off`` without a reason (not text, or blank), ``off``
+        beside a limit, or a limit outside 0..100."""
+        if r is None:
+            return cls()
         r.text("note")
-        guard = cls(r.number("maxRowLossPercent"), r.number("maxAreaLossPercent"))
+        if r.has("off"):
+            reason = r.text("off")
+            if not reason.strip():
+                raise RegistryError(f"{r.path('off')}: expected the reason the dataset opts out "
+                                    "of the shrink guard, got ''")
+            limits = [k for k in ("maxRowLossPercent", "maxAreaLossPercent") if k in r.data]
+            if limits:
+                raise RegistryError(f"{r.path(limits[0])}: the guard is off; a limit is "
+                                    "meaningless beside 'off'")
+            r.done()
+            return cls(None, None, off_reason=reason.strip())
+        guard = cls(_percent(r, "maxRowLossPercent"), _percent(r, "maxAreaLossPercent"))
         r.done()
         return guard
+
+
+def _percent(r: Reader, key: str) -> float:
+    value = _at_least(r, key, DEFAULT_MAX_LOSS_PERCENT, 0)
+    if value > 100:
+        raise RegistryError(f"{r.path(key)}: expected at most 100, got {_show(value)}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """The storage and queue ports: the only code that talks to S3 and SQS.
 
 ``Store`` is the small interface the domain writes through (get, get_file, head, put with an
-optional precondition, copy, list). Large objects never need to be held in memory: ``get_file``
-streams an object into an open file, and ``put`` takes an open file as well as bytes.
+optional precondition, copy, list). ``head`` also gives the object's S3 checksum
+(``x-amz-checksum-*``, ``Checksum``) when it has one; ``ChecksumDigest`` computes the same
+algorithm over bytes read, so a reader can verify them. Large objects never need to be held
+in memory: ``get_file`` streams an object into an open file, and ``put`` takes an open file as
+well as bytes.
 ``S3Store`` implements it over a boto3 S3 client (real S3 and moto alike); ``MemoryStore``
 implements it in memory for unit tests. ``Queue`` is the same idea for SQS (``SqsQueue``,
 ``MemoryQueue``).
@@ -10,12 +13,18 @@ implements it in memory for unit tests. ``Queue`` is the same idea for SQS (``Sq
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import json
 import threading
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
+
+import awscrt.checksums
 
 Body = bytes | BinaryIO
 """An object's content: bytes, or a binary file open for reading at its start (streamed)."""
@@ -33,7 +42,75 @@ class PreconditionFailed(StorageError):
 
 
 class NotFound(StorageError):
-    """The object does not exist."""
+    """The object does not exist, or not in the version asked for (S3: ``NoSuchKey``,
+    ``NoSuchVersion``, 404). Not an infrastructure failure: callers decide what it means."""
+
+
+CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
+"""S3's checksum algorithms, as named in ``x-amz-checksum-{algorithm}`` (upper case)."""
+
+COMPUTABLE_CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+"""The algorithms ``ChecksumDigest`` computes: every one of ``CHECKSUM_ALGORITHMS`` (CRC32 with
+zlib, CRC32C and CRC64NVME with the AWS CRT's ``awscrt.checksums``, as botocore computes them,
+the SHAs with hashlib)."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """An object's S3 checksum, as S3 stores and returns it."""
+
+    algorithm: str
+    """One of ``CHECKSUM_ALGORITHMS``."""
+    value: str
+    """Base64 of the big-endian digest; a composite checksum ends with ``-{parts}``."""
+    type: str = "FULL_OBJECT"
+    """``FULL_OBJECT`` (of the whole content) or ``COMPOSITE`` (a multipart upload's checksum
+    of its parts' checksums: it cannot be recomputed from the content alone)."""
+
+
+_CRCS: dict[str, tuple[Callable[[bytes, int], int], int]] = {
+    "CRC32": (zlib.crc32, 4),
+    "CRC32C": (awscrt.checksums.crc32c, 4),  # the AWS CRT's, as botocore uses it
+    "CRC64NVME": (awscrt.checksums.crc64nvme, 8),
+}
+"""CRC algorithms of S3 checksums: (incremental function, bytes of the big-endian value)."""
+
+
+class ChecksumDigest:
+    """One of ``COMPUTABLE_CHECKSUMS`` computed incrementally, in S3's form (base64)."""
+
+    def __init__(self, algorithm: str) -> None:
+        """Raises ValueError for an algorithm not in ``COMPUTABLE_CHECKSUMS``."""
+        if algorithm not in COMPUTABLE_CHECKSUMS:
+            raise ValueError(f"cannot compute a {algorithm} checksum here")
+        self.algorithm = algorithm
+        self._crc = 0
+        crc = _CRCS.get(algorithm)
+        self._crc_fn: Callable[[bytes, int], int] | None = crc[0] if crc else None
+        self._crc_bytes = crc[1] if crc else 0
+        self._hash = (None if self._crc_fn is not None
+                      else hashlib.new(algorithm.lower(), usedforsecurity=False))
+
+    def update(self, data: bytes) -> None:
+        """Add the next bytes of the content."""
+        if self._crc_fn is not None:
+            self._crc = self._crc_fn(data, self._crc)
+        else:
+            assert self._hash is not None
+            self._hash.update(data)
+
+    def value(self) -> str:
+        """The checksum of everything added so far, base64 as in ``Checksum.value``."""
+        raw = (self._crc.to_bytes(self._crc_bytes, "big") if self._hash is None
+               else self._hash.digest())
+        return base64.b64encode(raw).decode("ascii")
+
+
+def checksum_of(algorithm: str, body: bytes) -> str:
+    """The ``algorithm`` checksum of ``body`` in S3's form (see ``ChecksumDigest``)."""
+    digest = ChecksumDigest(algorithm)
+    digest.update(body)
+    return digest.value()
 
 
 @dataclass(frozen=True)
@@ -54,6 +131,8 @@ class ObjectInfo:
     """Version id in a versioned bucket, else None."""
     cache_control: str | None = None
     """``Cache-Control`` stored with the object (None when unset, or from ``list``)."""
+    checksum: Checksum | None = None
+    """The S3 checksum stored with the object (``head`` only; None when it has none)."""
 
 
 class Store(Protocol):
@@ -70,8 +149,9 @@ class Store(Protocol):
         bytes. Raises NotFound."""
         ...
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        """Return the object's metadata, or None when it does not exist."""
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
+        """Return the object's metadata (of ``version_id`` when given, with its checksum when
+        it has one), or None when it (or that version) does not exist."""
         ...
 
     def put(
@@ -125,39 +205,49 @@ class S3Store:
     def _code(self, exc: Exception) -> str:
         return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
-    def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
-        args = {"Bucket": bucket, "Key": key}
+    def _object(self, bucket: str, key: str, version_id: str | None, method: str,
+                **extra: Any) -> Any:
+        """``get_object`` or ``head_object`` (``method``) of the key or one version of it.
+        Raises NotFound for a missing key or version; other errors go through."""
+        args = {"Bucket": bucket, "Key": key, **extra}
         if version_id and version_id != "null":
             args["VersionId"] = version_id
         try:
-            body: bytes = self._s3.get_object(**args)["Body"].read()
-        except self._s3.exceptions.NoSuchKey as exc:
-            raise NotFound(f"s3://{bucket}/{key}") from exc
+            return getattr(self._s3, method)(**args)
+        except Exception as exc:  # botocore ClientError; NoSuchVersion has no modelled class
+            if self._code(exc) in {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}:
+                version = f" version {version_id}" if version_id else ""
+                raise NotFound(f"s3://{bucket}/{key}{version}") from exc
+            raise
+
+    def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
+        body: bytes = self._object(bucket, key, version_id, "get_object")["Body"].read()
         return body
 
     def get_file(
         self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
     ) -> int:
-        args = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
-            args["VersionId"] = version_id
-        try:
-            body = self._s3.get_object(**args)["Body"]
-        except self._s3.exceptions.NoSuchKey as exc:
-            raise NotFound(f"s3://{bucket}/{key}") from exc
+        body = self._object(bucket, key, version_id, "get_object")["Body"]
         size = 0
         for chunk in body.iter_chunks(COPY_CHUNK):
             out.write(chunk)
             size += len(chunk)
         return size
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
         try:
-            r = self._s3.head_object(Bucket=bucket, Key=key)
-        except Exception as exc:  # botocore ClientError: 404 has no modelled exception
-            if self._code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise
+            r = self._object(bucket, key, version_id, "head_object", ChecksumMode="ENABLED")
+        except NotFound:
+            return None
+        checksum = None
+        for algorithm in CHECKSUM_ALGORITHMS:
+            if value := r.get(f"Checksum{algorithm}"):
+                # without ChecksumType (older APIs, moto), a multipart upload's (ETag "...-N")
+                # checksum is taken as composite: it cannot be checked against the content
+                multipart = "-" in value or "-" in r.get("ETag", "")
+                kind = r.get("ChecksumType") or ("COMPOSITE" if multipart else "FULL_OBJECT")
+                checksum = Checksum(algorithm, value, kind)
+                break
         return ObjectInfo(
             key=key,
             size=int(r["ContentLength"]),
@@ -166,6 +256,7 @@ class S3Store:
             content_type=r.get("ContentType", ""),
             version_id=r.get("VersionId"),
             cache_control=r.get("CacheControl"),
+            checksum=checksum,
         )
 
     def put(
@@ -246,22 +337,40 @@ class StoredObject:
     """Time of the write, UTC."""
     cache_control: str | None = None
     """``Cache-Control`` given to ``put`` or ``copy``, else None."""
+    checksum: Checksum | None = None
+    """The S3 checksum ``put`` computed (``checksum_algorithm``), else None."""
+    version_id: str | None = None
+    """Its version id in a ``versioned`` store, else None."""
 
 
 @dataclass
 class MemoryStore:
-    """``Store`` in memory, for unit tests. Enforces the same preconditions as S3."""
+    """``Store`` in memory, for unit tests. Enforces the same preconditions as S3.
+
+    ``versioned``: like a versioned S3 bucket, every ``put`` keeps its object as a new version
+    (its id in ``head``), readable by ``version_id`` until ``delete`` removes that version; an
+    unversioned store ignores ``version_id``. A missing key or version raises ``NotFound``."""
 
     buckets: dict[str, dict[str, StoredObject]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    versioned: bool = False
+    versions: dict[tuple[str, str, str], StoredObject] = field(default_factory=dict)
+    """Every version of a ``versioned`` store, by (bucket, key, version id), oldest first."""
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def _bucket(self, bucket: str) -> dict[str, StoredObject]:
         return self.buckets.setdefault(bucket, {})
 
+    def _find(self, bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        if self.versioned and version_id and version_id != "null":
+            return self.versions.get((bucket, key, version_id))
+        return self._bucket(bucket).get(key)
+
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
-        obj = self._bucket(bucket).get(key)
+        obj = self._find(bucket, key, version_id)
         if obj is None:
-            raise NotFound(f"s3://{bucket}/{key}")
+            version = f" version {version_id}" if version_id and self.versioned else ""
+            raise NotFound(f"s3://{bucket}/{key}{version}")
         return obj.body
 
     def get_file(
@@ -271,12 +380,13 @@ class MemoryStore:
         out.write(body)
         return len(body)
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        obj = self._bucket(bucket).get(key)
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo | None:
+        obj = self._find(bucket, key, version_id)
         if obj is None:
             return None
         return ObjectInfo(key, len(obj.body), obj.etag, obj.last_modified, obj.content_type,
-                          cache_control=obj.cache_control)
+                          version_id=obj.version_id, cache_control=obj.cache_control,
+                          checksum=obj.checksum)
 
     def put(
         self,
@@ -288,9 +398,14 @@ class MemoryStore:
         if_match: str | None = None,
         if_none_match: bool = False,
         cache_control: str | None = None,
+        checksum_algorithm: str | None = None,
     ) -> str:
+        """``Store.put``; ``checksum_algorithm`` (one of ``COMPUTABLE_CHECKSUMS``) stores the
+        body's checksum with it, as S3 does for ``x-amz-checksum-*`` / ``ChecksumAlgorithm``."""
         if not isinstance(body, bytes):
             body = body.read()
+        checksum = (Checksum(checksum_algorithm, checksum_of(checksum_algorithm, body))
+                    if checksum_algorithm else None)
         with self._lock:
             objects = self._bucket(bucket)
             current = objects.get(key)
@@ -299,8 +414,30 @@ class MemoryStore:
             if if_match is not None and (current is None or current.etag != if_match):
                 raise PreconditionFailed(f"s3://{bucket}/{key} changed")
             etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
-            objects[key] = StoredObject(body, content_type, etag, datetime.now(UTC), cache_control)
+            version = str(next(self._ids)) if self.versioned else None
+            objects[key] = StoredObject(body, content_type, etag, datetime.now(UTC), cache_control,
+                                        checksum, version)
+            if version is not None:
+                self.versions[(bucket, key, version)] = objects[key]
             return etag
+
+    def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> None:
+        """Delete the object (its versions stay readable by id, as behind an S3 delete
+        marker), or with ``version_id`` in a ``versioned`` store that version only, for good
+        (the newest version left becomes the current one, as in S3). Absent: nothing."""
+        with self._lock:
+            objects = self._bucket(bucket)
+            if version_id is None or not self.versioned:
+                objects.pop(key, None)
+                return
+            self.versions.pop((bucket, key, version_id), None)
+            current = objects.get(key)
+            if current is not None and current.version_id == version_id:
+                left = [o for (b, k, _), o in self.versions.items() if (b, k) == (bucket, key)]
+                if left:
+                    objects[key] = left[-1]
+                else:
+                    del objects[key]
 
     def copy(
         self, bucket: str, src_key: str, dst_key: str, *, cache_control: str | None = None

@@ -11,6 +11,7 @@ The checks are plug-ins (``opendepot.checks``), their issue types catalogued in
 
 - source: ``source-error`` (empty, corrupt gzip, too large), ``format-error`` (not text, RTF,
   header that cannot be split), ``encoding-error``;
+- limits (``Limits``): ``too-many-columns``, ``line-too-long`` (naming the line);
 - header: ``blank-label``, ``duplicate-label``, ``extra-label``, ``missing-label`` (names are
   mapped by name, never by position: exact, case-insensitive, then the registry's aliases);
 - rows: ``blank-row``, ``missing-cell``, ``extra-cell``, ``duplicate-row`` (every cell equal
@@ -36,7 +37,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +46,7 @@ import pyarrow.parquet as pq
 from opendepot import cells, formats, keysort
 from opendepot.cells import dataset_schema
 from opendepot.checks import Batch, Check, Keys, Rows, Run, checklist
-from opendepot.decode import Decoded, DecodeProblem, decode_file
+from opendepot.decode import Decoded, DecodeProblem, decode_file, line_too_long
 from opendepot.failures import arrow_problem, is_infrastructure
 from opendepot.issues import Issue, IssueList, Issues, issue
 from opendepot.memory import release_memory
@@ -56,14 +57,38 @@ from opendepot.reading import (
     STAGING_CODEC,
     Batches,
     StagingWriter,
+    long_line,
+    long_row,
     read_labels,
 )
 from opendepot.registry import Cog, Dataset
 
-__all__ = ["BLOCK_BYTES", "STAGING_CODEC", "Issue", "IssueList", "Validation", "dataset_schema",
-           "validate", "validate_decoded", "validate_file"]
+__all__ = ["BLOCK_BYTES", "STAGING_CODEC", "Issue", "IssueList", "Limits", "Validation",
+           "dataset_schema", "validate", "validate_decoded", "validate_file"]
 
 Status = Literal["accepted", "rejected", "held"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on a file's shape and on its report, whatever the file: past them the file is
+    rejected by an issue naming the limit, its setting and the line (never an exception, never
+    memory growing with the file's shape). Defaults are ``opendepot.config.Settings``'s."""
+
+    max_line_bytes: int = LONG_ROW_BYTES
+    """Longest line read, in bytes of UTF-8 text without its line end (16 MiB): a longer one
+    is a ``line-too-long`` error naming it (``OPENDEPOT_MAX_LINE_BYTES``)."""
+    max_columns: int = 1000
+    """Most columns a header may have: more is a ``too-many-columns`` error, before any label
+    is checked (``OPENDEPOT_MAX_COLUMNS``)."""
+    max_report_bytes: int = 2 << 20
+    """Largest report, its JSON as ``opendepot.ingest`` writes it (2 MiB): see
+    ``opendepot.report.build_report`` (``OPENDEPOT_MAX_REPORT_BYTES``)."""
+
+    @classmethod
+    def of(cls, settings: Any) -> Limits:
+        """The limits of an ``opendepot.config.Settings``."""
+        return cls(settings.max_line_bytes, settings.max_columns, settings.max_report_bytes)
 
 
 @dataclass
@@ -98,6 +123,8 @@ class Validation:
     seconds: float = 0.0
     rejection: str = ""
     """Why the file was rejected or held, in one sentence ("" when accepted)."""
+    limits: Limits = Limits()
+    """The limits it was validated under (its report's size among them)."""
 
     _table: pa.Table | None = field(default=None, repr=False)
 
@@ -144,6 +171,7 @@ def validate_decoded(
     out: str | None = None,
     block_bytes: int = BLOCK_BYTES,
     fast: bool = True,
+    limits: Limits = Limits(),
 ) -> Validation:
     """Validate decoded CSV text against ``dataset`` with its checklist
     (``opendepot.checks.checklist``), one batch of about ``block_bytes`` of text at a time.
@@ -152,22 +180,75 @@ def validate_decoded(
     ``out``, or to memory when ``out`` is None: ``Validation.staged``. Memory holds one batch
     (and the previous batch's accepted rows while they are staged, ``StagingWriter``), the key
     columns as integer codes (1 to 4 bytes per key column and row) and one measure column at a
-    time for the cross-row checks; never the whole file. A row longer than the reader's block
-    (1 MiB) makes it read the file again in blocks of ``LONG_ROW_BYTES``; a row longer than that
-    is a ``source-error``. ``fast`` False checks every column on the exact path (same result).
+    time for the cross-row checks; never the whole file.
+
+    ``limits``: a header of more than ``max_columns`` columns is a ``too-many-columns`` error;
+    a line longer than ``max_line_bytes`` a ``line-too-long`` error naming it. Lines are
+    measured (``long_line``) first when the reader's block (1 MiB) could hold one over the
+    limit, else when a row is too long for that block; then rows spanning lines (quoted line
+    ends, ``long_row``) too, one over the limit a ``line-too-long`` error at its first line;
+    else the file is read again in blocks twice its longest row. ``fast`` False checks every
+    column on the exact path (same result).
     """
+    width = len(decoded.header)
+    if width > limits.max_columns:
+        return _limited(issue("too-many-columns", line=1, count=width, limit=limits.max_columns,
+                              setting="OPENDEPOT_MAX_COLUMNS"), decoded, name, max_errors, limits)
+    limit = limits.max_line_bytes
     read = min(READ_BYTES, block_bytes)
-    for attempt in (read, max(read, LONG_ROW_BYTES)):
+    measured = limit < 2 * read  # else a longer line cannot fit the reader's first blocks
+    longest = 0
+    if measured:
+        line, longest = long_line(decoded, limit)
+        if line is not None:
+            return _too_long(line, limit, decoded, name, max_errors, limits)
+    attempt = read
+    while True:
         try:
-            return _validate(decoded, dataset, cog, name=name, max_errors=max_errors, out=out,
-                             block_bytes=max(block_bytes, attempt), read_bytes=attempt, fast=fast)
+            v = _validate(decoded, dataset, cog, name=name, max_errors=max_errors, out=out,
+                          block_bytes=max(block_bytes, attempt), read_bytes=attempt, fast=fast)
+            v.limits = limits
+            return v
         except pa.ArrowInvalid as exc:
             if arrow_problem(exc) != "row-too-long":
                 raise
-    detail = (f"a row is longer than {LONG_ROW_BYTES >> 20} MiB (a quote left open, or not a "
-              f"CSV file?); rows that long are not read")
-    v = refused(issue("source-error", detail=detail), name, max_errors=max_errors)
-    v.decoded, v.labels = decoded, decoded.header
+        if attempt != read:
+            break
+        if not measured:
+            line, longest = long_line(decoded, limit)
+            if line is not None:
+                return _too_long(line, limit, decoded, name, max_errors, limits)
+        row, longest_row = long_row(decoded, limit)
+        if row is not None:
+            return _too_long(row, limit, decoded, name, max_errors, limits, spanning=True)
+        attempt = 2 * max(longest, longest_row) + 2  # a row half a block long always fits
+        if attempt <= read:
+            break
+    detail = (f"a row is longer than the reader takes, though no line or row is longer than the "
+              f"limit of {limit} bytes (setting OPENDEPOT_MAX_LINE_BYTES): a quote inside a "
+              f"value? The file was not read")
+    return _limited(issue("source-error", detail=detail), decoded, name, max_errors, limits)
+
+
+def _too_long(line: int, limit: int, decoded: Decoded, name: str, max_errors: int,
+              limits: Limits, *, spanning: bool = False) -> Validation:
+    """The rejection of a file whose ``line`` (or the row starting there, ``spanning`` lines)
+    is longer than ``limit`` bytes."""
+    detail = line_too_long(line, limit).message
+    if spanning:
+        detail = (f"Line {line}: the row starting on this line spans lines (a quoted value, "
+                  f"maybe a quote left open) and is longer than the limit of {limit} bytes "
+                  f"(setting OPENDEPOT_MAX_LINE_BYTES); rows that long are not read, so "
+                  f"nothing was checked or published")
+    return _limited(issue("line-too-long", line=line, detail=detail), decoded, name,
+                    max_errors, limits)
+
+
+def _limited(why: Issue, decoded: Decoded, name: str, max_errors: int,
+             limits: Limits) -> Validation:
+    """The validation of a decoded file refused for ``why``, before its rows are checked."""
+    v = refused(why, name, max_errors=max_errors)
+    v.decoded, v.labels, v.limits = decoded, decoded.header, limits
     return v
 
 
@@ -313,11 +394,15 @@ def validate_file(
     max_bytes: int = 512 * 1024 * 1024,
     block_bytes: int = BLOCK_BYTES,
     fast: bool = True,
+    limits: Limits = Limits(),
 ) -> Validation:
     """Validate the file at ``path`` in bounded memory: it is decoded by streaming
     (``decode_file``; a gzip, re-encoded, re-line-ended or converted copy goes to ``workdir``)
     and the accepted rows are staged as Parquet in ``{workdir}/staged.parquet``
     (``Validation.staged``). The caller owns ``workdir`` and removes it.
+
+    ``limits`` (``Limits``: line length, columns, report size) bound what is read and
+    reported, whatever the file's shape.
 
     Never raises for a problem of the file: it is a rejection (an unforeseen failure of a check
     too, with a report asking to tell the operators). Raises infrastructure failures
@@ -332,12 +417,15 @@ def validate_file(
             workdir=workdir,
             converter=converter,
             convertible=formats.convertible(name),
+            encoding=dataset.encoding,
+            max_line_bytes=limits.max_line_bytes,
         )
-        if isinstance(decoded, DecodeProblem):
-            return _problem(decoded.type, decoded.message, name, max_errors, started)
+        if isinstance(decoded, DecodeProblem):  # line-too-long: the header line
+            return _problem(decoded.type, decoded.message, name, max_errors, started, limits,
+                            line=1 if decoded.type == "line-too-long" else None)
         out = os.path.join(workdir, "staged.parquet")
         v = validate_decoded(decoded, dataset, cog, name=name, max_errors=max_errors, out=out,
-                             block_bytes=block_bytes, fast=fast)
+                             block_bytes=block_bytes, fast=fast, limits=limits)
         v.warnings = converter.prepend_to(v.warnings)
         return v
     except Exception as exc:
@@ -345,12 +433,15 @@ def validate_file(
             raise
         detail = (f"the file could not be validated ({type(exc).__name__}: {str(exc)[:200]}); "
                   "it is kept and nothing was published: please report this to the operators")
-        return _problem("source-error", detail, name, max_errors, started)
+        return _problem("source-error", detail, name, max_errors, started, limits)
 
 
-def _problem(kind: str, detail: str, name: str, max_errors: int, started: float) -> Validation:
-    return refused(issue(kind, detail=detail), name, max_errors=max_errors,
-                   seconds=time.perf_counter() - started)
+def _problem(kind: str, detail: str, name: str, max_errors: int, started: float,
+             limits: Limits, *, line: int | None = None) -> Validation:
+    v = refused(issue(kind, line=line, detail=detail), name, max_errors=max_errors,
+                seconds=time.perf_counter() - started)
+    v.limits = limits
+    return v
 
 
 def validate(
@@ -363,6 +454,7 @@ def validate(
     max_bytes: int = 512 * 1024 * 1024,
     block_bytes: int = BLOCK_BYTES,
     fast: bool = True,
+    limits: Limits = Limits(),
 ) -> Validation:
     """``validate_file`` of a file's bytes (written to a temporary directory, removed before
     returning); the accepted rows are kept in memory (``staged`` is a buffer)."""
@@ -371,7 +463,8 @@ def validate(
         with open(path, "wb") as f:
             f.write(raw)
         v = validate_file(path, dataset, cog, name=name, workdir=workdir, max_errors=max_errors,
-                          max_bytes=max_bytes, block_bytes=block_bytes, fast=fast)
+                          max_bytes=max_bytes, block_bytes=block_bytes, fast=fast,
+                          limits=limits)
         if isinstance(v.staged, str):
             with open(v.staged, "rb") as staged:
                 v.staged = pa.py_buffer(staged.read())

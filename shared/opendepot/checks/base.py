@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from opendepot import cells
 from opendepot.decode import Decoded
 from opendepot.issues import Issue, Issues
+from opendepot.reading import CELL_CHARS, clip
 from opendepot.registry import Cog, Dataset, Field
 
 
@@ -104,17 +105,20 @@ class Batch:
     ) -> None:
         """One issue per True row of ``rows``: ``make(line, value, row)`` with the row's
         ``values`` cell, its cells attached; issues past the limit are counted, not built.
-        ``field_name``: the field the issues are about (None: row issues, listed first)."""
+        Text values and cells longer than ``CELL_CHARS`` are cut (``clip``), so an issue stays
+        small whatever the row. ``field_name``: the field the issues are about (None: row
+        issues, listed first)."""
         idx = np.flatnonzero(rows)
         if idx.size == 0:
             return
         order = -1 if field_name is None else self.run.dataset.field_names.index(field_name)
-        first = make(int(self.lines[idx[0]]), values[int(idx[0])].as_py(), int(idx[0]))
+        first = make(int(self.lines[idx[0]]), _clipped(values[int(idx[0])].as_py()), int(idx[0]))
         shown = idx[: self.run.issues.of(first.type).room()]
         if shown.size:
             taken = pa.array(shown, pa.int64())
-            found = values.take(taken).to_pylist()
-            columns = [c.to_pylist() for c in self.table.take(taken).columns]
+            found = [_clipped(x) for x in _cut(values.take(taken)).to_pylist()]
+            columns = [[_clipped(x) for x in _cut(c).to_pylist()]
+                       for c in self.table.take(taken).columns]
             for j, (i, value) in enumerate(zip(shown, found, strict=True)):
                 one = first if j == 0 else make(int(self.lines[i]), value, int(i))
                 row = tuple(col[j] for col in columns)
@@ -133,6 +137,19 @@ class Batch:
                 n, kind = item
                 issues.of(kind).count(n, kind)
         self._buffer = []
+
+
+def _cut(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A string column's values cut one character past ``CELL_CHARS`` (for ``_clipped``),
+    before they become Python strings."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return pc.utf8_slice_codeunits(column, 0, CELL_CHARS + 1)
+    return column
+
+
+def _clipped(value: Any) -> Any:
+    """A text value cut to ``CELL_CHARS`` characters (``clip``); others as they are."""
+    return clip(value) if isinstance(value, str) else value
 
 
 @dataclass

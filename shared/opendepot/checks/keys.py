@@ -7,6 +7,7 @@ import numpy as np
 from opendepot import keysort
 from opendepot.checks.base import Check, Rows, fmt_key, text
 from opendepot.issues import issue
+from opendepot.reading import clip
 from opendepot.registry import Dataset
 
 
@@ -51,7 +52,7 @@ class PrimaryKey(Check):
         repeats, first = repeats[by_line], first[by_line]
         shown = min(repeats.size, errors.room())
         for row, first_row in zip(repeats[:shown], first[:shown], strict=True):
-            values = tuple(keys.value(k, keys.codes[k][row]) for k in pk)
+            values = tuple(clip(text(keys.value(k, keys.codes[k][row]))) for k in pk)
             errors.add(issue("primary-key", line=int(keys.lines[row]), field=",".join(pk),
                              cell="/".join(text(x) for x in values),
                              key=fmt_key(tuple(pk), values), first=int(keys.lines[first_row])))
