@@ -21,6 +21,8 @@ import pytest
 from conftest import HOSP, REAL, Pipeline
 from opendepot import changes, index
 from opendepot.changes import Spec, compare, compare_files
+from opendepot.publication import publish_dataset
+from opendepot.registry import load_cog, load_registry
 
 D = date(2020, 3, 18)
 SPEC = Spec(key=("dep", "jour"), measures=("hosp", "rea"), time_field="jour")
@@ -138,6 +140,49 @@ def test_ignored_columns_are_not_compared() -> None:
     new = table([("01", day(0), 1, "b")], names, types)
     assert compare(old, new, dataclasses.replace(SPEC, ignore=("upload_id",))).cells_changed == 0
     assert compare(old, new, SPEC).cells_changed == 1
+
+
+def test_key_column_new_in_this_version__rows_not_matched_schema_still_reported(
+    tmp_path: Path,
+) -> None:
+    """The reviewer's case: ``provenance`` turned on adds ``producer`` to the published key; the
+    previous table has no such column. No row can be matched: all removed, all added."""
+    names, types = ("dep", "jour", "n"), (pa.string(), pa.date32(), pa.int64())
+    old = table([("01", day(0), 1), ("02", day(0), 2)], names, types)
+    new = table([("01", day(0), "spf", 1), ("02", day(0), "spf", 3), ("02", day(1), "ars", 4)],
+                ("dep", "jour", "producer", "n"), (*types[:2], pa.string(), pa.int64()))
+    spec = Spec(key=("dep", "jour", "producer"), measures=("n",), time_field="jour")
+    note = "key changed: rows not matched (key columns not in both versions: producer)"
+    c = compare(old, new, spec)
+    assert (c.rows_before, c.rows_after, c.rows_added, c.rows_removed, c.rows_changed,
+            c.rows_unchanged) == (2, 3, 3, 2, 0, 0)
+    assert (c.note, c.columns, c.cells_changed, c.csv_rows) == (note, (), 0, None)
+    assert c.schema.added == (("producer", "string"),)
+    assert c.warnings == (note, "columns added (additive): producer")
+    assert [(v.column, v.before, v.after, v.added) for v in c.key_values] == [
+        ("dep", 2, 2, 0), ("jour", 1, 2, 1)]
+    assert c.history is not None and (c.history.before, c.history.after) == (
+        (day(0), day(0)), (day(0), day(1)))
+    doc = changes.document(c, dataset="d", level="dep", version="v2", previous="v1",
+                           csv=None)
+    assert (doc["note"], doc["key"], doc["rows"]["added"]) == (note, list(spec.key), 3)
+    # and back: the key column removed; compare_files, in ranges, says the same
+    pq.write_table(old, tmp_path / "old.parquet")
+    pq.write_table(new, tmp_path / "new.parquet")
+    for a, b, n in (("old", "new", note), ("new", "old", note)):
+        got = compare_files(tmp_path / f"{a}.parquet", tmp_path / f"{b}.parquet", spec,
+                            tmp_path / "c.csv", range_rows=1)
+        want = compare(pq.read_table(tmp_path / f"{a}.parquet"),
+                       pq.read_table(tmp_path / f"{b}.parquet"), spec)
+        assert dataclasses.replace(got, csv_rows=None) == want and got.note == n
+        assert (tmp_path / "c.csv").read_text() == '"dep";"jour";"column";"old";"new"\n'
+    back = compare(new, old, spec)
+    assert (back.rows_added, back.rows_removed, back.schema.removed) == (
+        2, 3, (("producer", "string"),))
+    assert back.warnings == (  # the dates dropped are still found
+        note, "1 value(s) of jour published before are missing: 2020-03-19",
+        "history of jour shrank: 2020-03-18..2020-03-19 -> 2020-03-18..2020-03-18",
+        "columns removed: producer")
 
 
 def grid(shift: int) -> pa.Table:
@@ -410,3 +455,76 @@ def test_republishing_the_same_uploads__no_new_version_no_changes(pipeline: Pipe
     (first,) = publish(pipeline, HOSP, [path])
     again = pipeline.publish()
     assert (again.created, again.version, again.changes) == (False, first.version, None)
+
+
+MIRROR_23 = REAL / HOSP / "opencovid19-fr-mirror" / "2020-03-23_3f62f18" / "covid_hospit.csv"
+MIRROR_24 = REAL / HOSP / "opencovid19-fr-mirror" / "2020-03-24_2c1018e" / "covid_hospit.csv"
+
+
+def publish_as(p: Pipeline, ds: Any, path: Path) -> Any:
+    """Drop ``path`` and publish ``ds`` (a registry dataset, maybe changed)."""
+    assert p.drop(f"{HOSP}/spf/{path.parent.name}-{path.name}", path.read_bytes()).status == \
+        "accepted"
+    p.now += timedelta(seconds=5)
+    out = publish_dataset(p.store, p.settings, load_registry(), load_cog(), ds, p.now)
+    assert out.created
+    return out
+
+
+def test_provenance_turned_on__producer_joins_the_key__the_version_is_published(
+    pipeline: Pipeline,
+) -> None:
+    """The published key gains ``producer`` between two versions: publication does not fail
+    (it used to raise KeyError on every retry); changes.json says rows were not matched."""
+    ds = load_registry().get(HOSP)
+    assert ds is not None and not ds.provenance
+    first = publish_as(pipeline, ds, MIRROR_23)
+    second = publish_as(pipeline, dataclasses.replace(ds, provenance=True), MIRROR_24)
+    m = json.loads(pipeline.published(f"{HOSP}/manifest.json"))
+    assert m["version"] == second.version and m["schema"]["primaryKey"] == [*HOSP_KEY, "producer"]
+    doc, body = stored(pipeline, HOSP, second.version)
+    before, after = hospital_source(MIRROR_23), hospital_source(MIRROR_24)
+    assert (doc["note"], doc["previous"], doc["key"]) == (
+        "key changed: rows not matched (key columns not in both versions: producer)",
+        first.version, [*HOSP_KEY, "producer"])
+    assert doc["rows"] == {"before": len(before), "after": len(after), "added": len(after),
+                           "removed": len(before), "changed": 0, "unchanged": 0}
+    assert (len(before), len(after)) == (first.rows["dep"], second.rows["dep"]) == (1515, 1818)
+    assert [n["name"] for n in doc["schema"]["added"]] == ["producer", "upload_id"]
+    jour = next(v for v in doc["key_values"] if v["column"] == "jour")
+    assert (jour["before"], jour["after"]) == (before["jour"].nunique(), after["jour"].nunique())
+    assert doc["warnings"][0] == doc["note"] and body == \
+        b'"dep";"sexe";"jour";"column";"old";"new"\n'
+    assert second.changes is not None and second.changes["warnings"][0] == doc["note"]
+
+
+def test_a_comparison_that_raises__logged__the_version_published_with_a_note(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    ds = load_registry().get(HOSP)
+    assert ds is not None
+    first = publish_as(pipeline, ds, MIRROR_23)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("producer")
+
+    monkeypatch.setattr(changes, "compare_files", broken)
+    second = publish_as(pipeline, ds, MIRROR_24)
+    assert json.loads(pipeline.published(f"{HOSP}/manifest.json"))["version"] == second.version
+    doc, body = stored(pipeline, HOSP, second.version)
+    assert (doc["note"], doc["previous"], doc["rows"], doc["csv"], body, second.changes) == (
+        "the comparison with the previous version failed (KeyError)", first.version, None,
+        None, None, None)
+    (failure,) = [r for r in caplog.records if r.getMessage() == "versions not compared"]
+    assert (failure.levelname, failure.error) == ("ERROR", "KeyError: 'producer'")
+    assert failure.exc_info is not None
+
+    # an infrastructure failure is not swallowed: the queue retries the message
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(changes, "compare_files", full)
+    with pytest.raises(OSError, match="No space left"):
+        publish_as(pipeline, ds, MIRROR_23.parent.parent / "2020-04-30_318ba9f" /
+                   "covid_hospit.csv")
+    assert json.loads(pipeline.published(f"{HOSP}/manifest.json"))["version"] == second.version

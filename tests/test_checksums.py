@@ -1,6 +1,7 @@
 """S3 checksums (``x-amz-checksum-*``): when S3 holds one for an upload (sent by the producer,
 or computed by its SDK), the bytes opendepot reads are checked against it and the report
-records it (``opendepot.checksum``); a mismatch is a rejection naming both values. Every S3
+records it (``opendepot.checksum``); a mismatch (a damaged read: S3 refuses a mismatched
+upload) raises ``ChecksumMismatch``, an infrastructure failure retried, naming both values. Every S3
 algorithm is verified (CRC32C and CRC64NVME with the AWS CRT, as botocore does); multipart
 composite checksums are recorded, not verified. On moto (``S3Store``) and in memory
 (``MemoryStore``) alike."""
@@ -12,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +33,13 @@ from moto import mock_aws
 from conftest import HOSP
 from opendepot import layout
 from opendepot.config import Settings
+from opendepot.failures import is_infrastructure
 from opendepot.ingest import IngestOutcome, ObjectEvent, ingest
 from opendepot.registry import load_cog, load_registry
 from opendepot.storage import (
     Checksum,
     ChecksumDigest,
+    ChecksumMismatch,
     MemoryQueue,
     MemoryStore,
     S3Store,
@@ -151,30 +155,28 @@ class Corrupting:
         return size
 
 
-def test_bytes_read_differ_from_the_checksum__rejected_naming_both_values_on_s3(s3, body):
+def test_bytes_read_differ_from_the_checksum__retried_naming_both_values_on_s3(s3, body):
     put = s3.put_object(Bucket=IN, Key=KEY, Body=body, ChecksumAlgorithm="SHA256")
     read = body[:-2] + b"2\n"
     assert body.endswith(b"33\n")
 
-    out = run(Corrupting(S3Store(s3)), put["ETag"].strip('"'), body, put["VersionId"])
+    with pytest.raises(ChecksumMismatch) as raised:
+        run(Corrupting(S3Store(s3)), put["ETag"].strip('"'), body, put["VersionId"])
 
-    assert out.status == "rejected"
-    assert out.report is not None
-    (error,) = out.report["tasks"][0]["errors"]
     stored, computed = oracle("SHA256", body), oracle("SHA256", read)
-    assert error["type"] == "checksum-mismatch" and error["title"] == "Checksum Mismatch"
-    assert error["message"] == (
+    assert is_infrastructure(raised.value)  # the queue retries it; no report for the producer
+    assert str(raised.value) == (
         f"the SHA256 checksum stored with the upload is {stored}, but the {len(body)} bytes "
-        f"opendepot read give {computed}: what was read is not what was uploaded, so nothing "
-        "was validated or published. Upload the file again; if this happens again, tell the "
-        "operators.")
-    assert error["note"] == f"SHA256: stored {stored}, computed {computed}"
-    assert out.report["opendepot"]["checksum"] == {
-        "algorithm": "SHA256", "type": "FULL_OBJECT", "value": stored, "computed": computed,
-        "verified": False}
-    assert out.report["tasks"][0]["stats"]["bytes"] == len(body)
-    assert s3.list_objects_v2(Bucket=SETTINGS.internal_bucket,
-                              Prefix=layout.STAGING).get("KeyCount") == 0
+        f"opendepot read give {computed}: what was read is not what was uploaded (S3 refuses "
+        "an upload whose checksum does not match, so the copy read was damaged on its way), "
+        "so nothing was validated or published; it is read again.")
+    for bucket_prefix in (layout.STAGING, "reports/"):
+        assert s3.list_objects_v2(Bucket=SETTINGS.internal_bucket,
+                                  Prefix=bucket_prefix).get("KeyCount") == 0
+    # read again undamaged (the retry): accepted, the checksum verified
+    out = run(S3Store(s3), put["ETag"].strip('"'), body, put["VersionId"])
+    assert out.status == "accepted" and out.report is not None
+    assert out.report["opendepot"]["checksum"]["verified"] is True
 
 
 def test_multipart_upload__composite_checksum_on_s3(s3):
@@ -210,7 +212,7 @@ def test_memory_store__stores_the_checksum_s3_would(s3, body, algorithm):
     assert in_memory.checksum == on_s3.checksum == Checksum(algorithm, oracle(algorithm, body))
 
 
-def test_memory_store__checksum_verified_mismatch_rejected(body):
+def test_memory_store__checksum_verified_mismatch_retried(body):
     memory = MemoryStore()
     etag = memory.put(IN, KEY, body, "text/csv", checksum_algorithm="CRC32")
     first = run(memory, etag, body).report
@@ -221,12 +223,11 @@ def test_memory_store__checksum_verified_mismatch_rejected(body):
     other = oracle("CRC32", body + b"\n")
     obj = memory.buckets[IN][KEY]
     memory.buckets[IN][KEY] = dataclasses.replace(obj, checksum=Checksum("CRC32", other))
-    out = run(memory, etag, body, "v2")
+    with pytest.raises(ChecksumMismatch, match=(
+            f"^the CRC32 checksum stored with the upload is {re.escape(other)}, but the "
+            f"{len(body)} bytes opendepot read give {re.escape(oracle('CRC32', body))}:")):
+        run(memory, etag, body, "v2")
 
-    assert out.status == "rejected"
-    assert out.message.startswith(f"the CRC32 checksum stored with the upload is {other}, but "
-                                  f"the {len(body)} bytes opendepot read give "
-                                  f"{oracle('CRC32', body)}:")
     assert memory.list(SETTINGS.internal_bucket, layout.STAGING) == staged  # nothing new
 
 

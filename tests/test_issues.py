@@ -49,7 +49,7 @@ def test_held_upload__its_issue_first_counted_and_capped_like_any():
         f"75;0;2020-03-{d:02d};x;1;1;1\n" for d in range(1, 4)) + "".join(
         f"75;0;2020-04-{d:02d};1;1;1;1\n" for d in range(1, 29))
     v = run(body, max_errors=2)  # 3 type errors, 2 listed
-    shrink = issue("snapshot-shrink", now=3, what="rows", loss=90.0, before=30, previous="k",
+    shrink = issue("snapshot-shrink", now=3, what="rows", loss="90", before=30, previous="k",
                    received_at="2020-01-01T00:00:00Z", limit=50, confirm="f.confirm.csv")
     held = v.hold(shrink)
     report = build_report(held, None, {"key": "t.csv"})

@@ -301,6 +301,41 @@ def test_last_receive_fails__failure_report_then_dead_letter_then_redrive_replac
     assert run_ingest(memory, event).status == "duplicate"
 
 
+class Killed(BaseException):
+    """The process dying mid-attempt (a time limit, out of memory): no ``except`` runs."""
+
+
+def test_last_receive_killed_mid_attempt__the_report_written_before_it_stays(upload):
+    memory, event = upload
+    store = Failing(memory, "get_file", SETTINGS.incoming_bucket, Killed())
+    report_key = layout.report_key(
+        HOSP, "spf", layout.upload_id(T0, KEY, "v1", event.etag, event.sequencer))
+
+    with pytest.raises(Killed):
+        handle(store, event, SETTINGS.max_receives - 1)
+    assert memory.head(SETTINGS.internal_bucket, report_key) is None  # not the last: none
+    with pytest.raises(Killed):
+        handle(store, event, SETTINGS.max_receives)
+
+    report = json.loads(memory.get(SETTINGS.internal_bucket, report_key))
+    (error,) = report["tasks"][0]["errors"]
+    assert (report["opendepot"]["status"], error["type"]) == ("failed", "processing-failed")
+    assert error["message"].startswith(
+        "opendepot could not process this upload: 5 attempts failed, the last with "
+        "AttemptUnfinished (the last attempt did not finish: the function stopped (its time "
+        "limit or its memory) before it could write a report).")
+    store.fixed = True  # redriven: validated again, its report replaces the failure report
+    assert handle(store, event, 1) == {"batchItemFailures": []}
+    assert json.loads(memory.get(SETTINGS.internal_bucket, report_key))["opendepot"][
+        "status"] == "accepted"
+
+
+def test_last_receive_succeeding__its_own_report_only(upload):
+    memory, event = upload
+    assert handle(memory, event, SETTINGS.max_receives) == {"batchItemFailures": []}
+    assert run_ingest(memory, event).status == "duplicate"  # the final report is there
+
+
 def test_failure_report_never_replaces_a_final_report(upload):
     memory, event = upload
     accepted = run_ingest(memory, event)
@@ -345,8 +380,12 @@ def test_failure_report_cannot_be_written__logged_and_the_original_error_raised(
     ((_, raised, _),) = last.value.child_exceptions
     assert isinstance(raised, TimeoutError) and str(raised) == "slow"
     assert memory.list(SETTINGS.internal_bucket, layout.REPORTS) == []
-    (problem,) = [r for r in caplog.records
-                  if "could not write the failure report" in r.getMessage()]
+    # the report written before the last attempt and the one after it: both logged
+    before, problem = [r for r in caplog.records
+                       if "could not write the failure report" in r.getMessage()]
+    assert before.getMessage().endswith("after 5 receives (AttemptUnfinished: the last attempt "
+                                        "did not finish: the function stopped (its time limit "
+                                        "or its memory) before it could write a report)")
     assert problem.levelno == logging.ERROR
     assert problem.getMessage() == (f"could not write the failure report of {KEY} after 5 "
                                     "receives (TimeoutError: slow)")

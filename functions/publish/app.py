@@ -3,12 +3,22 @@
 The FIFO group (one per dataset) serialises publications of a dataset; the conditional manifest
 switch guards against anything else. A failed message is retried by the queue.
 
-Each new version is announced once, after the switch (``opendepot.notify``: the SNS topic
-reusers subscribe to); a publication that found nothing new announces nothing. An announcement
-that fails does not fail the message: the version is published and in the Atom feeds, and a
-retry would find nothing new to announce (raising would only redeliver the message). The failure
-is logged as an error, with the dataset and version, and counted (``NotificationsFailed``, which
-has an alarm).
+After every run that leaves a version published (created by this run or not), the follow-ups
+are driven by state, not by ``created``: unless the marker ``announced/{dataset}/{version}.json``
+(``layout.announced_key``, internal bucket) exists, the datasets fed by this one are asked to
+publish (``feeds``), the version is announced (``opendepot.notify``: the SNS topic reusers
+subscribe to), then the marker is written (``If-None-Match``). So a run that died after the
+manifest switch (``latest/`` copies, catalog, the Lambda itself) leaves no version unannounced:
+its retry finds nothing new to publish, no marker, and announces; a run with nothing new and the
+marker present sends nothing. An announcement that fails does not fail the message (the version
+is published and in the Atom feeds): the failure is logged as an error, with the dataset and
+version, and counted (``NotificationsFailed``, which has an alarm); no marker is written, so the
+next run for the dataset (the retry, a redelivery) announces it. Delivery is at least once: a
+marker that cannot be written after a sent announcement (logged) means a later run announces
+again. A request to a dependent that cannot be sent raises (the message is retried, before any
+announcement); dependents' publications are idempotent, so asking twice is harmless. Versions
+published before markers existed have none: a run with nothing new announces such a current
+version once. Without a topic (``NO_NOTIFIER``) the marker is written after the dependents.
 """
 
 from __future__ import annotations
@@ -29,9 +39,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opendepot import feeds, layout, notify, runtime
+from opendepot import atom, feeds, layout, notify, runtime
 from opendepot.contracts import ContractError, PublishMessage
-from opendepot.publication import publish_dataset
+from opendepot.publication import PublishOutcome, publish_dataset
+from opendepot.storage import NotFound, PreconditionFailed
 
 logger = Logger(service="opendepot-publish")
 metrics = Metrics(namespace="opendepot", service="publish")
@@ -53,14 +64,7 @@ def record_handler(record: SQSRecord) -> None:
     logger.append_keys(dataset=dataset.name, upload_id=message.upload_id)
     started = time.perf_counter()
     out = publish_dataset(rt.store, rt.settings, rt.registry, rt.cog, dataset, rt.clock())
-    if out.created and out.version is not None:
-        announce(rt, dataset.title, dataset.name, out.version, out.changes)
-        # datasets fed by this one (registry ``feeds``) publish again with its new version; the
-        # feed graph is acyclic (tests/test_registry_feeds.py), so this always ends
-        for dependent in feeds.dependents(rt.registry, dataset.name):
-            request = PublishMessage(dependent, layout.fed_upload_id(dataset.name, out.version))
-            rt.queue.send(rt.settings.publish_queue_url, request.to_json(), group_id=dependent)
-            logger.info("asked a dependent dataset to publish", extra={"dependent": dependent})
+    if out.created:
         metrics.add_metric(name="VersionsPublished", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="RowsPublished", unit=MetricUnit.Count,
                            value=sum(out.rows.values()))
@@ -71,24 +75,72 @@ def record_handler(record: SQSRecord) -> None:
         extra={"version": out.version, "rows": out.rows, "uploads": list(out.upload_ids),
                "changes": out.changes},
     )
+    if out.version is not None:
+        follow_up(rt, dataset.title, out)
 
 
-def announce(rt: runtime.Runtime, title: str, dataset: str, version: str,
-             headline: Mapping[str, Any] | None) -> None:
-    """Announce a new version (``notify.announce``); a failure is logged and counted, never
-    raised (see the module's docstring)."""
+def follow_up(rt: runtime.Runtime, title: str, out: PublishOutcome) -> None:
+    """Unless ``out.version``'s marker (``layout.announced_key``) exists: ask the datasets fed by
+    ``out.dataset`` to publish, announce the version, write the marker (see the module's
+    docstring). Nothing is done when the marker exists.
+
+    Raises: storage errors reading the marker, the queue's errors (the message is retried)."""
+    assert out.version is not None
+    bucket, key = rt.settings.internal_bucket, layout.announced_key(out.dataset, out.version)
+    if rt.store.head(bucket, key) is not None:
+        return
+    # datasets fed by this one (registry ``feeds``) publish again with its version; the feed
+    # graph is acyclic (tests/test_registry_feeds.py), so this always ends
+    for dependent in feeds.dependents(rt.registry, out.dataset):
+        request = PublishMessage(dependent, layout.fed_upload_id(out.dataset, out.version))
+        rt.queue.send(rt.settings.publish_queue_url, request.to_json(), group_id=dependent)
+        logger.info("asked a dependent dataset to publish", extra={"dependent": dependent})
+    sent, message_id = announce(rt, title, out)
+    if not sent:
+        return
+    body = json.dumps({"dataset": out.dataset, "version": out.version,
+                       "message_id": message_id}).encode("utf-8")
     try:
-        message_id = notify.announce(rt.notifier, rt.store, rt.settings, title, dataset, version,
-                                     headline)
+        rt.store.put(bucket, key, body, "application/json", if_none_match=True)
+    except PreconditionFailed:
+        pass  # another run wrote it: the same version, announced
+    except Exception as exc:  # announced all the same: a later run may announce it again
+        logger.exception("announcement not recorded", extra={
+            "version": out.version, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def announce(rt: runtime.Runtime, title: str, out: PublishOutcome) -> tuple[bool, str | None]:
+    """Announce ``out.version`` (``notify.announce``; the change headline is ``out.changes``
+    when this run created the version, else read from its stored ``changes.json``): (whether
+    it was done, or there is no topic; the message id). A failure is logged and counted, never
+    raised (see the module's docstring)."""
+    assert out.version is not None
+    try:
+        headline = out.changes if out.created else stored_headline(rt, out.dataset, out.version)
+        message_id = notify.announce(rt.notifier, rt.store, rt.settings, title, out.dataset,
+                                     out.version, headline)
     except Exception as exc:  # boto/SNS, the manifest read: the version stays published
         logger.exception("new version not announced",
-                         extra={"version": version, "error": f"{type(exc).__name__}: {exc}"})
+                         extra={"version": out.version, "error": f"{type(exc).__name__}: {exc}"})
         metrics.add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=1)
-        return
+        return False, None
     if message_id is not None:
-        logger.info("new version announced", extra={"version": version,
+        logger.info("new version announced", extra={"version": out.version,
                                                     "message_id": message_id})
         metrics.add_metric(name="VersionsAnnounced", unit=MetricUnit.Count, value=1)
+    return True, message_id
+
+
+def stored_headline(rt: runtime.Runtime, dataset: str, version: str) -> Mapping[str, Any] | None:
+    """``atom.headline_of`` the version's stored ``changes.json`` (None: absent, or no
+    comparison). Raises: storage errors, ValueError (not JSON)."""
+    if isinstance(rt.notifier, notify.NoNotifier):
+        return None  # nothing will be sent: nothing to read
+    try:
+        raw = rt.store.get(rt.settings.published_bucket, layout.changes_key(dataset, version))
+    except NotFound:
+        return None
+    return atom.headline_of(json.loads(raw))
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)

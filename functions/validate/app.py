@@ -61,11 +61,24 @@ def object_events(body: dict[str, Any]) -> list[ObjectEvent]:
     ]
 
 
+class AttemptUnfinished(RuntimeError):
+    """What the failure report written before the last attempt says: if the function stops
+    (its time limit, its memory) before any report, that one stays; otherwise the attempt's own
+    report, or its failure's, replaces it."""
+
+
+UNFINISHED = AttemptUnfinished(
+    "the last attempt did not finish: the function stopped (its time limit or its memory) "
+    "before it could write a report")
+
+
 def record_handler(record: SQSRecord) -> None:
     rt = runtime.current()
     receives = int(record.attributes.approximate_receive_count or 1)
     for event in object_events(json.loads(record.body)):
         logger.append_keys(key=event.key, bucket=event.bucket)
+        if receives >= rt.settings.max_receives:  # a report stays even if the process dies
+            _report_failure(event, UNFINISHED, receives, log=False)
         try:
             out = ingest(rt.store, rt.queue, rt.settings, rt.registry, rt.cog, event)
         except Exception as exc:
@@ -75,9 +88,12 @@ def record_handler(record: SQSRecord) -> None:
         _log(out)
 
 
-def _report_failure(event: ObjectEvent, error: Exception, receives: int) -> None:
-    """The last receive failed: write the upload's failure report, or log why it could not
-    be written (the caller raises ``error`` either way, so the message goes to the DLQ)."""
+def _report_failure(
+    event: ObjectEvent, error: Exception, receives: int, *, log: bool = True
+) -> None:
+    """The last receive failed (or is about to start: ``log`` False): write the upload's
+    failure report, or log why it could not be written (the caller raises ``error`` either
+    way, so the message goes to the DLQ)."""
     rt = runtime.current()
     try:
         out = report_failure(rt.store, rt.settings, rt.registry, event, error, receives)
@@ -85,7 +101,7 @@ def _report_failure(event: ObjectEvent, error: Exception, receives: int) -> None
         logger.exception(f"could not write the failure report of {event.key} after {receives} "
                          f"receives ({type(error).__name__}: {error})")
         return
-    if out is not None:
+    if out is not None and log:
         _log(out)
 
 

@@ -30,7 +30,12 @@ the summary counts every one (``cells_changed``) and says how many the CSV holds
 A cell changed when its values differ; a null against a value counts, two nulls (or two NaN)
 do not. Columns whose type changed are compared as float64 when both types are numeric, else as
 text. No error is raised for what the tables hold; a key column whose type changed is compared
-as text, in one range.
+as text, in one range. A key column missing from either version (the key itself changed: e.g.
+``producer`` joins the key when ``provenance`` is turned on, or the registry's ``primary_key``
+changed) leaves rows unmatched: every previous row counts as removed and every new one as added,
+no cell is compared (the CSV holds its header only), the schema changes, the values of the key
+columns both versions have and the history are still reported, and ``Changes.note`` (first of
+the warnings, and the stored document's ``note``) says so (``KEY_CHANGED``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ CSV_COLUMNS = ("column", "old", "new")
 """The changed-cells CSV's columns after the key columns."""
 NO_PREVIOUS = "no previous version"
 """The note of a first version's changes document."""
+KEY_CHANGED = "key changed: rows not matched"
+"""Start of the note of a comparison whose key columns are not all in both versions."""
+COMPARISON_FAILED = "the comparison with the previous version failed"
+"""Start of the note of a changes document whose comparison raised (``opendepot.publication``
+writes it and publishes the version all the same)."""
 
 JsonObject = dict[str, Any]
 
@@ -206,6 +216,9 @@ class Changes:
     schema: SchemaChanges
     csv_rows: int | None = None
     """Changed cells written to the CSV (``min(cells_changed, cap)``; None: no CSV written)."""
+    note: str | None = None
+    """Why rows were not matched (``KEY_CHANGED``, naming the key columns not in both
+    versions); None: they were."""
 
     @property
     def rows_unchanged(self) -> int:
@@ -219,8 +232,10 @@ class Changes:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Plain sentences for what a reuser must know: values gone, history shrunk, schema."""
-        out = [f"{v.missing} value(s) of {v.column} published before are missing: "
+        """Plain sentences for what a reuser must know: rows not matched (``note``), values gone,
+        history shrunk, schema."""
+        out = [self.note] if self.note else []
+        out += [f"{v.missing} value(s) of {v.column} published before are missing: "
                + ", ".join(str(_plain(x)) for x in v.missing_values[:5])
                + (", ..." if v.missing > 5 else "") for v in self.key_values if v.missing]
         h = self.history
@@ -274,12 +289,15 @@ def document(
 ) -> JsonObject:
     """The stored ``changes.json`` of ``version``: ``{"dataset", "level", "version", "previous",
     "note", "csv", **Changes.to_json()}``; without ``changes`` (a first version, ``note``
-    ``NO_PREVIOUS``; a previous version without a table to compare) the summary keys are
-    null. ``csv``: the changed cells' file name beside it (None: none)."""
+    ``NO_PREVIOUS``; a previous version without a table to compare; a comparison that failed,
+    ``COMPARISON_FAILED``) the summary keys are null. ``note`` defaults to ``changes.note``.
+    ``csv``: the changed cells' file name beside it (None: none)."""
     head: JsonObject = {"dataset": dataset, "level": level, "version": version,
                         "previous": previous, "note": note, "csv": csv}
     if changes is None:
         return {**head, **dict.fromkeys(SUMMARY_KEYS)}
+    if note is None:
+        head["note"] = changes.note
     return {**head, **changes.to_json()}
 
 
@@ -389,13 +407,18 @@ class _Plan:
     """Which columns are compared, as which type, and what the schemas say changed."""
 
     spec: Spec
+    key: tuple[str, ...]
+    """Key columns in both versions (``spec.key`` when rows are matched)."""
     columns: tuple[str, ...]
-    """Compared columns: in both versions, not key, not ignored; in the new version's order."""
+    """Compared columns: in both versions, not key, not ignored; in the new version's order
+    (none when rows are not matched)."""
     types: Mapping[str, pa.DataType]
     """Column (key or compared) -> type compared as."""
     retyped_key: bool
     """A key column's type changed (then: one range)."""
     schema: SchemaChanges
+    note: str | None = None
+    """None: rows are matched on ``spec.key``; else why not (``KEY_CHANGED``)."""
 
     @classmethod
     def of(cls, old: pa.Schema, new: pa.Schema, spec: Spec) -> _Plan:
@@ -406,21 +429,30 @@ class _Plan:
             removed=tuple((n, str(t)) for n, t in before.items() if n not in after),
             retyped=tuple((n, str(before[n]), str(t)) for n, t in after.items()
                           if n in before and before[n] != t))
+        key = tuple(k for k in spec.key if k in before and k in after)
+        lost = [k for k in spec.key if k not in key]
+        note = (f"{KEY_CHANGED} (key columns not in both versions: {', '.join(lost)})"
+                if lost else None)
         skip = {*spec.key, *spec.ignore}
-        columns = tuple(n for n in after if n in before and n not in skip)
-        types = {n: _common_type(before[n], after[n]) for n in (*spec.key, *columns)}
-        retyped_key = any(before[k] != after[k] for k in spec.key)
-        return cls(spec, columns, types, retyped_key, schema)
+        columns = () if lost else tuple(n for n in after if n in before and n not in skip)
+        types = {n: _common_type(before[n], after[n]) for n in (*key, *columns)}
+        retyped_key = any(before[k] != after[k] for k in key)
+        return cls(spec, key, columns, types, retyped_key, schema, note)
+
+    @property
+    def matched(self) -> bool:
+        """Rows are matched on the key (every key column is in both versions)."""
+        return self.note is None
 
     def csv_schema(self) -> pa.Schema:
         """The changed-cells CSV's columns: the key (as compared), ``column``, ``old``, ``new``."""
-        return pa.schema([*((k, self.types[k]) for k in self.spec.key),
+        return pa.schema([*((k, self.types[k]) for k in self.key),
                           *((c, pa.string()) for c in CSV_COLUMNS)])
 
     def side(self, table: pa.Table, tag: str) -> pa.Table:
         """Key and compared columns cast to their compared type, renamed ``\\0{tag}{i}`` (key
         columns keep their names), plus a ``\\0{tag}`` marker column (true)."""
-        key, cols = self.spec.key, self.columns
+        key, cols = self.key, self.columns
         arrays = [_cast(table.column(n), self.types[n]) for n in (*key, *cols)]
         names = [*key, *(f"\0{tag}{i}" for i in range(len(cols)))]
         marker = pa.array(np.ones(table.num_rows, dtype=bool))
@@ -460,13 +492,18 @@ class _Accumulator:
         """Compare one range of both tables (the same key values on both sides)."""
         spec, plan = self.plan.spec, self.plan
         left, right = plan.side(old, "o"), plan.side(new, "n")
-        for k in spec.key:
+        for k in plan.key:
             seen = self.values.setdefault(k, (set(), set()))
             seen[0].update(pc.unique(left.column(k)).to_pylist())
             seen[1].update(pc.unique(right.column(k)).to_pylist())
-        if spec.time_field is not None:
+        if spec.time_field in plan.key:
             for i, t in enumerate((left, right)):
                 self.spans[i] = _widen(self.spans[i], t.column(spec.time_field))
+        if not plan.matched:  # nothing to join on: every row is removed or added
+            self.removed += left.num_rows
+            self.added += right.num_rows
+            self.ranges += 1
+            return
         joined = left.join(right, keys=list(spec.key), join_type="full outer")
         del left, right
         in_old = pc.is_valid(joined.column("\0o"))
@@ -530,16 +567,16 @@ class _Accumulator:
                           tuple(c[3] for c in self.top.get(n, [])))
             for n in plan.columns)
         history = None
-        if plan.spec.time_field is not None:
+        if plan.spec.time_field is not None and plan.spec.time_field in plan.key:
             history = History(plan.spec.time_field, self.spans[0], self.spans[1])
         return Changes(
             key=plan.spec.key, rows_before=rows_before, rows_after=rows_after,
             rows_added=self.added, rows_removed=self.removed, rows_changed=self.changed_rows,
             cells_changed=sum(self.cells.values()), columns=columns,
             key_values=tuple(_key_values(k, *self.values.get(k, (set(), set())))
-                             for k in plan.spec.key),
+                             for k in plan.key),
             history=history, schema=plan.schema,
-            csv_rows=self.csv.rows if self.csv is not None else None)
+            csv_rows=self.csv.rows if self.csv is not None else None, note=plan.note)
 
 
 def _count_false(mask: pa.ChunkedArray) -> int:
@@ -582,7 +619,7 @@ def _changed_cells(matched: pa.Table, plan: _Plan, pos: np.ndarray, col: np.ndar
         olds.append(pc.cast(matched.column(f"\0o{i}").take(rows), pa.string()).combine_chunks())
         news.append(pc.cast(matched.column(f"\0n{i}").take(rows), pa.string()).combine_chunks())
     back = pa.array(np.searchsorted(np.flatnonzero(kept), order))
-    key = matched.select(list(plan.spec.key)).take(pa.array(pos[order]))
+    key = matched.select(list(plan.key)).take(pa.array(pos[order]))
     names = pa.array(np.asarray(plan.columns, dtype=object)[col[order]], pa.string())
     old = pa.concat_arrays(olds).take(back) if olds else pa.array([], pa.string())
     new = pa.concat_arrays(news).take(back) if news else pa.array([], pa.string())
@@ -607,9 +644,9 @@ def _value_counts(path: Path, column: str) -> dict[Any, int] | None:
 def _ranges(old: Path, new: Path, plan: _Plan, range_rows: int) -> list[tuple[Any, Any]] | None:
     """Inclusive ranges of the first key column's values, about ``range_rows`` rows of both
     files each; None: read whole (a key column retyped, a null first key, one range)."""
-    if plan.retyped_key or not plan.spec.key:
+    if plan.retyped_key or not plan.key:
         return None
-    first = plan.spec.key[0]
+    first = plan.key[0]
     before, after = _value_counts(old, first), _value_counts(new, first)
     if before is None or after is None:
         return None
@@ -628,7 +665,7 @@ def _ranges(old: Path, new: Path, plan: _Plan, range_rows: int) -> list[tuple[An
 def _read_ranges(old: Path, new: Path, plan: _Plan, range_rows: int
                  ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """(old, new) tables of each range, only the key and compared columns."""
-    columns = [*plan.spec.key, *plan.columns]
+    columns = [*plan.key, *plan.columns]
     ranges = _ranges(old, new, plan, range_rows)
     if ranges is None:
         yield pq.read_table(old, columns=columns), pq.read_table(new, columns=columns)

@@ -15,8 +15,9 @@ Every upload gets a report, even one that can never be processed. The object, or
 gone before it is read (``NotFound``: deleted, or the version removed) is a rejection
 (``object-gone``), not a failure to retry: it will not come back. When S3 holds a checksum of
 the object (``x-amz-checksum-*``: the producer's, or the one S3 computes), the bytes read are
-checked against it and the report records it (``opendepot.checksum``); a mismatch is a
-rejection (``checksum-mismatch``). Infrastructure failures raise and are retried by the queue;
+checked against it and the report records it (``opendepot.checksum``); a mismatch raises
+``ChecksumMismatch``: S3 refuses an upload whose checksum does not match, so the copy read was
+damaged on its way, an infrastructure failure retried like others. Infrastructure failures raise and are retried by the queue;
 on the last receive ``functions/validate`` calls ``report_failure``, whose report (status
 ``failed``, ``processing-failed``) says so and what to do. Such a report does not make the
 upload a duplicate: redriven from the dead-letter queue, it is validated again and its report
@@ -44,7 +45,15 @@ from opendepot.publication import staged_records
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import PARQUET_MIME
 from opendepot.report import build_report, refusal_report
-from opendepot.storage import COMPUTABLE_CHECKSUMS, Checksum, ChecksumDigest, NotFound, Queue, Store
+from opendepot.storage import (
+    COMPUTABLE_CHECKSUMS,
+    Checksum,
+    ChecksumDigest,
+    ChecksumMismatch,
+    NotFound,
+    Queue,
+    Store,
+)
 from opendepot.validate import Limits, Validation, refused, validate_file
 
 Status = Literal["accepted", "rejected", "ignored", "duplicate", "held", "failed"]
@@ -149,8 +158,10 @@ def shrink_check(
         if limit is None or not before or now is None:
             continue
         loss = 100.0 * (before - now) / before
-        if loss > limit:  # shown rounded, but never "100%" while some are left
-            shown = min(round(loss), 99) if now else 100
+        if loss > limit:  # shown rounded, but never "100%" while some are left, nor the limit
+            shown = f"{min(round(loss), 99) if now else 100}"
+            if round(loss) <= limit:
+                shown = f"{loss:.1f}"
             return issue("snapshot-shrink", now=now, what=what, loss=shown, before=before,
                          previous=last.key, received_at=last.received_at, limit=limit,
                          confirm=_confirm_name(key))
@@ -356,13 +367,16 @@ class _Download:
     checksum: dict[str, Any] | None = None
     """The report's ``checksum`` record (``_Hashing.checksum``); None: S3 holds none."""
     problem: Issue | None = None
-    """``object-gone`` or ``checksum-mismatch``: the upload is rejected, not validated."""
+    """``object-gone``: the upload is rejected, not validated."""
 
 
 def _download(store: Store, up: _Upload, path: str) -> _Download:
     """Stream the upload's object (its version) to ``path``, hashed on the way, and check it
     against the S3 checksum ``head`` gives. An object or version that is gone (``NotFound``)
-    will not come back: a problem, not a failure to retry."""
+    will not come back: a problem, not a failure to retry.
+
+    Raises ``ChecksumMismatch`` (an infrastructure failure, retried) when the bytes read do not
+    give the stored checksum."""
     event = up.event
     version = event.version_id if event.version_id not in (None, "null") else None
     gone = issue("object-gone", cell=event.key, what=f"s3://{event.bucket}/{event.key}"
@@ -378,12 +392,14 @@ def _download(store: Store, up: _Upload, path: str) -> _Download:
         except NotFound:
             return _Download(problem=gone)
     record = hashing.checksum()
-    problem = None
     if record is not None and record["verified"] is False:
-        problem = issue("checksum-mismatch", cell=record["computed"], size=size,
-                        algorithm=record["algorithm"], expected=record["value"],
-                        computed=record["computed"])
-    return _Download(size, hashing.sha256.hexdigest(), record, problem)
+        # S3 refused any PUT whose declared checksum did not match: what was read is corrupt
+        # (transit, local disk), not the upload; retried, and on the last receive reported
+        raise ChecksumMismatch(issue(
+            "checksum-mismatch", cell=record["computed"], size=size,
+            algorithm=record["algorithm"], expected=record["value"],
+            computed=record["computed"]).message)
+    return _Download(size, hashing.sha256.hexdigest(), record)
 
 
 def _validate_and_stage(

@@ -72,9 +72,9 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
        "should be published, upload it again.", note="{what}"),
     _t("checksum-mismatch", "Checksum Mismatch",
        "the {algorithm} checksum stored with the upload is {expected}, but the {size} bytes "
-       "opendepot read give {computed}: what was read is not what was uploaded, so nothing was "
-       "validated or published. Upload the file again; if this happens again, tell the "
-       "operators.", note="{algorithm}: stored {expected}, computed {computed}"),
+       "opendepot read give {computed}: what was read is not what was uploaded (S3 refuses an "
+       "upload whose checksum does not match, so the copy read was damaged on its way), so "
+       "nothing was validated or published; it is read again.", note="{algorithm}: stored {expected}, computed {computed}"),
     _t("processing-failed", "Processing Failed",
        "opendepot could not process this upload: {attempts} attempts failed, the last with "
        "{error}. This is not a problem found in the file. The operators were alerted and the "
@@ -82,7 +82,7 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
        "run 'opendepot redrive' and the upload is validated again, its report replacing this "
        "one. You need not upload it again.", note="{error_type} after {attempts} attempts"),
     _t("snapshot-shrink", "Snapshot Shrink",
-       "this upload has {now} {what}, {loss:.0f}% fewer than the {before} of the previous upload "
+       "this upload has {now} {what}, {loss}% fewer than the {before} of the previous upload "
        "({previous}, {received_at}); more than the {limit}% the dataset allows, so it is held, "
        "not published. If it is right, upload it again with '.confirm' before the extension: "
        "{confirm}", note="{what}: {before} -> {now}"),

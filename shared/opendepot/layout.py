@@ -5,8 +5,9 @@ Buckets (see docs/design.md, "Keys"):
 - incoming: ``{dataset}/{producer}/{file...}`` (routed by ``opendepot.keys.route``);
 - internal: ``reports/{dataset}/{producer}/{upload_id}.json`` (validation report),
   ``reports/_refused/{upload_id}.json`` (report of a key that cannot be trusted as a path),
-  ``staging/{dataset}/{producer}/{upload_id}.parquet`` (accepted rows) and
-  ``staging/{dataset}/{producer}/{upload_id}.json`` (the upload record);
+  ``staging/{dataset}/{producer}/{upload_id}.parquet`` (accepted rows),
+  ``staging/{dataset}/{producer}/{upload_id}.json`` (the upload record),
+  ``announced/{dataset}/{version}.json`` (the version was announced: ``announced_key``);
 - published: ``{dataset}/{version}/{dataset}-{level}.{csv|parquet}``,
   ``{dataset}/{version}/datapackage.json``, ``{dataset}/{version}/changes.json|.csv`` (what
   changed against the version before), ``{dataset}/latest/{dataset}-{level}.{fmt}``,
@@ -32,6 +33,8 @@ REFUSED_PREFIX = "reports/_refused/"
 """Prefix of the reports of keys refused before routing (internal bucket)."""
 STAGING = "staging/"
 """Prefix of every staged upload (internal bucket)."""
+ANNOUNCED = "announced/"
+"""Prefix of the markers of announced versions (internal bucket)."""
 MANIFEST_NAME = "manifest.json"
 """File name of a dataset's manifest, under ``{dataset}/``."""
 DATAPACKAGE_NAME = "datapackage.json"
@@ -86,6 +89,12 @@ def staged_record_key(dataset: str, producer: str, upload_id: str) -> str:
 def is_staged_record(key: str) -> bool:
     """True for an upload record's key (under ``staging/``, ``.json``), False for staged Parquet."""
     return key.startswith(STAGING) and key.endswith(".json")
+
+
+def announced_key(dataset: str, version: str) -> str:
+    """``announced/{dataset}/{version}.json``: written by the publish function once ``version``
+    was announced and its dependent datasets asked to publish (absent: not yet)."""
+    return f"{ANNOUNCED}{dataset}/{version}.json"
 
 
 # --- published bucket -------------------------------------------------------------------------

@@ -21,7 +21,10 @@ version's (``opendepot.changes``, its Parquet file read from the published bucke
 previous manifest): ``changes.json`` (the summary) and ``changes.csv`` (the changed cells) go
 under ``{dataset}/{version}/`` (immutable), the version entry records them
 (``contracts.VersionChanges``), the summary's counts and warnings are logged and returned in
-``PublishOutcome.changes``. A first version gets a ``changes.json`` saying so.
+``PublishOutcome.changes``. A first version gets a ``changes.json`` saying so. The changes
+file never blocks a version: a comparison that raises anything but an infrastructure failure
+(``failures.is_infrastructure``, a storage error) is logged and gets a ``changes.json`` whose note
+says it failed (``changes.COMPARISON_FAILED``), and the publication goes on.
 
 A lost race (``PreconditionFailed``) propagates: the queue retries from fresh state.
 
@@ -45,7 +48,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opendepot import changes, concurrency, feeds, layout
+from opendepot import changes, concurrency, failures, feeds, layout
 from opendepot.config import Settings
 from opendepot.consolidate import select_uploads
 from opendepot.contracts import (
@@ -67,7 +70,7 @@ from opendepot.memory import release_memory
 from opendepot.partitions import Upload
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import RenderedFile, datapackage, file_digest, level_schema
-from opendepot.storage import PreconditionFailed, Store
+from opendepot.storage import PreconditionFailed, StorageError, Store
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -306,6 +309,34 @@ def _changes_spec(dataset: Dataset) -> changes.Spec:
 
 
 def _publish_changes(
+    store: Store, settings: Settings, dataset: Dataset, version: str,
+    previous: Manifest | None, out: Rendered, work: Path,
+) -> tuple[VersionChanges, changes.Changes | None]:
+    """``_compare_versions``, which must never block a version: an exception that is not an
+    infrastructure failure (``failures.is_infrastructure``, or a ``StorageError``: both
+    propagate, the queue retries) is logged with its traceback, and ``changes.json`` says the
+    comparison failed (``changes.COMPARISON_FAILED`` and the exception's type; no summary, no
+    CSV).
+
+    Raises: PreconditionFailed (another ``changes.json`` is there), infrastructure failures."""
+    try:
+        return _compare_versions(store, settings, dataset, version, previous, out, work)
+    except Exception as exc:
+        if failures.is_infrastructure(exc) or isinstance(exc, StorageError):
+            raise
+        before = previous.version if previous is not None else None
+        log.exception("versions not compared", extra={
+            "dataset": dataset.name, "version": version, "previous": before,
+            "error": f"{type(exc).__name__}: {exc}"})
+        json_key = layout.changes_key(dataset.name, version)
+        doc = changes.document(None, dataset=dataset.name, level=dataset.geography.level,
+                               version=version, previous=before, csv=None,
+                               note=f"{changes.COMPARISON_FAILED} ({type(exc).__name__})")
+        put_immutable(store, settings.published_bucket, json_key, _json_bytes(doc), JSON_MIME)
+        return VersionChanges(json_key, None, before), None
+
+
+def _compare_versions(
     store: Store, settings: Settings, dataset: Dataset, version: str,
     previous: Manifest | None, out: Rendered, work: Path,
 ) -> tuple[VersionChanges, changes.Changes | None]:

@@ -113,6 +113,12 @@ def checksum_of(algorithm: str, body: bytes) -> str:
     return digest.value()
 
 
+class ChecksumMismatch(OSError):
+    """The bytes read differ from the object's stored S3 checksum. S3 refuses a PUT whose
+    declared checksum does not match, so this is a corruption in transit or on local disk, not
+    the producer's file: an infrastructure failure (an ``OSError``), retried by the queue."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What ``head`` and ``list`` tell about one object."""
