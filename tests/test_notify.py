@@ -19,11 +19,11 @@ from moto import mock_aws
 
 from conftest import HOSP, Pipeline
 from functions.publish import app as publish_app
-from opendepot import runtime
+from opendepot import atom, feeds, layout, runtime
 from opendepot.contracts import PublishMessage
 from opendepot.notify import MemoryNotifier, Notifier, SnsNotifier
 from opendepot.registry import load_cog, load_registry
-from opendepot.storage import MemoryQueue, MemoryStore
+from opendepot.storage import MemoryQueue, MemoryStore, StorageError
 from test_changes_api import FRA, FRA_FILES, MIRROR
 from test_index_api import API, FILES
 from test_index_api_contract import SETTINGS
@@ -130,6 +130,74 @@ def test_failed_announcement__logged_and_counted_the_version_stays(
     assert (failure.levelname, failure.version, failure.error) == (
         "ERROR", version["version"], "ConnectionError: SNS is down")
     assert failure.exc_info is not None
+    marker = layout.announced_key(HOSP, version["version"])
+    assert pipeline.store.head(pipeline.settings.internal_bucket, marker) is None
+    # no marker: the next run (the queue's retry, a redelivery) announces it, then never again
+    notifier = MemoryNotifier()
+    with publishing(pipeline, notifier):
+        publish_app.record_handler(Record(HOSP))
+        publish_app.record_handler(Record(HOSP))
+    assert [(a.dataset, a.version, a.body["changes"]) for a in notifier.sent] == [
+        (HOSP, version["version"], None)]  # a first version: no comparison
+    assert json.loads(pipeline.store.get(pipeline.settings.internal_bucket, marker)) == {
+        "dataset": HOSP, "version": version["version"], "message_id": "memory-1"}
+
+
+class LatestFailsOnce(MemoryStore):
+    """A store whose next copy to a ``latest/`` key fails (after the manifest switch) once
+    ``armed``."""
+
+    armed = False
+
+    def copy(self, bucket: str, src_key: str, dst_key: str, *,
+             cache_control: str | None = None) -> None:
+        if self.armed and f"/{layout.LATEST}/" in dst_key:
+            self.armed = False
+            raise StorageError(f"s3://{bucket}/{dst_key}: copy failed")
+        super().copy(bucket, src_key, dst_key, cache_control=cache_control)
+
+
+def test_failure_after_the_switch__the_retry_announces_once_and_asks_the_dependents() -> None:
+    """The run that switched the manifest fails on a ``latest/`` copy: nothing was announced
+    nor asked. Its retry finds nothing new to publish (created is False) but no marker: it
+    announces the version (the headline read from its changes.json), asks the datasets fed by
+    this one, writes the marker; a later run sends nothing."""
+    p = Pipeline(LatestFailsOnce(), MemoryQueue(), SETTINGS, datetime(2026, 11, 29, 8, tzinfo=UTC))
+    notifier = MemoryNotifier()
+    (dependent,) = feeds.dependents(load_registry(), HOSP)
+
+    def asked() -> list[Any]:
+        return [b for _, b, g in p.queue.sent if g == dependent]
+
+    with publishing(p, notifier):
+        drop_and_publish(p, FRA, FRA_FILES[0])
+        assert isinstance(p.store, LatestFailsOnce)
+        p.store.armed = True  # the second FRA version's run fails after its switch
+        with pytest.raises(StorageError, match="copy failed"):
+            drop_and_publish(p, FRA, FRA_FILES[1])
+        v2 = manifest(p, FRA)["version"]
+        assert [a.version for a in notifier.sent] == [manifest(p, FRA)["versions"][1]["version"]]
+        publish_app.record_handler(Record(FRA))  # the retry
+        publish_app.record_handler(Record(FRA))  # a redelivery: marker present, nothing sent
+        assert publish_app.metrics.metric_set["VersionsAnnounced"]["Value"] == [1.0, 1.0]
+
+        p.store.armed = True  # the same for a dataset that feeds another one
+        with pytest.raises(StorageError, match="copy failed"):
+            drop_and_publish(p, HOSP, HOSP_23)
+        assert asked() == []
+        publish_app.record_handler(Record(HOSP))
+        publish_app.record_handler(Record(HOSP))
+    hosp = manifest(p, HOSP)["version"]
+    assert [(a.dataset, a.version) for a in notifier.sent[1:]] == [(FRA, v2), (HOSP, hosp)]
+    stored = json.loads(p.published(f"{FRA}/{v2}/changes.json"))
+    assert notifier.sent[1].body["changes"] == atom.headline_of(stored)
+    assert notifier.sent[1].body["changes"]["rows"]["added"] == 1023
+    assert asked() == [PublishMessage(dependent, f"{HOSP}@{hosp}").to_json()]
+    assert p.published(layout.latest_key(FRA, "fra", "csv")) == p.published(
+        f"{FRA}/{v2}/{FRA}-fra.csv")  # the retry repaired latest/ too
+    markers = p.store.list(p.settings.internal_bucket, layout.ANNOUNCED)
+    assert [m.key for m in markers] == [layout.announced_key(HOSP, hosp)] + [
+        layout.announced_key(FRA, v["version"]) for v in reversed(manifest(p, FRA)["versions"])]
 
 
 # --- on moto's SNS and SQS ----------------------------------------------------------------------

@@ -76,29 +76,28 @@ def record_handler(record: SQSRecord) -> None:
                "changes": out.changes},
     )
     if out.version is not None:
-        follow_up(rt, dataset.title, out)
+        follow_up(rt, dataset.title, out, out.version)
 
 
-def follow_up(rt: runtime.Runtime, title: str, out: PublishOutcome) -> None:
-    """Unless ``out.version``'s marker (``layout.announced_key``) exists: ask the datasets fed by
+def follow_up(rt: runtime.Runtime, title: str, out: PublishOutcome, version: str) -> None:
+    """Unless ``version``'s marker (``layout.announced_key``) exists: ask the datasets fed by
     ``out.dataset`` to publish, announce the version, write the marker (see the module's
-    docstring). Nothing is done when the marker exists.
+    docstring). ``version``: ``out.version``, the version now published.
 
     Raises: storage errors reading the marker, the queue's errors (the message is retried)."""
-    assert out.version is not None
-    bucket, key = rt.settings.internal_bucket, layout.announced_key(out.dataset, out.version)
+    bucket, key = rt.settings.internal_bucket, layout.announced_key(out.dataset, version)
     if rt.store.head(bucket, key) is not None:
         return
     # datasets fed by this one (registry ``feeds``) publish again with its version; the feed
     # graph is acyclic (tests/test_registry_feeds.py), so this always ends
     for dependent in feeds.dependents(rt.registry, out.dataset):
-        request = PublishMessage(dependent, layout.fed_upload_id(out.dataset, out.version))
+        request = PublishMessage(dependent, layout.fed_upload_id(out.dataset, version))
         rt.queue.send(rt.settings.publish_queue_url, request.to_json(), group_id=dependent)
         logger.info("asked a dependent dataset to publish", extra={"dependent": dependent})
-    sent, message_id = announce(rt, title, out)
+    sent, message_id = announce(rt, title, out, version)
     if not sent:
         return
-    body = json.dumps({"dataset": out.dataset, "version": out.version,
+    body = json.dumps({"dataset": out.dataset, "version": version,
                        "message_id": message_id}).encode("utf-8")
     try:
         rt.store.put(bucket, key, body, "application/json", if_none_match=True)
@@ -106,26 +105,26 @@ def follow_up(rt: runtime.Runtime, title: str, out: PublishOutcome) -> None:
         pass  # another run wrote it: the same version, announced
     except Exception as exc:  # announced all the same: a later run may announce it again
         logger.exception("announcement not recorded", extra={
-            "version": out.version, "error": f"{type(exc).__name__}: {exc}"})
+            "version": version, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def announce(rt: runtime.Runtime, title: str, out: PublishOutcome) -> tuple[bool, str | None]:
-    """Announce ``out.version`` (``notify.announce``; the change headline is ``out.changes``
-    when this run created the version, else read from its stored ``changes.json``): (whether
-    it was done, or there is no topic; the message id). A failure is logged and counted, never
-    raised (see the module's docstring)."""
-    assert out.version is not None
+def announce(rt: runtime.Runtime, title: str, out: PublishOutcome,
+             version: str) -> tuple[bool, str | None]:
+    """Announce ``version`` of ``out.dataset`` (``notify.announce``; the change headline is
+    ``out.changes`` when this run created the version, else read from its stored
+    ``changes.json``): (done, or no topic to send to; the message id: None when nothing was
+    sent). A failure is logged and counted, never raised (see the module's docstring)."""
     try:
-        headline = out.changes if out.created else stored_headline(rt, out.dataset, out.version)
+        headline = out.changes if out.created else stored_headline(rt, out.dataset, version)
         message_id = notify.announce(rt.notifier, rt.store, rt.settings, title, out.dataset,
-                                     out.version, headline)
+                                     version, headline)
     except Exception as exc:  # boto/SNS, the manifest read: the version stays published
         logger.exception("new version not announced",
-                         extra={"version": out.version, "error": f"{type(exc).__name__}: {exc}"})
+                         extra={"version": version, "error": f"{type(exc).__name__}: {exc}"})
         metrics.add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=1)
         return False, None
     if message_id is not None:
-        logger.info("new version announced", extra={"version": out.version,
+        logger.info("new version announced", extra={"version": version,
                                                     "message_id": message_id})
         metrics.add_metric(name="VersionsAnnounced", unit=MetricUnit.Count, value=1)
     return True, message_id

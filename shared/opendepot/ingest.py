@@ -17,7 +17,8 @@ gone before it is read (``NotFound``: deleted, or the version removed) is a reje
 the object (``x-amz-checksum-*``: the producer's, or the one S3 computes), the bytes read are
 checked against it and the report records it (``opendepot.checksum``); a mismatch raises
 ``ChecksumMismatch``: S3 refuses an upload whose checksum does not match, so the copy read was
-damaged on its way, an infrastructure failure retried like others. Infrastructure failures raise and are retried by the queue;
+damaged on its way, an infrastructure failure retried like others. Infrastructure failures
+raise and are retried by the queue;
 on the last receive ``functions/validate`` calls ``report_failure``, whose report (status
 ``failed``, ``processing-failed``) says so and what to do. Such a report does not make the
 upload a duplicate: redriven from the dead-letter queue, it is validated again and its report

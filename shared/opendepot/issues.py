@@ -74,7 +74,8 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
        "the {algorithm} checksum stored with the upload is {expected}, but the {size} bytes "
        "opendepot read give {computed}: what was read is not what was uploaded (S3 refuses an "
        "upload whose checksum does not match, so the copy read was damaged on its way), so "
-       "nothing was validated or published; it is read again.", note="{algorithm}: stored {expected}, computed {computed}"),
+       "nothing was validated or published; it is read again.",
+       note="{algorithm}: stored {expected}, computed {computed}"),
     _t("processing-failed", "Processing Failed",
        "opendepot could not process this upload: {attempts} attempts failed, the last with "
        "{error}. This is not a problem found in the file. The operators were alerted and the "
