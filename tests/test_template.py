@@ -482,7 +482,7 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     # one writer per bucket, and no function writes where it is triggered
     assert writes == {
         "ValidateFunction": {"InternalBucket"},
-        "PublishFunction": {"PublishedBucket"},
+        "PublishFunction": {"InternalBucket", "PublishedBucket"},  # announced/ markers
         "IndexApiFunction": set(),
     }
     assert deletes == {fn: set() for fn in FUNCTIONS}
@@ -529,6 +529,9 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
         "PublishFunction": {
             *((a, "PublishQueue") for a in receive),
             ("s3:GetObject", "InternalBucket/staging/*"),
+            # announced/{dataset}/{version}.json: a version announced exactly once
+            ("s3:GetObject", "InternalBucket/announced/*"),
+            ("s3:PutObject", "InternalBucket/announced/*"),
             ("s3:ListBucket", "InternalBucket"),
             ("s3:GetObject", "PublishedBucket/*"),
             ("s3:PutObject", "PublishedBucket/*"),  # also copies, and conditional writes
