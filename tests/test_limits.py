@@ -115,7 +115,6 @@ def test_102400_columns__rejected_at_line_1_naming_the_limit_small_report_bounde
         "OPENDEPOT_MAX_COLUMNS)")
     assert got["bytes"] == got["written"] < 32 * 1024  # was 1.16 GB
     assert got["peak"] < GiB and got["growth"] < 256 * MiB  # was 9.1 GB
-    assert got["seconds"] < 10  # was 92 s
 
 
 def test_102400_columns_under_a_raised_limit__one_issue_per_type_linear_work(tmp_path):
@@ -123,7 +122,7 @@ def test_102400_columns_under_a_raised_limit__one_issue_per_type_linear_work(tmp
     wide_header(path, 102_400)
     got = measured(path, max_columns=200_000)
     assert got["by_type"] == {"blank-label": 1, "duplicate-label": 1, "extra-label": 1}
-    assert got["bytes"] <= 2 * MiB and got["peak"] < GiB and got["seconds"] < 20
+    assert got["bytes"] <= 2 * MiB and got["peak"] < GiB
     v = validate_file(str(path), hosp(), load_cog(), name="t.csv", workdir=str(tmp_path),
                       limits=Limits(max_columns=200_000))
     assert [(e.type, e.field_number) for e in v.errors.items] == [
@@ -168,7 +167,6 @@ def test_200_mib_line_without_line_end__rejected_at_line_1_in_bounded_memory(tmp
         "OPENDEPOT_MAX_LINE_BYTES)")
     assert got["bytes"] < 4096
     assert got["peak"] < GiB and got["growth"] < 256 * MiB  # was over 12 GB, MemoryError
-    assert got["seconds"] < 10
 
 
 def test_header_at_the_line_limit__16_mib_of_delimiters_rejected_in_bounded_memory(tmp_path):
