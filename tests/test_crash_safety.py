@@ -23,8 +23,10 @@ from opendepot.storage import MemoryQueue, MemoryStore
 WRITES = {"put", "copy", "send"}
 
 
-class Crash(RuntimeError):
-    """The injected failure."""
+class Crash(BaseException):
+    """The injected failure: the process dying at that write. A ``BaseException``, so that no
+    ``except Exception`` of the code under test (which may handle its own errors, e.g. a
+    comparison that fails) can swallow what models a crash."""
 
 
 @dataclass
