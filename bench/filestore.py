@@ -188,6 +188,12 @@ class DirectoryStore:
                     out.append(self._info(bucket, key, path))
         return sorted(out, key=lambda o: o.key)
 
+    def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> None:
+        """Delete the object and its sidecar (versions are not kept). Absent: nothing."""
+        with self._lock:
+            for path in (self._path(bucket, key), self._meta_path(bucket, key)):
+                path.unlink(missing_ok=True)
+
     # -- bench helpers (not part of the Store protocol)
     def path(self, bucket: str, key: str) -> Path:
         """The file holding an object."""

@@ -189,6 +189,11 @@ class Store(Protocol):
         """List every object whose key starts with ``prefix``, sorted by key."""
         ...
 
+    def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> None:
+        """Delete the object (in a versioned bucket: add a delete marker; with ``version_id``:
+        that version, for good). Absent: nothing."""
+        ...
+
 
 class Queue(Protocol):
     """A message queue as opendepot uses it."""
@@ -311,6 +316,16 @@ class S3Store:
                 ContentType=head.content_type if head else "application/octet-stream",
             )
         self._s3.copy_object(**args)
+
+    def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> None:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id is not None:
+            args["VersionId"] = version_id
+        try:
+            self._s3.delete_object(**args)
+        except Exception as exc:  # botocore ClientError
+            if self._code(exc) not in {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}:
+                raise
 
     def list(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
