@@ -9,7 +9,9 @@ with ``--store file``: the same handler code over a local directory (``bench.fil
 of moto, whose in-process copies of the objects (a whole object read to serve a GET, each PUT body
 held) inflate the moto peak; the file-store peak is opendepot's own memory. The real file also
 goes through the local server stack (moto server + queue pump), and the daily increment is
-measured end to end on it. ×10 is profiled once.
+measured end to end on it. ×10 is profiled once. The history workload (``bench.history``, its
+own process) times the publish of upload N+1 after N daily uploads (N = 10, 100, 1,000;
+``--quick``: up to 100) and counts its storage calls.
 
 Output: a table on stdout, ``bench/results.json``, ``bench/profile.txt``. Targets are reported,
 never asserted. A measurement that fails (memory cap, time cap, crash) is recorded as
@@ -47,6 +49,7 @@ TARGETS = {
     "speedup_over_peer": 25.0,
     "peak_rss_mib_x100": 1024.0,
     "increment_seconds": 3.0,
+    "history_ratio_1000_to_10": 1.2,
 }
 
 
@@ -567,6 +570,11 @@ def table(results: dict[str, Any]) -> str:
                        f"the {w['peer']['rows_validated']} rows it validated")
     if inc.get("samples") is None and isinstance(results.get("increment_seconds"), str):
         out.append(f"increment: {results['increment_seconds']}")
+    if results.get("history"):
+        from bench import history
+
+        out.append("")
+        out.append(history.table(results["history"]))
     out.append("")
     out.append("targets (reported, not asserted):")
     for t in results["targets"]:
@@ -607,7 +615,37 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     i = num(results.get("increment_seconds"))
     out.append({"target": "daily increment < 3 s", "value": results.get("increment_seconds"),
                 "met": None if i is None else i < TARGETS["increment_seconds"]})
+    history = results.get("history") or {}
+    for what in ("publish", "calls"):
+        h = num(history.get(f"{what}_ratio_1000_to_10"))
+        out.append({"target": f"history: {what} at N = 1,000 <= 1.2 x N = 10 (both modes)",
+                    "value": history.get(f"{what}_ratio_1000_to_10", history.get("failed")),
+                    "met": None if h is None else h <= TARGETS["history_ratio_1000_to_10"]})
     return out
+
+
+def run_history(quick: bool, tmp: Path, timeout: float) -> dict[str, Any]:
+    """``bench.history`` (the publish of upload N+1 after N daily uploads, N = 10, 100, 1,000;
+    ``--quick``: up to 100) in its own process: its ``history`` section, or ``{"failed"}``."""
+    out, log = tmp / "history.json", tmp / "history.log"
+    cmd = [sys.executable, "-m", "bench.history", "--out", str(out), "--tmp", str(tmp),
+           *(["--quick"] if quick else [])]
+    started = time.perf_counter()
+    with log.open("wb") as err:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            failed = f"failed: time cap {timeout:.0f} s ({_tail(log, 1)})"
+            if not out.exists():
+                return {"failed": failed}
+            partial: dict[str, Any] = json.loads(out.read_text())  # the checkpoints reached
+            return {**partial, "failed": failed}
+    if proc.returncode or not out.exists():
+        return {"failed": f"failed: exit status {proc.returncode}: {_tail(log)}"}
+    doc: dict[str, Any] = json.loads(out.read_text())
+    doc["process_seconds"] = round(time.perf_counter() - started, 1)
+    return doc
 
 
 def run_index_bench(timeout: float) -> dict[str, Any] | None:
@@ -661,6 +699,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile-out", type=Path, default=HERE / "profile.txt")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-index", action="store_true", help="do not run bench/index_bench.py")
+    ap.add_argument("--no-history", action="store_true", help="do not run bench/history.py")
+    ap.add_argument("--history-timeout", type=float, default=3600.0,
+                    help="seconds allowed to the history workload (3600)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (workloads, logs)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return ap.parse_args(argv)
@@ -751,6 +792,11 @@ def main(argv: list[str] | None = None) -> int:
         inc = measure_increment(run, tmp, args.reps)
         results["increment"] = inc
         results["increment_seconds"] = inc["increment_seconds"]
+        if not args.no_history:
+            say("history workload (daily uploads; bench.history) ...")
+            results["history"] = run_history(args.quick, tmp, args.history_timeout)
+            h = results["history"]
+            say(f"  {h['failed']}" if h.get("failed") else f"  {h['process_seconds']} s")
         if not args.no_profile:
             p = run("profile", "--file", str(x10), "--out", str(args.profile_out), timeout=300,
                     label="profile x10 (cProfile)")
