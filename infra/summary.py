@@ -164,7 +164,7 @@ def print_summary(stack: LocalStack, api_url: str, dataset: str) -> bool:
     out("-" * (11 + len(dataset)))
     out(
         f"current version  {manifest.version}  (published {manifest.published_at}, "
-        f"{len(manifest.versions)} version(s), {len(manifest.uploads)} upload(s))"
+        f"{manifest.version_count} version(s), {_uploads(manifest)} upload(s))"
     )
     cov = manifest.temporal_coverage
     if cov is not None:
@@ -264,3 +264,9 @@ def say_report(stack: LocalStack, key: str) -> None:
         return
     out(format_human(report, max_lines=5))
     out(f"  report: s3://{stack.internal_bucket}/{key}")
+
+
+def _uploads(manifest: Manifest) -> int:
+    """Uploads the current version is made of (manifests before the upload index list them)."""
+    count = manifest.versions[0].upload_count if manifest.versions else None
+    return len(manifest.uploads) if count is None else count

@@ -368,6 +368,8 @@ def test_real_hospital_2020_11_07_then_2021_03_17__counts_as_pandas_finds(
     first_doc, _ = stored(pipeline, HOSP, first.version)
     assert (first_doc["note"], first_doc["rows"], first.changes) == ("no previous version",
                                                                      None, None)
+    # nothing dropped: the reports say nothing of the versions
+    assert [("publication" in r["opendepot"]) for r in reports(pipeline, HOSP)] == [False] * 2
 
 
 def test_real_hospital_in_reverse__dropped_dates_and_shrunk_history_as_pandas_finds(
@@ -389,11 +391,27 @@ def test_real_hospital_in_reverse__dropped_dates_and_shrunk_history_as_pandas_fi
         "2020-11-10, 2020-11-11, 2020-11-12, ...",
         "history of jour shrank: 2020-03-18..2021-03-17 -> 2020-03-18..2020-11-07"]
     assert second.changes is not None and second.changes["drops_published"]
-    (record,) = [r for r in caplog.records if r.name == "opendepot.publication"]
+    (record,) = [r for r in caplog.records if r.name == "opendepot.publication"
+                 and r.getMessage().startswith("version changes")]
     assert (record.levelname, record.getMessage()) == (
         "WARNING", "version changes: published values dropped")
     assert record.__dict__["changes"] == second.changes
     assert record.__dict__["previous"] == first.version
+    # the producer reads it in the report of the upload that dropped them
+    march, november = reports(pipeline, HOSP)
+    assert "publication" not in march["opendepot"]
+    note = november["opendepot"]["publication"]
+    assert (note["version"], note["previous"], note["changes"]) == (
+        second.version, first.version, f"{HOSP}/{second.version}/changes.json")
+    assert (note["rows"], note["drops_published"], note["warnings"]) == (
+        doc["rows"], True, doc["warnings"])
+    assert note["rows"]["removed"] == 39390
+
+
+def reports(p: Pipeline, dataset: str) -> list[dict[str, Any]]:
+    """The dataset's upload reports, oldest upload first."""
+    keys = [o.key for o in p.store.list(p.settings.internal_bucket, f"reports/{dataset}/")]
+    return [json.loads(p.store.get(p.settings.internal_bucket, k)) for k in sorted(keys)]
 
 
 def test_previous_file_removed_by_hand__published_with_nothing_to_compare(

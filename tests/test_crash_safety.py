@@ -1,7 +1,9 @@
-"""Crash safety: a failure injected at every storage and queue write of validate and publish in
-turn, then the queue's retry. After each, the published state equals the state of a run without
-a crash, every object a manifest references exists with its recorded size and checksum, and no
-original upload is lost."""
+"""Crash safety: a failure injected at every storage and queue write (put, copy, delete, send) of
+validate and publish in turn, then the queue's retry. After each, the published state equals the
+state of a run without a crash, every object a manifest references exists with its recorded size
+and checksum, no original upload is lost, and no object of the published bucket is left that
+neither the catalog nor a manifest names (a failed publication's version folder is deleted by
+its retry: ``opendepot.pending``)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from opendepot.publication import publish_dataset
 from opendepot.registry import load_cog, load_registry
 from opendepot.storage import MemoryQueue, MemoryStore
 
-WRITES = {"put", "copy", "send"}
+WRITES = {"put", "copy", "send", "delete"}
 
 
 class Crash(BaseException):
@@ -147,6 +149,35 @@ def check_invariants(store: MemoryStore, settings: Settings) -> None:
     assert sorted(incoming) == [f"{HOSP}/spf/daily-{i}.csv" for i in range(3)]
 
 
+def named_objects(store: MemoryStore, settings: Settings) -> set[str]:
+    """Every published key a reader can reach from ``catalog.json`` and the manifests: the
+    catalog, each manifest, the files, data package and changes of every version it lists (and
+    its pages of older versions, if any), its ``latest/`` copies and Parquet prefixes."""
+    bucket = store.buckets[settings.published_bucket]
+    catalog = Catalog.from_json(json.loads(bucket[layout.CATALOG_KEY].body))
+    named = {layout.CATALOG_KEY}
+    for entry in catalog.datasets:
+        named.add(entry.manifest_path)
+        m = Manifest.from_json(json.loads(bucket[entry.manifest_path].body))
+        named.add(m.datapackage_path)
+        named |= {p for r in m.resources for p in (r.path, r.latest_path)}
+        named |= {layout.parquet_key(m.dataset, r.level) for r in m.resources if r.format == "parquet"}
+        named |= {str(page.path) for page in getattr(m, "version_pages", ())}
+        for v in m.versions:
+            named.add(layout.datapackage_key(m.dataset, v.version))
+            named |= {f.path for f in v.resources}
+            if v.changes is not None:
+                named |= {p for p in (v.changes.path, v.changes.csv_path) if p is not None}
+    return named
+
+
+def check_nothing_public_unnamed(store: MemoryStore, settings: Settings, where: str) -> None:
+    """No object of the published bucket that no manifest (nor the catalog) names: a failed
+    publication's version folder must be gone once it was retried."""
+    public = set(store.buckets[settings.published_bucket])
+    assert public - named_objects(store, settings) == set(), where
+
+
 def test_crash_at_every_write__retry_converges_to_the_crash_free_state(cases_dir):
     settings = Settings()
     clean, faults, retries = run(cases_dir, crash_at=None)
@@ -154,6 +185,10 @@ def test_crash_at_every_write__retry_converges_to_the_crash_free_state(cases_dir
     expected = published_state(clean, settings)
     assert expected["rows"] == {"dep": 2, "reg": 1, "fra": 1}
     assert expected["versions"] == 2  # the invalid upload published nothing
+    check_nothing_public_unnamed(clean, settings, "no crash")
+    # catalog, manifest; 2 versions of 6 files, a data package and changes.json, the second's
+    # changes.csv; 6 latest/ copies, 3 Parquet prefixes
+    assert len(named_objects(clean, settings)) == 2 + 2 * (6 + 1 + 1) + 1 + 6 + 3
     writes = faults.count
     assert writes > 20 and {w.split()[0] for w in faults.log} == WRITES
 
@@ -163,6 +198,7 @@ def test_crash_at_every_write__retry_converges_to_the_crash_free_state(cases_dir
         assert retries == 1, f"crash point {at} did not fire"
         assert published_state(store, settings) == expected, f"crash at write {at}: {faults.log[at - 1]}"
         check_invariants(store, settings)
+        check_nothing_public_unnamed(store, settings, f"crash at write {at}: {faults.log[at - 1]}")
         tried += 1
     print(f"crash-injection harness: {tried} crash points tried, all converged")
     assert tried == writes

@@ -992,8 +992,10 @@ def test_versions_fixture_event__newest_first_with_uploads_rows_files() -> None:
     assert [v["version"] for v in page["data"]] == [V2, V1]
     v2 = page["data"][0]
     assert set(v2) == {
-        "version", "published_at", "uploads", "producers", "rows", "resources", "datapackage", "uri",
+        "version", "published_at", "uploads", "producers", "upload_count", "rows", "resources",
+        "datapackage", "uri",
     }  # fmt: skip
+    assert v2["upload_count"] == 1  # a fixture manifest from before the upload index
     assert v2["published_at"] == "2026-11-29T07:30:12Z"
     assert v2["uploads"] == [{"upload_id": UPLOAD_2, "producer": "spf",
                               "received_at": "2026-11-29T07:29:00Z", "new": True}]

@@ -341,10 +341,15 @@ def test_chiffres_cles_with_feeds_provenance_and_priority__the_oracles_files(
     got = assert_oracle_publication(one, CC, tmp_path, TINY)
     assert got.parts == 1 and list(got.rows) == ["sources", "consolide"]
     manifest = one.manifest_of(CC)
-    producers = {u["producer"] for u in manifest["uploads"]}
-    assert {"sante-publique-france-donnees-hospitalieres", "opencovid19-fr",
-            "ministere-sante", "prefecture-02"} <= producers
+    # the manifest lists what the current version brought, then its fed version; it is made
+    # of the chiffres-cles uploads a rebuild selects (opencovid19-fr's newest only) and the
+    # hospital version, and every producer's rows are in the table
+    assert manifest["uploads"][-1]["upload_id"].startswith(f"{HOSP}@")
+    selected = select_uploads(registry.get(CC), staged_records(one.store, one.settings, CC))
+    assert manifest["versions"][0]["upload_count"] == len(selected) + 1 == 6
     table = pq.read_table(io.BytesIO(one.file(registry.get(CC).geography.level, "parquet", CC)))
+    assert {"sante-publique-france-donnees-hospitalieres", "opencovid19-fr",
+            "ministere-sante", "prefecture-02"} <= set(table["producer"].to_pylist())
     fed = table.filter(pa.compute.equal(table["producer"],
                                         "sante-publique-france-donnees-hospitalieres"))
     # one fed row per department and day of the hospital file's totals (sexe 0)

@@ -485,7 +485,41 @@ def test_function_roles__read_and_write_only_their_own_buckets(
         "PublishFunction": {"InternalBucket", "PublishedBucket"},  # announced/ markers
         "IndexApiFunction": set(),
     }
-    assert deletes == {fn: set() for fn in FUNCTIONS}
+    # publish takes the inbox in and expires staged copies no version can need again
+    assert deletes["PublishFunction"] >= {"InternalBucket"}
+    # and the files of a version never switched to (opendepot.pending), in version folders only
+    assert deletes["PublishFunction"] == {"InternalBucket", "PublishedBucket"}
+    assert deletes["ValidateFunction"] == deletes["IndexApiFunction"] == set()
+
+
+def test_publish_role__deletes_published_files_in_version_folders_only(
+    transformed: dict[str, Any],
+) -> None:
+    """The sweep of a failed publication (``opendepot.pending``) deletes version files; IAM
+    wildcards (``*`` any run of characters, ``/`` included; ``?`` one) must never reach a
+    manifest, ``latest/``, a Parquet prefix, a page of versions or the catalog."""
+    import fnmatch
+
+    from opendepot import layout
+
+    (pattern,) = [_label(r) for a, r in _grant_resources(transformed, "PublishFunctionRole")
+                  if a == "s3:DeleteObject" and _label(r).startswith("PublishedBucket/")]
+    pattern = pattern.removeprefix("PublishedBucket/")
+    ds, v = "donnees-hospitalieres-covid19", "2026-11-29-08h00m30s"
+    for key in (layout.published_file_key(ds, v, "dep", "csv"), layout.datapackage_key(ds, v),
+                layout.changes_key(ds, v), layout.changes_csv_key(ds, v)):
+        assert fnmatch.fnmatchcase(key, pattern), key
+    for key in (layout.manifest_key(ds), layout.latest_key(ds, "dep", "csv"), layout.CATALOG_KEY,
+                layout.parquet_key(ds, "dep"), layout.versions_page_key(ds, v, v)):
+        assert not fnmatch.fnmatchcase(key, pattern), key
+
+
+def _grant_resources(transformed: dict[str, Any], role: str) -> list[tuple[str, Any]]:
+    out = []
+    for st in _statements(transformed["Resources"][role]):
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        out += [(a, r) for a in _actions(st) for r in resources]
+    return out
 
 
 def test_function_roles__send_only_publish_requests(transformed: dict[str, Any]) -> None:
@@ -521,17 +555,27 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
             ("s3:GetObjectVersion", "IncomingBucket/*"),  # reads the notified version
             ("s3:ListBucket", "IncomingBucket"),  # 404, not 403, for an upload gone before read
             *((a, f"InternalBucket/{p}/*") for a in ("s3:GetObject", "s3:PutObject")
-              for p in ("reports", "staging")),
-            ("s3:ListBucket", "InternalBucket"),  # staged uploads; 404 for a missing report
+              for p in ("reports", "staging", "inbox")),
+            ("s3:GetObject", "InternalBucket/index/*"),  # the shrink guard's previous upload
+            ("s3:ListBucket", "InternalBucket"),  # the inbox; 404 for a missing report
             ("sqs:SendMessage", "PublishQueue"),
             *((a, "ValidateLogGroup") for a in logs),
         },
         "PublishFunction": {
             *((a, "PublishQueue") for a in receive),
-            ("s3:GetObject", "InternalBucket/staging/*"),
+            # the inbox taken in, staged copies read, and expired when no version needs them
+            *((a, f"InternalBucket/{p}/*") for a in ("s3:GetObject", "s3:DeleteObject")
+              for p in ("staging", "inbox")),
+            ("s3:GetObject", "InternalBucket/index/*"),  # the upload index, and its switch
+            ("s3:PutObject", "InternalBucket/index/*"),
             # announced/{dataset}/{version}.json: a version announced exactly once
             ("s3:GetObject", "InternalBucket/announced/*"),
             ("s3:PutObject", "InternalBucket/announced/*"),
+            # pending/{dataset}/{version}.json: a publication's keys until its switch
+            *((a, "InternalBucket/pending/*") for a in
+              ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+            # a version never switched to: its files, in version folders only
+            ("s3:DeleteObject", "PublishedBucket/*/????-??-??-??h??m??s/*"),
             ("s3:ListBucket", "InternalBucket"),
             ("s3:GetObject", "PublishedBucket/*"),
             ("s3:PutObject", "PublishedBucket/*"),  # also copies, and conditional writes

@@ -227,7 +227,8 @@ class VersionResource(_Closed):
 
 
 class Upload(_Closed):
-    """An upload (or a fed dataset's version, ``{dataset}@{version}``) a version was made of."""
+    """An upload (or a fed dataset's version, ``{dataset}@{version}``) a version brought (or,
+    for versions published before the upload index, was made of)."""
 
     upload_id: str
     producer: str | None
@@ -242,6 +243,7 @@ class Version(_Closed):
     published_at: Time
     uploads: list[Upload]
     producers: list[str]
+    upload_count: Count = Field(description="Uploads (and fed versions) it is made of in all.")
     rows: dict[str, Count]
     resources: list[VersionResource]
     datapackage: Url

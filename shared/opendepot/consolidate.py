@@ -22,7 +22,9 @@ def upload_order(record: UploadRecord) -> tuple[str, str, str]:
     return (record.received_at, sequencer_key(record.sequencer), record.upload_id)
 
 
-def _write_order(record: UploadRecord) -> tuple[str, str, str]:
+def write_order(record: UploadRecord) -> tuple[str, str, str]:
+    """Sort key of the writes of one incoming key, oldest first: S3 sequencer, then arrival
+    time, then id."""
     return (sequencer_key(record.sequencer), record.received_at, record.upload_id)
 
 
@@ -36,7 +38,7 @@ def current_versions(records: Sequence[UploadRecord]) -> list[UploadRecord]:
     for r in records:
         seen = newest.get(r.key)
         # without a sequencer (moto's events carry none) the arrival time decides
-        if seen is None or _write_order(r) > _write_order(seen):
+        if seen is None or write_order(r) > write_order(seen):
             newest[r.key] = r
     return list(newest.values())
 

@@ -23,114 +23,25 @@ read-only ``Mapping``: do not mutate them; build a new record (``dataclasses.rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-JsonObject = dict[str, Any]
-"""A JSON object as ``json.loads`` returns it."""
-
-T = TypeVar("T")
-
-
-class ContractError(ValueError):
-    """A JSON document does not fit its record: a required key is missing or has a wrong type.
-
-    ``record`` is the record's name (``Manifest``), ``key`` the offending key.
-    """
-
-    def __init__(self, record: str, key: str, problem: str) -> None:
-        super().__init__(f"{record}.{key}: {problem}")
-        self.record = record
-        self.key = key
-
-
-# --- reading helpers (each names the record and key on failure) -------------------------------
-
-_MISSING = object()
-
-
-def _get(d: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> Any:
-    if not isinstance(d, Mapping):
-        raise ContractError(where, "<document>", f"expected an object, got {type(d).__name__}")
-    if key in d:
-        return d[key]
-    if default is _MISSING:
-        raise ContractError(where, key, "missing")
-    return default
-
-
-def _str(d: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> str:
-    value = _get(d, where, key, default)
-    if not isinstance(value, str):
-        raise ContractError(where, key, f"expected a string, got {value!r}")
-    return value
-
-
-def _opt_str(d: Mapping[str, Any], where: str, key: str) -> str | None:
-    value = _get(d, where, key, None)
-    if value is not None and not isinstance(value, str):
-        raise ContractError(where, key, f"expected a string or null, got {value!r}")
-    return value
-
-
-def _int(d: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> int:
-    value = _get(d, where, key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ContractError(where, key, f"expected an integer, got {value!r}")
-    return value
-
-
-def _opt_int(d: Mapping[str, Any], where: str, key: str) -> int | None:
-    value = _get(d, where, key, None)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ContractError(where, key, f"expected an integer or null, got {value!r}")
-    return value
-
-
-def _object(d: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> JsonObject:
-    value = _get(d, where, key, default)
-    if not isinstance(value, Mapping):
-        raise ContractError(where, key, f"expected an object, got {value!r}")
-    return dict(value)
-
-
-def _counts(d: Mapping[str, Any], where: str, key: str) -> dict[str, int]:
-    value = _object(d, where, key)
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in value.values()):
-        raise ContractError(where, key, "expected an object of integers")
-    return value
-
-
-def _list(d: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> list[Any]:
-    value = _get(d, where, key, default)
-    if not isinstance(value, list | tuple):
-        raise ContractError(where, key, f"expected an array, got {value!r}")
-    return list(value)
-
-
-def _strs(d: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> tuple[str, ...]:
-    value = _list(d, where, key, default)
-    if not all(isinstance(v, str) for v in value):
-        raise ContractError(where, key, "expected an array of strings")
-    return tuple(value)
-
-
-def _each(
-    d: Mapping[str, Any], where: str, key: str, parse: Callable[[Any], T], default: Any = _MISSING
-) -> tuple[T, ...]:
-    return tuple(parse(item) for item in _list(d, where, key, default))
-
-
-def _extra(d: Mapping[str, Any], known: Sequence[str]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k not in known}
-
-
-def _with_extra(body: JsonObject, extra: Mapping[str, Any]) -> JsonObject:
-    for k, v in extra.items():
-        body.setdefault(k, v)
-    return body
-
+from opendepot.contract_fields import ContractError as ContractError  # re-exported
+from opendepot.contract_fields import (
+    JsonObject,
+    _counts,
+    _each,
+    _extra,
+    _get,
+    _int,
+    _object,
+    _opt_int,
+    _opt_str,
+    _str,
+    _strs,
+    _with_extra,
+)
 
 # --- staging ----------------------------------------------------------------------------------
 
@@ -479,21 +390,28 @@ class Version:
     """Its files."""
     changes: VersionChanges | None = None
     """Its changes against the version before (None: not recorded, and no ``changes`` key)."""
+    upload_count: int | None = None
+    """Uploads (and fed versions) it is made of, when ``upload_ids`` lists only those it
+    brought (new since the version before: the upload index's versions); None in versions
+    that list every upload they are made of (published before the upload index)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys this version does not know, kept and written back."""
 
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "version", "published_at", "upload_ids", "uploads", "rows", "resources", "changes"
+        "version", "published_at", "upload_ids", "uploads", "rows", "resources", "changes",
+        "upload_count"
     )
 
     def to_json(self) -> JsonObject:
         """The stored JSON object."""
-        body = {"version": self.version, "published_at": self.published_at,
+        body: JsonObject = {"version": self.version, "published_at": self.published_at,
                 "upload_ids": list(self.upload_ids),
                 "uploads": [u.to_json() for u in self.uploads], "rows": dict(self.rows),
                 "resources": [r.to_json() for r in self.resources]}
         if self.changes is not None:
             body["changes"] = self.changes.to_json()
+        if self.upload_count is not None:
+            body["upload_count"] = self.upload_count
         return _with_extra(body, self.extra)
 
     @classmethod
@@ -507,8 +425,60 @@ class Version:
             rows=_counts(d, w, "rows"),
             resources=_each(d, w, "resources", VersionFile.from_json),
             changes=VersionChanges.from_json(d.get("changes")),
+            upload_count=_opt_int(d, w, "upload_count"),
             extra=_extra(d, cls.FIELDS),
         )
+
+
+VERSION_PAGE_SIZE = 50
+"""K, the versions of one page (``VersionsPage``): a manifest keeps at most ``2 * K`` versions
+inline; when a new one makes more, the oldest ``K`` move to a page (``opendepot.version_pages``).
+At least ``atom.FEED_SIZE``, so the newest ``FEED_SIZE + 1`` versions (a feed's entries and the
+version before its last) are always inline."""
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One entry of a manifest's ``version_pages`` (newest first): ``path`` the key of an
+    immutable ``VersionsPage`` (``layout.versions_page_key``), ``first`` and ``last`` its oldest
+    and newest version ids, ``count`` its versions."""
+
+    path: str
+    first: str
+    last: str
+    count: int
+
+    def to_json(self) -> JsonObject:
+        """``{"path", "first", "last", "count"}``."""
+        return {"path": self.path, "first": self.first, "last": self.last, "count": self.count}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> VersionPage:
+        """Raises: ContractError."""
+        w = "VersionPage"
+        return cls(_str(d, w, "path"), _str(d, w, "first"), _str(d, w, "last"),
+                   _int(d, w, "count"))
+
+
+@dataclass(frozen=True)
+class VersionsPage:
+    """``{dataset}/versions/{first}--{last}.json``: versions moved out of a manifest, newest
+    first (written once, before the manifest that names it, never changed)."""
+
+    dataset: str
+    """Dataset slug."""
+    versions: tuple[Version, ...]
+    """The versions, newest first, as the manifest had them."""
+
+    def to_json(self) -> JsonObject:
+        """``{"dataset", "versions": [version...]}``."""
+        return {"dataset": self.dataset, "versions": [v.to_json() for v in self.versions]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> VersionsPage:
+        """Raises: ContractError."""
+        w = "VersionsPage"
+        return cls(_str(d, w, "dataset"), _each(d, w, "versions", Version.from_json))
 
 
 @dataclass(frozen=True)
@@ -525,11 +495,15 @@ class Manifest:
     created_at: str
     """``published_at`` of the first version."""
     uploads: tuple[ManifestUpload, ...]
-    """The uploads (then fed versions) the current version is made of, oldest first."""
+    """The uploads the current version brought (new since the version before), then the fed
+    versions it is made of, oldest first; its ``versions`` entry's ``upload_count`` says how
+    many uploads it is made of in all (the upload index, internal, lists them). Manifests
+    written before the upload index list every upload here."""
     rows: Mapping[str, int]
     """Level -> rows of the current version."""
     rows_left_out: int
-    """Rows left out of the uploads within their error budget (sum over ``uploads``)."""
+    """Rows left out, within their error budget, of every upload the current version is made
+    of."""
     temporal_coverage: Coverage | None
     """First and last value of the time field at the producer's level (None without one)."""
     resources: tuple[Resource, ...]
@@ -541,14 +515,23 @@ class Manifest:
     schemas: Mapping[str, Mapping[str, Any]]
     """Level -> Table Schema."""
     versions: tuple[Version, ...]
-    """Every version, newest first, the current one included."""
+    """The newest versions (at most ``2 * VERSION_PAGE_SIZE``), newest first, the current one
+    included; older ones are in ``version_pages`` (``version_pages.every_version``: all)."""
+    version_pages: tuple[VersionPage, ...] = ()
+    """Pages of the older versions, newest first (the key is absent while there is none)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys this version does not know, kept and written back."""
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         "dataset", "version", "published_at", "created_at", "uploads", "rows", "rows_left_out",
-        "temporal_coverage", "resources", "datapackage_path", "schema", "schemas", "versions"
+        "temporal_coverage", "resources", "datapackage_path", "schema", "schemas", "versions",
+        "version_pages"
     )
+
+    @property
+    def version_count(self) -> int:
+        """Every version: ``versions`` plus those of ``version_pages``."""
+        return len(self.versions) + sum(p.count for p in self.version_pages)
 
     @property
     def upload_ids(self) -> tuple[str, ...]:
@@ -568,6 +551,8 @@ class Manifest:
             "schemas": {k: dict(v) for k, v in self.schemas.items()},
             "versions": [v.to_json() for v in self.versions],
         }
+        if self.version_pages:  # absent until a first page: older manifests round-trip
+            body["version_pages"] = [p.to_json() for p in self.version_pages]
         return _with_extra(body, self.extra)
 
     @classmethod
@@ -584,6 +569,7 @@ class Manifest:
             datapackage_path=_str(d, w, "datapackage_path"), schema=_object(d, w, "schema"),
             schemas=_object(d, w, "schemas", {}),
             versions=_each(d, w, "versions", Version.from_json, []),
+            version_pages=_each(d, w, "version_pages", VersionPage.from_json, []),
             extra=_extra(d, cls.FIELDS),
         )
 

@@ -505,20 +505,27 @@ def version_document(
     """One entry of a manifest's ``versions`` as the API serves it.
 
     Shape: ``{"version", "published_at", "uploads": [{"upload_id", "producer", "received_at",
-    "new"}], "producers": [str], "rows": {level: int}, "resources": [version_file_document...],
+    "new"}], "producers": [str], "upload_count": int, "rows": {level: int},
+    "resources": [version_file_document...],
     "datapackage": url, "uri": url}``, plus ``"changes": url`` (``changes_document``) when the
     version recorded its changes. ``producer`` is null when the manifest no longer knows it;
     ``received_at`` is ``upload_time``; ``new`` is true for the uploads this version brought
     (not in ``before``, the version published before it: every upload of a first version).
+    Versions published with an upload index list only the uploads they brought, then their fed
+    versions (``new`` when not fed to the version before); ``upload_count`` is how many uploads
+    the version is made of in all.
     """
     known, earlier = producers or {}, set(before.upload_ids if before else ())
+    brought = entry.upload_count is not None  # lists only what it brought (fed versions aside)
     uploads = [{"upload_id": u, "producer": known.get(u), "received_at": upload_time(u),
-                "new": u not in earlier} for u in entry.upload_ids]
+                "new": u not in earlier if not brought or "@" in u else True}
+               for u in entry.upload_ids]
     return {
         "version": entry.version,
         "published_at": entry.published_at,
         "uploads": uploads,
         "producers": sorted({p for u in uploads if (p := u["producer"])}),
+        "upload_count": entry.upload_count if brought else len(entry.upload_ids),
         "rows": dict(entry.rows),
         "resources": [version_file_document(slug, r, links) for r in entry.resources],
         "datapackage": links.file(datapackage_key(slug, entry.version)),

@@ -408,8 +408,8 @@ class Handlers:
         found = s.catalog().resources.get(rid)
         if found is None:
             raise index.NotFound(f"resource {rid!r} not found")
-        slug = str(found[0]["slug"])
-        manifest = s.reader().manifest(slug).manifest
+        slug, reader = str(found[0]["slug"]), s.reader()
+        manifest = reader.in_force_at(reader.manifest(slug), at)
         return redirect(paging.file_at(slug, manifest, rid, at, s.links()))
 
     def recent_atom(self) -> Response[str]:
@@ -440,7 +440,7 @@ class Handlers:
         s = self.site
         slug, reader = s.slug(dataset), s.reader()
         m = reader.manifest(slug)
-        entry, before = index.version_entry(m.manifest, version)
+        entry, before = reader.version_entry(m, version)
         stored = reader.version_json(m, entry.changes.path) if entry.changes else None
         doc = index.changes_document(slug, entry, before, stored, s.links())
         return s.json(doc, cache=IMMUTABLE_CACHE)

@@ -36,13 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Literal, cast
 
-from opendepot import layout
+from opendepot import layout, upload_index
 from opendepot.config import Settings
-from opendepot.consolidate import upload_order
 from opendepot.contracts import PublishMessage, UploadRecord
 from opendepot.issues import Issue, issue
 from opendepot.keys import KeyRejected, route
-from opendepot.publication import staged_records
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import PARQUET_MIME
 from opendepot.report import build_report, refusal_report
@@ -149,10 +147,9 @@ def shrink_check(
     guard = dataset.shrink_guard
     if guard is None or not guard.on or dataset.mode_of(producer) != "snapshot":
         return None
-    previous = [r for r in staged_records(store, settings, dataset.name) if r.producer == producer]
-    if not previous:
+    last = upload_index.newest(store, settings, dataset.name, producer)
+    if last is None:
         return None
-    last = max(previous, key=upload_order)
     checks = [("rows", last.rows, v.rows_published, guard.max_row_loss_percent),
               ("areas", last.areas, v.areas, guard.max_area_loss_percent)]
     for what, before, now, limit in checks:
@@ -184,7 +181,8 @@ def _stage(
     store: Store, queue: Queue, settings: Settings, record: UploadRecord, staged: str
 ) -> None:
     """Stage an accepted upload: its Parquet (``staged``, a local file) at ``record.staged_key``,
-    then its record, then the publish message. Each write is idempotent, so a retry after a
+    then its record, then its copy in the dataset's inbox (``upload_index.stage``), then the
+    publish message. Each write is idempotent, so a retry after a
     crash between two of them repairs the state (the report, written last, marks it done)."""
     with open(staged, "rb") as body:
         store.put(settings.internal_bucket, record.staged_key, body, PARQUET_MIME)
@@ -194,6 +192,7 @@ def _stage(
         json.dumps(record.to_json(), ensure_ascii=False, indent=1).encode("utf-8"),
         "application/json",
     )
+    upload_index.stage(store, settings, record)
     message = PublishMessage(record.dataset, record.upload_id)
     queue.send(settings.publish_queue_url, message.to_json(), group_id=record.dataset)
 

@@ -7,13 +7,19 @@ Buckets (see docs/design.md, "Keys"):
   ``reports/_refused/{upload_id}.json`` (report of a key that cannot be trusted as a path),
   ``staging/{dataset}/{producer}/{upload_id}.parquet`` (accepted rows),
   ``staging/{dataset}/{producer}/{upload_id}.json`` (the upload record),
-  ``announced/{dataset}/{version}.json`` (the version was announced: ``announced_key``);
+  ``announced/{dataset}/{version}.json`` (the version was announced: ``announced_key``),
+  ``index/{dataset}.json`` (the upload index: ``upload_index_key``),
+  ``index/{dataset}/folded/{version}.json`` (records folded into a version: ``folded_page_key``),
+  ``inbox/{dataset}/{upload_id}.json`` (an upload no publication took in yet: ``inbox_key``),
+  ``pending/{dataset}/{version}.json`` (the published keys a publication is about to write:
+  ``pending_key``);
 - published: ``{dataset}/{version}/{dataset}-{level}.{csv|parquet}``,
   ``{dataset}/{version}/datapackage.json``, ``{dataset}/{version}/changes.json|.csv`` (what
   changed against the version before), ``{dataset}/latest/{dataset}-{level}.{fmt}``,
   ``{dataset}/parquet/{level}/{dataset}-{level}.parquet`` (a prefix per level holding only the
   current version's Parquet file: ``parquet_prefix``), ``{dataset}/manifest.json``,
-  ``catalog.json``.
+  ``{dataset}/versions/{first}--{last}.json`` (older versions moved out of the manifest:
+  ``versions_page_key``), ``catalog.json``.
 
 Ids: upload ``{YYYYMMDDTHHMMSSZ}-{12 hex}``; version ``YYYY-MM-DD-HHhMMmSSs`` (UTC); dataset,
 resource and organization ids are uuid5 in ``NAMESPACE_URL`` (stable across versions).
@@ -35,6 +41,12 @@ STAGING = "staging/"
 """Prefix of every staged upload (internal bucket)."""
 ANNOUNCED = "announced/"
 """Prefix of the markers of announced versions (internal bucket)."""
+INDEX = "index/"
+"""Prefix of the upload indexes and their folded pages (internal bucket)."""
+INBOX = "inbox/"
+"""Prefix of the uploads staged and not yet taken in by a publication (internal bucket)."""
+PENDING = "pending/"
+"""Prefix of the markers of publications not yet switched to (internal bucket)."""
 MANIFEST_NAME = "manifest.json"
 """File name of a dataset's manifest, under ``{dataset}/``."""
 DATAPACKAGE_NAME = "datapackage.json"
@@ -49,6 +61,8 @@ LATEST = "latest"
 """The folder of a dataset's stable copies of its current files."""
 PARQUET = "parquet"
 """The folder of a dataset's Parquet-only prefixes, one per level (``parquet_prefix``)."""
+VERSIONS = "versions"
+"""The folder of a dataset's pages of older versions (``versions_page_key``)."""
 VERSION_FORMAT = "%Y-%m-%d-%Hh%Mm%Ss"
 """``strftime`` format of a version id (UTC)."""
 
@@ -95,6 +109,40 @@ def announced_key(dataset: str, version: str) -> str:
     """``announced/{dataset}/{version}.json``: written by the publish function once ``version``
     was announced and its dependent datasets asked to publish (absent: not yet)."""
     return f"{ANNOUNCED}{dataset}/{version}.json"
+
+
+def upload_index_key(dataset: str) -> str:
+    """``index/{dataset}.json``: the dataset's upload index (``opendepot.upload_index``)."""
+    return f"{INDEX}{dataset}.json"
+
+
+def folded_page_key(dataset: str, version: str) -> str:
+    """``index/{dataset}/folded/{version}.json``: the ``append`` records folded into
+    ``version`` (immutable)."""
+    return f"{INDEX}{dataset}/folded/{version}.json"
+
+
+def inbox_prefix(dataset: str) -> str:
+    """``inbox/{dataset}/``: the dataset's uploads not yet taken in by a publication."""
+    return f"{INBOX}{dataset}/"
+
+
+def inbox_key(dataset: str, upload_id: str) -> str:
+    """``inbox/{dataset}/{upload_id}.json``: a copy of the upload record, deleted once the
+    upload index took it in."""
+    return f"{inbox_prefix(dataset)}{upload_id}.json"
+
+
+def pending_prefix(dataset: str) -> str:
+    """``pending/{dataset}/``: the dataset's pending markers (``opendepot.pending``)."""
+    return f"{PENDING}{dataset}/"
+
+
+def pending_key(dataset: str, version: str) -> str:
+    """``pending/{dataset}/{version}.json``: the keys of ``version``'s folder a publication is
+    about to write, written before them and deleted once the version is switched to or its
+    files are deleted (``opendepot.pending``)."""
+    return f"{pending_prefix(dataset)}{version}.json"
 
 
 # --- published bucket -------------------------------------------------------------------------
@@ -163,6 +211,13 @@ def changes_key(dataset: str, version: str) -> str:
 def changes_csv_key(dataset: str, version: str) -> str:
     """``{dataset}/{version}/changes.csv``."""
     return version_file_key(dataset, version, CHANGES_CSV_NAME)
+
+
+def versions_page_key(dataset: str, first: str, last: str) -> str:
+    """``{dataset}/versions/{first}--{last}.json``: an immutable page of the manifest's older
+    versions (``contracts.VersionsPage``), ``first`` and ``last`` its oldest and newest version
+    ids (``YYYY-MM-DD-HHhMMmSSs``); written once, before the manifest that names it."""
+    return f"{dataset}/{VERSIONS}/{first}--{last}.json"
 
 
 # --- ids --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from opendepot import atom, index, layout
+from opendepot import atom, index, layout, version_pages
 from opendepot.config import Settings
 from opendepot.contracts import Manifest
 from opendepot.storage import Store
@@ -164,7 +164,9 @@ def announce(
     """
     if isinstance(notifier, NoNotifier):
         return None
-    raw = store.get(settings.published_bucket, layout.manifest_key(dataset))
-    manifest = Manifest.from_json(json.loads(raw))
+    bucket = settings.published_bucket
+    manifest = Manifest.from_json(json.loads(store.get(bucket, layout.manifest_key(dataset))))
+    # an older version (a late retry) may be paged out: then its pages are read
+    manifest = version_pages.around(manifest, version, version_pages.page_reader(store, bucket))
     links = index.Links(settings.published_url, settings.api_base_url)
     return notifier.send(announcement(manifest, version, title, headline, links))

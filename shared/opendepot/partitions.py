@@ -53,6 +53,10 @@ class Upload:
     """Its upload id (the ``upload_id`` column under provenance)."""
     rows: int | None = None
     """Rows, from the upload record (None: read from the file's metadata when needed)."""
+    tagged: bool = False
+    """True for a table whose rows already carry their ``PROVENANCE`` columns (the previous
+    version's table, ``opendepot.incremental``): read as they are, not tagged with this
+    upload's."""
 
     def count(self) -> int:
         """Rows of the staged file: the record's figure, else the Parquet footer's."""
@@ -108,15 +112,15 @@ def read_uploads(
 ) -> Iterator[pa.Table]:
     """The uploads' rows (oldest upload first) in tables of at most ``batch_rows`` rows, with
     ``schema``'s columns; ``PROVENANCE`` columns, when ``schema`` has them, hold each upload's
-    producer and id. With ``tag_order`` every row also gets ``ORDER``, its position across the
-    uploads."""
+    producer and id (a ``tagged`` upload's own). With ``tag_order`` every row also gets
+    ``ORDER``, its position across the uploads."""
     staged = pa.schema([f for f in schema if f.name not in PROVENANCE])
     tagged = all(name in schema.names for name in PROVENANCE)
     position = 0
     for upload in uploads:
-        for table in _read_batches(upload.path, staged, batch_rows):
+        for table in _read_batches(upload.path, schema if upload.tagged else staged, batch_rows):
             n = table.num_rows
-            if tagged:
+            if tagged and not upload.tagged:
                 table = table.append_column(schema.field("producer"),
                                             pa.array([upload.producer] * n, pa.string()))
                 table = table.append_column(schema.field("upload_id"),

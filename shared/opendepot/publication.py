@@ -8,13 +8,20 @@
    ``latest/`` and Parquet prefix copies and ``catalog.json`` are repaired if a crash left them
    behind);
 3. otherwise download the staged Parquet files to a temporary directory, consolidate, roll up,
-   render CSV and Parquet per level to temporary files and upload them under
-   ``{dataset}/{version}/`` with ``If-None-Match`` (immutable), then ``datapackage.json``;
+   render CSV and Parquet per level to temporary files, write the pending marker
+   ``pending/{dataset}/{version}.json`` (``opendepot.pending``: the keys about to be written)
+   and upload them under ``{dataset}/{version}/`` with ``If-None-Match`` (immutable), then
+   ``datapackage.json``;
 4. switch ``{dataset}/manifest.json`` with ``If-Match`` on the ETag read in step 2: the one
-   atomic step readers see. A crash before it leaves the previous version published; unreferenced
-   version files are harmless;
+   atomic step readers see. A crash before it leaves the previous version published, and the
+   version files it wrote are deleted by the next switch's sweep (step 5). The manifest keeps
+   its newest versions inline, the older move to immutable pages written just before the
+   switch (``opendepot.version_pages``): its size does not grow with the history;
 5. copy the files to ``{dataset}/latest/``, each level's Parquet file to its Parquet prefix
-   ``{dataset}/parquet/{level}/`` (``layout.parquet_key``), and rebuild ``catalog.json``.
+   ``{dataset}/parquet/{level}/`` (``layout.parquet_key``), put the dataset's entry in
+   ``catalog.json`` (``catalog.update_catalog``: ``If-Match``, retried from fresh state), and
+   sweep the pending markers (``pending.sweep``: this version's marker is deleted, the files of
+   versions that can never be switched to are deleted). The repair run of step 2 does the same.
 
 Between 3 and 4, the new version's table of the producer's level is compared with the previous
 version's (``opendepot.changes``, its Parquet file read from the published bucket through the
@@ -48,13 +55,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opendepot import changes, concurrency, failures, feeds, layout
+from opendepot import (
+    changes,
+    concurrency,
+    failures,
+    feeds,
+    incremental,
+    layout,
+    pending,
+    upload_index,
+    version_notes,
+)
+from opendepot.catalog import catalog_entry, rebuild_catalog, update_catalog
 from opendepot.config import Settings
-from opendepot.consolidate import select_uploads
 from opendepot.contracts import (
-    Catalog,
-    CatalogEntry,
     Coverage,
+    FedUpload,
     Manifest,
     ManifestUpload,
     Resource,
@@ -71,6 +87,8 @@ from opendepot.partitions import Upload
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import RenderedFile, datapackage, file_digest, level_schema
 from opendepot.storage import PreconditionFailed, StorageError, Store
+from opendepot.upload_index import UploadIndex
+from opendepot.version_pages import page_bytes, page_key, page_out
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -107,6 +125,10 @@ class PublishOutcome:
     """What the new version changed against the one before (``Changes.headline``: row counts,
     changed cells, whether published dates were dropped, warnings); None when no new version
     was written or there was nothing to compare with (a first version)."""
+    full_build_reason: str | None = None
+    """Why the new version was built from every upload (``incremental.Build.reason``); None
+    when it was built from the previous version's table and the new uploads, or none was
+    built."""
 
 
 def next_version(now: datetime, manifest: Manifest | None) -> str:
@@ -168,6 +190,9 @@ def _iso(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+PREVIOUS_PARQUET = "previous.parquet"
+"""Local name of the previous version's producer-level Parquet file in a publication's work
+directory."""
 LEVEL_TITLES = {"dep": "par département", "reg": "par région", "fra": "France entière"}
 
 
@@ -184,14 +209,51 @@ def read_manifest(
     return Manifest.from_json(json.loads(store.get(settings.published_bucket, key))), head.etag
 
 
-def staged_records(store: Store, settings: Settings, dataset: str) -> list[UploadRecord]:
-    """Every upload record under ``staging/{dataset}/``, in key order.
+staged_records = upload_index.legacy_records
+"""Every upload record under ``staging/{dataset}/`` (``upload_index.legacy_records``): read once
+for a dataset without an upload index, and by tools that audit the staging area."""
 
-    Raises: ContractError (a record that does not fit ``contracts.UploadRecord``)."""
-    keys = [o.key for o in store.list(settings.internal_bucket, layout.staging_prefix(dataset))
-            if layout.is_staged_record(o.key)]
-    return _map(lambda key: UploadRecord.from_json(
-        json.loads(store.get(settings.internal_bucket, key))), keys)
+
+def _gather(store: Store, settings: Settings, dataset: str) -> tuple[UploadIndex, str | None]:
+    """``upload_index.gather``; a dataset without an index yet starts it from its staged
+    records (listed once)."""
+    legacy = None
+    if store.head(settings.internal_bucket, layout.upload_index_key(dataset)) is None:
+        legacy = upload_index.legacy_records(store, settings, dataset)
+    return upload_index.gather(store, settings, dataset, legacy)
+
+
+def _fold(
+    store: Store, settings: Settings, dataset: Dataset, index: UploadIndex, etag: str | None,
+    manifest: Manifest,
+) -> tuple[UploadIndex, str | None]:
+    """Fold into the index the pending uploads ``manifest``'s version was made of (its page
+    first, then the index switched with ``If-Match``), then expire the staged copies no version
+    can need again. Returns the new index and its ETag.
+
+    Raises: PreconditionFailed (the index changed meanwhile: the retry folds again)."""
+    folded = upload_index.fold(index, dataset, manifest.version, manifest.upload_ids)
+    if folded.page is not None:
+        put_immutable(store, settings.internal_bucket, folded.page[0], folded.page[1], JSON_MIME)
+    etag = upload_index.write(store, settings, folded.index, etag)
+    upload_index.expire(store, settings, folded.expired)
+    entry = next((v for v in manifest.versions if v.version == manifest.version), None)
+    version_notes.note_in_reports(store, settings, folded.taken,
+                                  entry.changes.path if entry and entry.changes else None)
+    return folded.index, etag
+
+
+def _fed_ids(uploads: Sequence[ManifestUpload]) -> set[str]:
+    return {u.upload_id for u in uploads if isinstance(u, FedUpload)}
+
+
+def _base(store: Store, settings: Settings, base: incremental.Base, work: Path) -> Upload:
+    """The previous version's producer-level table, downloaded to ``work/previous.parquet``
+    (which the comparison of the versions reads too), minus ``base``'s dropped rows."""
+    previous = work / PREVIOUS_PARQUET
+    with previous.open("wb") as f:
+        store.get_file(settings.published_bucket, base.path, f)
+    return incremental.base_upload(previous, base, work / "base.parquet")
 
 
 @dataclass(frozen=True)
@@ -251,28 +313,40 @@ def publish_dataset(
         PreconditionFailed: another publication won the race; retry.
         NotFound: a staged file referenced by an upload record is missing.
     """
-    records = staged_records(store, settings, dataset.name)
+    index, index_etag = _gather(store, settings, dataset.name)
     manifest, etag = read_manifest(store, settings, dataset.name)
-    if not records:
+    if index.empty:
         version = manifest.version if manifest is not None else None
         return PublishOutcome(dataset.name, version, False, {}, ())
-    selected = select_uploads(dataset, records)
+    if manifest is not None and index.published_version != manifest.version:
+        # switched to but not folded (a crash between the two), or a dataset new to indexes
+        index, index_etag = _fold(store, settings, dataset, index, index_etag, manifest)
     # Declared feeds (registry ``feeds``, see opendepot.feeds): rows of other datasets' current
-    # published versions join this publication, and those versions join its identity (ids), so a
+    # published versions join this publication, and those versions join its identity, so a
     # new version of a fed dataset makes a new publication. No feeds: nothing changes.
     fed = feeds.resolve(store, settings.published_bucket, dataset)
-    selected_and_fed: list[ManifestUpload] = [*selected, *fed.records]
-    ids = tuple(r.upload_id for r in selected_and_fed)
-    if manifest is not None and manifest.upload_ids == ids:
-        _refresh_latest(store, settings, manifest)
-        rebuild_catalog(store, settings, registry, now)
-        return PublishOutcome(dataset.name, manifest.version, False, dict(manifest.rows), ids)
-
+    build = incremental.plan_build(store, settings, dataset, index, manifest)
+    same_feeds = manifest is not None and _fed_ids(manifest.uploads) == _fed_ids(fed.records)
+    if manifest is not None and not build.brought and same_feeds:
+        if index.pending:  # only uploads older than the ones published: nothing new
+            _fold(store, settings, dataset, index, index_etag, manifest)
+        _settle(store, settings, registry, dataset, manifest, etag, now)
+        return PublishOutcome(dataset.name, manifest.version, False, dict(manifest.rows),
+                              manifest.upload_ids)
+    brought: list[ManifestUpload] = [*build.brought, *fed.records]
+    ids = tuple(r.upload_id for r in brought)
     version = next_version(now, manifest)
+    log.info("publication planned", extra={
+        "dataset": dataset.name, "version": version, "uploads_read": len(build.records),
+        "incremental": build.base is not None, "full_build_reason": build.reason or None})
     with tempfile.TemporaryDirectory(prefix="opendepot-publish-") as tmp:
         work = Path(tmp)
-        out = _render(dataset, _download(store, settings, selected, work), fed, cog, work, tuning)
+        uploads = _download(store, settings, build.records, work)
+        if build.base is not None:
+            uploads.insert(0, _base(store, settings, build.base, work))
+        out = _render(dataset, uploads, fed, cog, work, tuning)
         release_memory()  # the tables are gone: their pages are not kept beside the uploads
+        pending.mark(store, settings, dataset.name, version, etag, [f.name for f in out.files], now)
         _each(lambda f: put_immutable(
             store, settings.published_bucket,
             layout.version_file_key(dataset.name, version, f.name), f.path, f.mime),
@@ -283,9 +357,12 @@ def publish_dataset(
     body = json.dumps(package, ensure_ascii=False, indent=1).encode("utf-8")
     put_immutable(store, settings.published_bucket, layout.datapackage_key(dataset.name, version),
                    body, JSON_MIME)
-    new = _manifest(dataset, version, now, selected_and_fed, out, manifest, recorded)
-    body = json.dumps(new.to_json(), ensure_ascii=False, indent=1, default=str).encode("utf-8")
-    store.put(
+    new = _page_out(store, settings, _manifest(dataset, version, now, brought, out, manifest,
+        recorded, count=build.count + len(fed.records), left_out=build.rows_left_out))
+    # compact: Python's C encoder (an indented dump takes its pure-Python path, ~10x slower)
+    body = json.dumps(new.to_json(), ensure_ascii=False, separators=(",", ":"),
+                      default=str).encode("utf-8")
+    switched = store.put(
         settings.published_bucket,
         layout.manifest_key(dataset.name),
         body,
@@ -294,10 +371,23 @@ def publish_dataset(
         if_none_match=etag is None,
         cache_control=REVALIDATE,
     )
-    _refresh_latest(store, settings, new)
-    rebuild_catalog(store, settings, registry, now)
+    _fold(store, settings, dataset, index, index_etag, new)
+    _settle(store, settings, registry, dataset, new, switched, now)
     return PublishOutcome(dataset.name, version, True, dict(new.rows), ids,
-                          None if diff is None else diff.headline())
+                          None if diff is None else diff.headline(), build.reason or None)
+
+
+def _settle(
+    store: Store, settings: Settings, registry: Registry, dataset: Dataset, manifest: Manifest,
+    etag: str | None, now: datetime,
+) -> None:
+    """After a run that leaves ``manifest`` (of ETag ``etag``) published: refresh ``latest/``
+    and the Parquet prefixes, put the dataset's entry in ``catalog.json``
+    (``catalog.update_catalog``), then sweep the dataset's pending markers (``pending.sweep``:
+    this version's is deleted, and the files of versions that can never be switched to)."""
+    _refresh_latest(store, settings, manifest)
+    update_catalog(store, settings, registry, dataset, manifest, now)
+    pending.sweep(store, settings, dataset.name, manifest, etag)
 
 
 def _changes_spec(dataset: Dataset) -> changes.Spec:
@@ -361,9 +451,10 @@ def _compare_versions(
                                previous=before, csv=None, note=note)
         put_immutable(store, bucket, json_key, _json_bytes(doc), JSON_MIME)
         return VersionChanges(json_key, None, before), None
-    old_path, csv_path = work / "previous.parquet", work / layout.CHANGES_CSV_NAME
-    with old_path.open("wb") as f:
-        store.get_file(bucket, old.path, f)
+    old_path, csv_path = work / PREVIOUS_PARQUET, work / layout.CHANGES_CSV_NAME
+    if not old_path.exists():  # else read already as the base of an incremental build
+        with old_path.open("wb") as f:
+            store.get_file(bucket, old.path, f)
     diff = changes.compare_files(old_path, new.path, _changes_spec(dataset), csv_path)
     old_path.unlink()
     csv_key = layout.changes_csv_key(name, version)
@@ -392,8 +483,13 @@ def _manifest(
     out: Rendered,
     previous: Manifest | None,
     recorded: VersionChanges | None = None,
+    *,
+    count: int,
+    left_out: int,
 ) -> Manifest:
-    """The manifest of a new ``version`` made of ``uploads``; the previous versions follow."""
+    """The manifest of a new ``version`` that brought ``uploads`` (then its fed versions) and is
+    made of ``count`` uploads in all, with ``left_out`` rows left out; the previous versions
+    follow."""
     resources = tuple(
         Resource(
             id=resource_id(dataset.name, f.level, f.format),
@@ -419,6 +515,7 @@ def _manifest(
         rows=out.rows,
         resources=tuple(VersionFile.of(r) for r in resources),
         changes=recorded,
+        upload_count=count,
     )
     coverage = out.coverage
     return Manifest(
@@ -428,14 +525,25 @@ def _manifest(
         created_at=previous.created_at if previous is not None else _iso(now),
         uploads=tuple(uploads),
         rows=out.rows,
-        rows_left_out=sum(u.rows_left_out for u in uploads),
+        rows_left_out=left_out,
         temporal_coverage=None if coverage is None else Coverage.from_json(coverage),
         resources=resources,
         datapackage_path=layout.datapackage_key(dataset.name, version),
         schema=out.schemas[dataset.geography.level],
         schemas=out.schemas,
         versions=(entry, *(previous.versions if previous is not None else ())),
+        version_pages=previous.version_pages if previous is not None else (),
     )
+
+
+def _page_out(store: Store, settings: Settings, manifest: Manifest) -> Manifest:
+    """``version_pages.page_out``: ``manifest`` with its oldest versions moved to pages, each
+    written (immutable) before the manifest that names them is switched."""
+    paged, pages = page_out(manifest)
+    for page in pages:
+        put_immutable(store, settings.published_bucket, page_key(page), page_bytes(page),
+                      JSON_MIME)
+    return paged
 
 
 def _refresh_latest(store: Store, settings: Settings, manifest: Manifest) -> None:
@@ -457,50 +565,3 @@ def _refresh_latest(store: Store, settings: Settings, manifest: Manifest) -> Non
     _each(lambda c: store.copy(bucket, c[0].path, c[1], cache_control=REVALIDATE),
           copies, lambda c: c[0].bytes)
 
-
-def catalog_entry(dataset: Dataset, manifest: Manifest) -> CatalogEntry:
-    """One dataset in ``catalog.json``: registry metadata plus the current version."""
-    return CatalogEntry(
-        name=dataset.name,
-        title=dataset.title,
-        description=dataset.description,
-        organization=dataset.organization,
-        license=dataset.license,
-        frequency=dataset.frequency,
-        tags=tuple(dataset.tags),
-        version=manifest.version,
-        published_at=manifest.published_at,
-        created_at=manifest.created_at,
-        rows=manifest.rows,
-        rows_left_out=manifest.rows_left_out,
-        temporal_coverage=manifest.temporal_coverage,
-        levels=tuple(dataset.levels),
-        resources=manifest.resources,
-        schemas=manifest.schemas,
-        manifest_path=layout.manifest_key(dataset.name),
-    )
-
-
-def rebuild_catalog(store: Store, settings: Settings, registry: Registry, now: datetime) -> bool:
-    """Rewrite ``catalog.json`` from every dataset's manifest; returns True if it changed (its
-    ``datasets`` differ from the stored catalog's, ``generated_at`` aside)."""
-    known = list(registry)
-    manifests = _map(lambda ds: read_manifest(store, settings, ds.name)[0], known)
-    entries = tuple(catalog_entry(ds, m) for ds, m in zip(known, manifests, strict=True)
-                    if m is not None)
-    catalog = Catalog(generated_at=_iso(now), datasets=entries)
-    body = catalog.to_json()
-    datasets = json.dumps(body["datasets"], ensure_ascii=False, sort_keys=True, default=str)
-    head = store.head(settings.published_bucket, CATALOG_KEY)
-    if head is not None:
-        current = json.loads(store.get(settings.published_bucket, CATALOG_KEY))
-        if json.dumps(current.get("datasets"), ensure_ascii=False, sort_keys=True) == datasets:
-            return False
-    store.put(
-        settings.published_bucket,
-        CATALOG_KEY,
-        json.dumps(body, ensure_ascii=False, indent=1, default=str).encode("utf-8"),
-        JSON_MIME,
-        cache_control=REVALIDATE,
-    )
-    return True

@@ -6,7 +6,10 @@ revalidates them with one ``head`` per request that needs them (a ``get`` only w
 changed). What it shapes from them (``index.Catalog``, ``index.Versions``) is kept per API base
 URL (at most ``BASES_KEPT`` of them: one in production, where the base is a setting or API
 Gateway's domain). Immutable files (a version's ``datapackage.json``, ``changes.json``) are
-read once per process: they stay with a dataset's manifest when it is read again.
+read once per process: they stay with a dataset's manifest when it is read again. So are the
+pages of versions moved out of a manifest (``opendepot.version_pages``): kept for good, read
+only by what needs the whole history (the versions list, an older version, time travel before
+the inline versions); the feeds need only the newest versions, which are inline.
 
 Atom feeds (``opendepot.atom``) are rendered once: a dataset's per manifest version and base
 URL; the catalog's (``recent.atom``, the newest versions of every dataset) per version of
@@ -31,9 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from opendepot import atom, index, layout
+from opendepot import atom, index, layout, version_pages
 from opendepot.config import Settings
-from opendepot.contracts import Catalog, Manifest
+from opendepot.contracts import Catalog, Manifest, Version, VersionPage, VersionsPage
 from opendepot.storage import NotFound as ObjectNotFound
 from opendepot.storage import Store
 
@@ -66,7 +69,11 @@ class CachedManifest:
     """Parsed ``datapackage.json`` and ``changes.json`` by key (immutable files: never
     revalidated)."""
     versions: dict[str, index.Versions] = field(default_factory=dict)
-    """The versions shaped per API base URL."""
+    """Every version shaped per API base URL."""
+    recent: dict[str, index.Versions] = field(default_factory=dict)
+    """The inline versions (the newest) shaped per API base URL, for the feeds."""
+    complete: Manifest | None = None
+    """``manifest`` with every version inline (``version_pages.complete``), once needed."""
     feeds: dict[str, str] = field(default_factory=dict)
     """The dataset's Atom feed per API base URL."""
 
@@ -105,6 +112,7 @@ class CatalogReader:
         self._recent: dict[str, str] = {}
         self._manifests: dict[str, CachedManifest] = {}
         self._headlines: dict[str, dict[str, Any] | None] = {}
+        self._pages: dict[str, VersionsPage] = {}
 
     def links(self, base: str) -> index.Links:
         """Links to the published files and to this API at ``base`` ("" = relative)."""
@@ -157,14 +165,66 @@ class CatalogReader:
         return cached
 
     def versions(self, slug: str, base: str) -> index.Versions:
-        """A dataset's versions shaped for ``base`` (once per manifest version).
+        """Every version of a dataset (inline and paged out) shaped for ``base`` (once per
+        manifest version).
 
         Raises:
             index.NotFound: no manifest.
+            index.UnreadableDocument: the manifest or one of its pages does not parse.
         """
         m = self.manifest(slug)
         links = self.links(base)
-        return _keep(m.versions, base, lambda: index.build_versions(slug, m.manifest, links))
+        return _keep(m.versions, base,
+                     lambda: index.build_versions(slug, self.complete(m), links))
+
+    def recent_versions(self, slug: str, base: str) -> index.Versions:
+        """A dataset's newest versions shaped for ``base``, at least ``atom.FEED_SIZE + 1`` of
+        them when it has that many (a feed's entries and the version before the last): the
+        inline ones, no page read (``contracts.VERSION_PAGE_SIZE`` is at least ``FEED_SIZE``);
+        every version when fewer are inline. ``docs[i]`` is ``versions(slug, base).docs[i]``.
+
+        Raises:
+            index.NotFound: no manifest.
+            index.UnreadableDocument: the manifest (or a page, when read) does not parse.
+        """
+        m = self.manifest(slug)
+        if m.manifest.version_pages and len(m.manifest.versions) <= atom.FEED_SIZE:
+            return self.versions(slug, base)
+        links = self.links(base)
+        return _keep(m.recent, base, lambda: index.build_versions(slug, m.manifest, links))
+
+    def complete(self, m: CachedManifest) -> Manifest:
+        """``m``'s manifest with every version inline (``version_pages.complete``), made once
+        per manifest version; each page is read once per process (pages never change).
+
+        Raises:
+            index.UnreadableDocument: a page is missing, not JSON or not a ``VersionsPage``.
+        """
+        if m.complete is None:
+            m.complete = version_pages.complete(m.manifest, lambda p: self._page(m, p))
+        return m.complete
+
+    def version_entry(
+        self, m: CachedManifest, version: str
+    ) -> tuple[Version, Version | None]:
+        """``index.version_entry`` among every version of ``m``: no page read when ``version``
+        and the one before it are inline (``version_pages.inline_has``).
+
+        Raises:
+            index.NotFound: no such version.
+            index.UnreadableDocument: a page (when read) does not parse.
+        """
+        inline = version_pages.inline_has(m.manifest, version)
+        return index.version_entry(m.manifest if inline else self.complete(m), version)
+
+    def in_force_at(self, m: CachedManifest, at: datetime) -> Manifest:
+        """What ``paging.version_at(_, at)`` needs: ``m``'s manifest when the version in force
+        at ``at`` is inline (``version_pages.inline_at``), else ``complete``.
+
+        Raises:
+            index.UnreadableDocument: a page (when read) does not parse.
+        """
+        return m.manifest if version_pages.inline_at(m.manifest, at) else self.complete(m)
 
     def datapackage(self, slug: str) -> tuple[dict[str, Any], Manifest]:
         """The current version's ``datapackage.json`` (parsed) and the manifest.
@@ -209,7 +269,8 @@ class CatalogReader:
             index.UnreadableDocument: the manifest does not parse.
         """
         slug = str(dataset["slug"])
-        m, versions, links = self.manifest(slug), self.versions(slug, base), self.links(base)
+        m, links = self.manifest(slug), self.links(base)
+        versions = self.recent_versions(slug, base)
         count = min(len(versions.docs), atom.FEED_SIZE)
         return _keep(m.feeds, base, lambda: atom.versions_feed(
             dataset, [self._entry(dataset, m, versions, i, links) for i in range(count)], links))
@@ -235,7 +296,7 @@ class CatalogReader:
             if len(picked) >= size and str(d["last_modified"] or "") < picked[-1][0]:
                 break  # every version of this dataset and the next is older
             try:
-                m, versions = self.manifest(d["slug"]), self.versions(d["slug"], base)
+                m, versions = self.manifest(d["slug"]), self.recent_versions(d["slug"], base)
             except (index.NotFound, index.UnreadableDocument):
                 complete = False
                 continue
@@ -255,7 +316,8 @@ class CatalogReader:
         """``versions.docs[i]`` as a feed entry, with its change headline."""
         doc = versions.docs[i]
         previous = versions.docs[i + 1]["version"] if i + 1 < len(versions.docs) else None
-        entry = next((e for e in m.manifest.versions if e.version == doc["version"]), None)
+        versions_of = (m.manifest if i < len(m.manifest.versions) else self.complete(m)).versions
+        entry = next((e for e in versions_of if e.version == doc["version"]), None)
         changes = entry.changes if entry is not None else None
         csv = changes.csv_path if changes is not None else None
         headline = self._headline(m, changes.path) if changes is not None else None
@@ -273,6 +335,23 @@ class CatalogReader:
                 self._headlines.pop(next(iter(self._headlines)))
             self._headlines[key] = atom.headline_of(stored)
         return self._headlines[key]
+
+    def _page(self, m: CachedManifest, page: VersionPage) -> VersionsPage:
+        """A page of ``m``'s versions, read and parsed once per process.
+
+        Raises:
+            index.UnreadableDocument: missing, not JSON or not a ``VersionsPage``."""
+        found = self._pages.get(page.path)
+        if found is None:
+            try:
+                raw = self.store.get(self.settings.published_bucket, page.path)
+            except ObjectNotFound:
+                self.log.error("version page missing", extra={"key": page.path})
+                raise index.UnreadableDocument(page.path) from None
+            found = self._parse(page.path, m.etag, raw, VersionsPage.from_json)
+            self._pages[page.path] = found
+            self.log.info("version page loaded", extra={"key": page.path, "count": page.count})
+        return found
 
     def _read_json(self, m: CachedManifest, key: str) -> dict[str, Any] | None:
         """An immutable JSON object of ``m``'s versions, read and parsed but not kept."""

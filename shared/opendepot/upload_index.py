@@ -1,0 +1,327 @@
+"""A dataset's upload index: what its next publication is made of, in one object.
+
+Publication cost must not grow with a dataset's age (issue 14). Listing and reading every upload
+record ever staged did; this index replaces it (see docs/design.md, "Upload index"):
+
+- ``ingest`` stages an accepted upload (its Parquet and its record under ``staging/``) and then
+  drops a copy of the record in the dataset's inbox, ``inbox/{dataset}/{upload_id}.json``
+  (``stage``). The inbox holds only the uploads no publication has taken in yet.
+- each publication ``gather``-s: it reads ``index/{dataset}.json``, merges the inbox's records
+  into its ``pending`` list, writes the index back with ``If-Match`` (the one switch of this object;
+  a lost race raises ``PreconditionFailed``, and the queue retries from fresh state), then
+  deletes the inbox records it took in. A crash between the two re-merges them: merging is
+  idempotent (by upload id).
+- once a version made of the pending uploads is switched to, ``fold`` moves them out of
+  ``pending``: each ``snapshot`` producer's newest upload into ``snapshot``; ``append`` uploads
+  into ``folded_keys`` (incoming key -> its current write) with their records in one immutable
+  page per version, ``index/{dataset}/folded/{version}.json``, read only for a full rebuild.
+  ``fold`` returns the uploads no version can need again (older snapshot uploads, older writes of
+  a key), whose staged copies the caller deletes; the original uploads stay in the versioned
+  incoming bucket.
+
+Shapes: records are ``contracts.UploadRecord``; an upload's order is ``consolidate.upload_order``
+(arrival time, S3 sequencer, id); the write order of one key is S3's sequencer first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opendepot import concurrency, layout
+from opendepot.config import Settings
+from opendepot.consolidate import current_versions, upload_order, write_order
+from opendepot.contracts import ContractError, UploadRecord
+from opendepot.registry import Dataset
+from opendepot.storage import Store
+
+log = logging.getLogger(__name__)
+JSON_MIME = "application/json"
+THREADS = 4
+"""Concurrent small reads (inbox records, folded pages)."""
+
+
+@dataclass(frozen=True)
+class FoldedKey:
+    """The current write of one incoming key of an ``append`` producer, folded into a version."""
+
+    upload_id: str
+    producer: str
+    order: tuple[str, str, str]
+    """Its ``upload_order``."""
+    write: tuple[str, str, str]
+    """Its write order (``consolidate.write_order``)."""
+
+    def to_json(self) -> list[Any]:
+        return [self.upload_id, self.producer, list(self.order), list(self.write)]
+
+    @classmethod
+    def from_json(cls, d: Any) -> FoldedKey:
+        """Raises: ContractError."""
+        try:
+            upload_id, producer, order, write = d
+            return cls(str(upload_id), str(producer), _triple(order), _triple(write))
+        except (TypeError, ValueError) as exc:
+            raise ContractError("UploadIndex", "folded_keys", f"{d!r} is not an entry") from exc
+
+
+def _triple(d: Any) -> tuple[str, str, str]:
+    a, b, c = d
+    return (str(a), str(b), str(c))
+
+
+@dataclass(frozen=True)
+class UploadIndex:
+    """``index/{dataset}.json`` in the internal bucket (see module docstring)."""
+
+    dataset: str
+    published_version: str | None = None
+    """The version the folded uploads were last published in (None: none yet)."""
+    snapshot: Mapping[str, UploadRecord] = field(default_factory=dict)
+    """Each ``snapshot`` producer's newest folded upload."""
+    folded_keys: Mapping[str, FoldedKey] = field(default_factory=dict)
+    """Incoming key -> its current folded write, for ``append`` producers."""
+    folded_pages: tuple[str, ...] = ()
+    """Keys of the pages holding the folded ``append`` records, oldest first."""
+    folded_rows_left_out: int = 0
+    """Rows left out of the folded ``append`` uploads (their current writes)."""
+    pending: tuple[UploadRecord, ...] = ()
+    """Uploads taken in from the inbox and not yet in a published version, oldest first."""
+
+    @property
+    def empty(self) -> bool:
+        """True when no upload was ever taken in."""
+        return not (self.snapshot or self.folded_keys or self.pending)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored JSON object."""
+        return {
+            "dataset": self.dataset, "published_version": self.published_version,
+            "snapshot": {p: r.to_json() for p, r in sorted(self.snapshot.items())},
+            "folded_keys": {k: f.to_json() for k, f in self.folded_keys.items()},
+            "folded_pages": list(self.folded_pages),
+            "folded_rows_left_out": self.folded_rows_left_out,
+            "pending": [r.to_json() for r in self.pending],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> UploadIndex:
+        """Raises: ContractError."""
+        try:
+            return cls(
+                dataset=str(d["dataset"]), published_version=d.get("published_version"),
+                snapshot={str(p): UploadRecord.from_json(r)
+                          for p, r in dict(d.get("snapshot") or {}).items()},
+                folded_keys={str(k): FoldedKey.from_json(f)
+                             for k, f in dict(d.get("folded_keys") or {}).items()},
+                folded_pages=tuple(str(k) for k in d.get("folded_pages") or ()),
+                folded_rows_left_out=int(d.get("folded_rows_left_out") or 0),
+                pending=tuple(UploadRecord.from_json(r) for r in d.get("pending") or ()),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ContractError("UploadIndex", "?", str(exc)) from exc
+
+
+# --- the inbox (written by ingest) ------------------------------------------------------------
+
+
+def stage(store: Store, settings: Settings, record: UploadRecord) -> None:
+    """Drop ``record`` in its dataset's inbox (after its staged Parquet and record are written):
+    the next publication takes it in. Idempotent."""
+    body = json.dumps(record.to_json(), ensure_ascii=False).encode("utf-8")
+    store.put(settings.internal_bucket, layout.inbox_key(record.dataset, record.upload_id), body,
+              JSON_MIME)
+
+
+def inbox(store: Store, settings: Settings, dataset: str) -> list[tuple[str, UploadRecord]]:
+    """(key, record) of each upload in the dataset's inbox. Raises: ContractError."""
+    keys = [o.key for o in store.list(settings.internal_bucket, layout.inbox_prefix(dataset))]
+    return concurrency.map_ordered(lambda k: (k, UploadRecord.from_json(
+        json.loads(store.get(settings.internal_bucket, k)))), keys, threads=THREADS)
+
+
+def legacy_records(store: Store, settings: Settings, dataset: str) -> list[UploadRecord]:
+    """Every upload record under ``staging/{dataset}/``, in key order: read once, for a dataset
+    whose uploads were staged before it had an index (then never again).
+
+    Raises: ContractError (a record that does not fit ``contracts.UploadRecord``)."""
+    keys = [o.key for o in store.list(settings.internal_bucket, layout.staging_prefix(dataset))
+            if layout.is_staged_record(o.key)]
+    return concurrency.map_ordered(lambda key: UploadRecord.from_json(
+        json.loads(store.get(settings.internal_bucket, key))), keys, threads=THREADS)
+
+
+def newest(store: Store, settings: Settings, dataset: str, producer: str) -> UploadRecord | None:
+    """The producer's newest upload staged for ``dataset`` (in its index or its inbox; a
+    dataset without an index yet: among its staged records), None when it has none. Reads the
+    index and the inbox, never every record.
+
+    Raises: ContractError."""
+    index, _ = read(store, settings, dataset)
+    known = [r for _, r in inbox(store, settings, dataset) if r.producer == producer]
+    if index is None:
+        known += [r for r in legacy_records(store, settings, dataset) if r.producer == producer]
+    else:
+        known += [r for r in index.pending if r.producer == producer]
+        known += [index.snapshot[producer]] if producer in index.snapshot else []
+    return max(current_versions(known), key=upload_order, default=None)
+
+
+# --- reading and switching the index ----------------------------------------------------------
+
+
+def read(store: Store, settings: Settings, dataset: str) -> tuple[UploadIndex | None, str | None]:
+    """The dataset's index and its ETag; (None, None) when it has none yet.
+
+    Raises: ContractError (an index that does not parse)."""
+    key = layout.upload_index_key(dataset)
+    head = store.head(settings.internal_bucket, key)
+    if head is None:
+        return None, None
+    body = store.get(settings.internal_bucket, key)
+    return UploadIndex.from_json(json.loads(body)), head.etag
+
+
+def write(store: Store, settings: Settings, index: UploadIndex, etag: str | None) -> str:
+    """Switch the index: ``If-Match`` ``etag`` (``If-None-Match`` when it had none); returns
+    its new ETag.
+
+    Raises: PreconditionFailed (another publication switched it first: retry)."""
+    body = json.dumps(index.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return store.put(settings.internal_bucket, layout.upload_index_key(index.dataset), body,
+                     JSON_MIME, if_match=etag, if_none_match=etag is None)
+
+
+def take_in(index: UploadIndex, records: Iterable[UploadRecord]) -> UploadIndex:
+    """``index`` with ``records`` added to ``pending`` (an upload already known is not added
+    twice; ``pending`` stays oldest first)."""
+    known = {r.upload_id for r in index.pending}
+    known |= {r.upload_id for r in index.snapshot.values()}
+    known |= {f.upload_id for f in index.folded_keys.values()}
+    new = []
+    for r in records:
+        if r.upload_id not in known:
+            known.add(r.upload_id)
+            new.append(r)
+    if not new:
+        return index
+    return replace(index, pending=tuple(sorted((*index.pending, *new), key=upload_order)))
+
+
+def gather(
+    store: Store, settings: Settings, dataset: str,
+    legacy: Sequence[UploadRecord] | None = None,
+) -> tuple[UploadIndex, str | None]:
+    """The dataset's index with its inbox taken in, switched when the inbox held anything new,
+    and its ETag; then the inbox records taken in are deleted. ``legacy``: when the dataset has
+    no index yet, the upload records staged before indexes existed (read once by the caller).
+
+    Raises: PreconditionFailed (a concurrent switch: retry), ContractError."""
+    index, etag = read(store, settings, dataset)
+    arrived = inbox(store, settings, dataset)
+    start = index if index is not None else UploadIndex(dataset)
+    merged = take_in(start, [*(legacy or ()), *(r for _, r in arrived)])
+    if index is None or merged is not start:
+        etag = write(store, settings, merged, etag)
+    concurrency.map_ordered(lambda k: store.delete(settings.internal_bucket, k),
+                            [k for k, _ in arrived], threads=THREADS)
+    return merged, etag
+
+
+def folded_records(store: Store, settings: Settings, index: UploadIndex) -> list[UploadRecord]:
+    """Every folded ``append`` record still current (the pages, read for a full rebuild).
+
+    Raises: ContractError."""
+    pages = concurrency.map_ordered(lambda k: json.loads(store.get(settings.internal_bucket, k)),
+                                    list(index.folded_pages), threads=THREADS)
+    current = {f.upload_id for f in index.folded_keys.values()}
+    return [r for page in pages for r in (UploadRecord.from_json(d) for d in page["records"])
+            if r.upload_id in current]
+
+
+# --- folding a published version in -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Folded:
+    """``fold``'s result: the new index and what no version can need again."""
+
+    index: UploadIndex
+    page: tuple[str, bytes] | None
+    """(key, body) of the page of ``append`` records folded (None: none); written before the
+    index switch."""
+    expired: tuple[UploadRecord, ...]
+    """Uploads whose staged copies may go: older snapshot uploads, older writes of a key."""
+    taken: tuple[UploadRecord, ...] = ()
+    """The pending uploads folded (those the version brought), oldest first."""
+
+
+def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[str]) -> Folded:
+    """Fold the pending uploads of ids ``brought`` (those ``version`` brought) into the
+    index, ``published_version`` = ``version``; the other pending uploads that a folded one
+    supersedes (an older snapshot upload, an older write of a key) expire with them."""
+    ids = set(brought)
+    taken = [r for r in index.pending if r.upload_id in ids]
+    snapshot, keys = dict(index.snapshot), dict(index.folded_keys)
+    expired: list[UploadRecord] = []
+    appended: list[UploadRecord] = []
+    left_out = index.folded_rows_left_out
+    for r in sorted(taken, key=upload_order):
+        if dataset.mode_of(r.producer) == "snapshot":
+            old = snapshot.get(r.producer)
+            if old is None or upload_order(r) > upload_order(old):
+                snapshot[r.producer] = r
+                expired += [old] if old is not None else []
+            else:
+                expired.append(r)
+            continue
+        seen = keys.get(r.key)
+        if seen is not None and seen.write > write_order(r):
+            expired.append(r)  # an older write of a key arriving late: never current
+            continue
+        if seen is not None:
+            expired.append(_stub(r, seen))
+        keys[r.key] = FoldedKey(r.upload_id, r.producer, upload_order(r), write_order(r))
+        appended.append(r)
+        left_out += r.rows_left_out
+    rest: list[UploadRecord] = []
+    for r in (r for r in index.pending if r.upload_id not in ids):  # superseded: expired
+        if dataset.mode_of(r.producer) == "snapshot":
+            old = snapshot.get(r.producer)
+            stale = old is not None and upload_order(r) < upload_order(old)
+        else:
+            seen = keys.get(r.key)
+            stale = seen is not None and seen.write > write_order(r)
+        (expired if stale else rest).append(r)
+    page = None
+    pages = index.folded_pages
+    if appended:
+        key = layout.folded_page_key(dataset.name, version)
+        body = {"dataset": dataset.name, "version": version,
+                "records": [r.to_json() for r in appended]}
+        page = (key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        pages = (*pages, key) if key not in pages else pages
+    new = replace(index, published_version=version, snapshot=snapshot, folded_keys=keys,
+                  folded_pages=pages, folded_rows_left_out=left_out, pending=tuple(rest))
+    return Folded(new, page, tuple(expired), tuple(sorted(taken, key=upload_order)))
+
+
+def _stub(record: UploadRecord, seen: FoldedKey) -> UploadRecord:
+    """The superseded folded write of ``record``'s key (only its ids and keys are used)."""
+    return replace(record, upload_id=seen.upload_id, producer=seen.producer,
+                   staged_key=layout.staged_parquet_key(record.dataset, seen.producer,
+                                                        seen.upload_id))
+
+
+def expire(store: Store, settings: Settings, records: Sequence[UploadRecord]) -> None:
+    """Delete the staged copies (Parquet and record) of uploads no version can need again;
+    their reports stay, and so do the original uploads (the incoming bucket is versioned)."""
+    keys = [k for r in records for k in (
+        r.staged_key, layout.staged_record_key(r.dataset, r.producer, r.upload_id))]
+    concurrency.map_ordered(lambda k: store.delete(settings.internal_bucket, k), keys,
+                            threads=THREADS)
+    if records:
+        log.info("staged copies expired", extra={"uploads": [r.upload_id for r in records]})
