@@ -31,9 +31,12 @@ STEPS = {
     "opendepot.reading": ("read_labels",),
     "opendepot.cells": ("cast_field", "fast_cells", "type_column", "constraint_masks",
                         "trimmed", "single_digits", "floats"),
-    "opendepot.ingest": ("validate_file", "build_report", "shrink_check", "staged_records"),
-    "opendepot.publication": ("staged_records", "read_manifest", "select_uploads",
-                              "put_immutable", "rebuild_catalog"),
+    "opendepot.ingest": ("validate_file", "build_report", "shrink_check"),
+    "opendepot.upload_index": ("gather", "fold", "newest", "expire"),
+    "opendepot.incremental": ("plan_build", "base_upload"),
+    "opendepot.publication": ("read_manifest", "put_immutable"),
+    "opendepot.catalog": ("update_catalog", "rebuild_catalog"),
+    "opendepot.pending": ("mark", "sweep"),
     "opendepot.partitions": ("read_uploads", "key_counts", "spill", "consolidate_part",
                              "consolidated_parts"),
     "opendepot.rollup": ("rollup", "consolidated_table", "sum_complete"),
@@ -45,7 +48,7 @@ STEPS = {
 module imported with ``from m import f`` before the run is not seen)."""
 CHECK_HOOKS = ("start", "batch", "end", "accepted")
 """Hooks of each validation check (``opendepot.checks.CHECKS``), timed as ``check.Name.hook``."""
-STORE_METHODS = ("get", "get_file", "put", "head", "list", "copy")
+STORE_METHODS = ("get", "get_file", "put", "head", "list", "copy", "delete")
 
 
 class Timers:
