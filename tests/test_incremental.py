@@ -7,6 +7,7 @@ dataset) and the hospital file that feeds it."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from opendepot.config import Settings
+from opendepot.contracts import UploadRecord
 from opendepot.ingest import ObjectEvent, ingest
 from opendepot.publication import PublishOutcome, publish_dataset
 from opendepot.registry import Registry, load_cog, load_registry
 from opendepot.storage import MemoryQueue, MemoryStore
+from opendepot.upload_index import UploadIndex, fold, take_in
 from opendepot.upload_index import read as read_index
 
 HOSP, CC = "donnees-hospitalieres-covid19", "chiffres-cles"
@@ -147,3 +150,34 @@ def test_after_folding__index_holds_each_snapshot_producer_once_and_nothing_pend
     staged = {o.key for o in daily.store.list(daily.settings.internal_bucket, f"staging/{CC}/")}
     # staged copies of the first nightly build and of the rewritten bulletin expired
     assert len([k for k in staged if k.endswith(".parquet")]) == 8 + 1
+
+
+def test_daily_and_once__same_rows_left_out_in_the_manifest(lives):
+    daily, _, once = lives
+    key = f"{CC}/manifest.json"
+    a, b = (json.loads(p.store.get(p.settings.published_bucket, key)) for p in (daily, once))
+    assert a["rows_left_out"] == b["rows_left_out"] > 0  # the nightly builds' bad rows
+
+
+def record(key: str, upload_id: str, minute: int, left_out: int) -> UploadRecord:
+    """An append bulletin's upload record (only ids, orders and counts matter to the index)."""
+    return UploadRecord(
+        key=key, bucket="incoming", version_id=None, etag="e", sequencer=f"{minute:016X}",
+        received_at=f"2026-11-29T08:{minute:02d}:00.000Z", size=1, upload_id=upload_id,
+        dataset=CC, producer="ministere-sante", rows=3, rows_left_out=left_out, areas=1,
+        sha256="0" * 64, bytes=1, report_key=f"reports/{CC}/ministere-sante/{upload_id}.json",
+        staged_key=f"staging/{CC}/ministere-sante/{upload_id}.parquet")
+
+
+def test_fold__a_rewritten_key_counts_only_its_current_write_left_out_rows():
+    dataset = load_registry().get(CC)
+    key = f"{CC}/ministere-sante/2020-04-15.yaml"
+    first, second = record(key, "u1", 1, 7), record(key, "u2", 2, 0)
+    index = UploadIndex(CC, pending=(first,))
+    index = fold(index, dataset, "2026-11-29-08h01m30s", ["u1"]).index
+    assert index.folded_rows_left_out == 7
+    folded = fold(take_in(index, [second]), dataset, "2026-11-29-08h02m30s", ["u2"])
+    assert folded.index.folded_rows_left_out == 0
+    assert [r.upload_id for r in folded.expired] == ["u1"]
+    again = UploadIndex.from_json(json.loads(json.dumps(folded.index.to_json())))
+    assert again == folded.index  # rows left out of each key survive the round trip

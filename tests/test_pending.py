@@ -131,6 +131,17 @@ def test_sweep__rules_for_published_in_flight_and_abandoned_markers(pipeline: Pi
               json.dumps(pending.Marker(HOSP, "2026-11-29-09h00m02s", None, "x",
                                         (layout.manifest_key(HOSP),)).to_json()).encode(),
               "application/json")
+    # a caller's stale view of the manifest (an ETag read before another switch) decides
+    # nothing: the sweep reads the manifest again, and the run based on it keeps its files
+    swept = pending.sweep(store, settings, HOSP, m, "2" * 32)
+    assert later in swept.kept and later not in swept.removed
+    assert store.head(bucket, layout.version_file_key(HOSP, later, "x.csv")) is not None
+    pending.mark(store, settings, HOSP, out.version, None, FILES, pipeline.now)
+    pending.mark(store, settings, HOSP, abandoned, "0" * 32, ["x.csv", "y.csv"], pipeline.now)
+    store.put(settings.internal_bucket, layout.pending_key(HOSP, "2026-11-29-09h00m02s"),
+              json.dumps(pending.Marker(HOSP, "2026-11-29-09h00m02s", None, "x",
+                                        (layout.manifest_key(HOSP),)).to_json()).encode(),
+              "application/json")
     swept = pending.sweep(store, settings, HOSP, m, etag)
     assert swept == pending.Swept(cleared=(out.version,), removed=(abandoned, "2026-11-29-09h00m02s"),
                                   kept=(later, "junk"), deleted_keys=5)
@@ -140,7 +151,9 @@ def test_sweep__rules_for_published_in_flight_and_abandoned_markers(pipeline: Pi
     assert store.head(bucket, layout.version_file_key(HOSP, abandoned, "x.csv")) is None
     assert markers(pipeline) == [layout.pending_key(HOSP, v) for v in ("2026-11-29-09h00m00s", "junk")]
     # once the manifest moves on, the marker of the run based on the old one is abandoned too
-    swept = pending.sweep(store, settings, HOSP, m, "1" * 32)
+    moved = json.dumps(m.to_json(), indent=2).encode()  # the same manifest, a new ETag
+    store.put(bucket, layout.manifest_key(HOSP), moved, "application/json", if_match=etag)
+    swept = pending.sweep(store, settings, HOSP, m, etag)
     assert swept.removed == (later,) and swept.kept == ("junk",) and swept.deleted_keys == 5
     assert store.head(bucket, layout.version_file_key(HOSP, later, "x.csv")) is None
 

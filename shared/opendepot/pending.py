@@ -35,7 +35,7 @@ from typing import Any
 from opendepot import layout
 from opendepot.config import Settings
 from opendepot.contracts import Manifest
-from opendepot.storage import Store
+from opendepot.storage import NotFound, Store
 
 __all__ = ["Marker", "Swept", "mark", "sweep", "version_keys"]
 JSON_MIME = "application/json"
@@ -148,16 +148,59 @@ def _remove(store: Store, settings: Settings, marker: Marker) -> int:
     return len(keys)
 
 
+def current_manifest(
+    store: Store, settings: Settings, dataset: str, attempts: int = 3,
+) -> tuple[Manifest | None, str | None] | None:
+    """The dataset's manifest and its ETag read together (head, get, head: the same ETag both
+    times), ((None, None) when there is none); None when it kept changing while read.
+
+    Raises: StorageError, ContractError."""
+    key = layout.manifest_key(dataset)
+    for _ in range(attempts):
+        before = store.head(settings.published_bucket, key)
+        if before is None:
+            return None, None
+        try:
+            body = store.get(settings.published_bucket, key)
+        except NotFound:
+            continue
+        after = store.head(settings.published_bucket, key)
+        if after is not None and after.etag == before.etag:
+            return Manifest.from_json(json.loads(body)), before.etag
+    return None
+
+
+def abandon(store: Store, settings: Settings, marker: Marker) -> int:
+    """Delete the files of a publication that lost its switch (``marker``: its own), then its
+    marker; returns the files deleted. A sweep may have removed them already: deleting again
+    is harmless.
+
+    Raises: StorageError."""
+    deleted = _remove(store, settings, marker)
+    store.delete(settings.internal_bucket, layout.pending_key(marker.dataset, marker.version))
+    return deleted
+
+
 def sweep(
     store: Store, settings: Settings, dataset: str, manifest: Manifest | None, etag: str | None,
 ) -> Swept:
-    """Clear ``dataset``'s markers against its current ``manifest`` and its ETag ``etag``
-    (read together, or returned by the switch); see the module docstring. Costs one list of
-    ``pending/{dataset}/``, one get per marker, and the deletes.
+    """Clear ``dataset``'s markers against its current manifest; see the module docstring.
+    ``manifest`` and ``etag`` (read together, or returned by the switch) are what the caller
+    saw; when there are markers, the manifest is read again (``current_manifest``) and that is
+    what decides (a stale view could take a publication that can still switch for one that
+    never will). Costs one list of ``pending/{dataset}/`` and, with markers, a head, a get and a
+    head of the manifest, one get per marker, and the deletes.
 
     Raises: StorageError (the next sweep finds what is left)."""
     cleared, removed, kept, deleted = [], [], [], 0
-    for obj in store.list(settings.internal_bucket, layout.pending_prefix(dataset)):
+    markers = store.list(settings.internal_bucket, layout.pending_prefix(dataset))
+    if markers:  # decide on the manifest as it is now, not as the caller last saw it
+        fresh = current_manifest(store, settings, dataset)
+        if fresh is None:  # it moved while read: keep every marker, the next sweep decides
+            return Swept((), (), tuple(o.key.rsplit("/", 1)[-1].removesuffix(".json")
+                                       for o in markers), 0)
+        manifest, etag = fresh
+    for obj in markers:
         marker = _read(store, settings, obj.key)
         if marker is None or marker.dataset != dataset:
             kept.append(obj.key.rsplit("/", 1)[-1].removesuffix(".json"))

@@ -233,12 +233,13 @@ def _fold(
 
     Raises: PreconditionFailed (the index changed meanwhile: the retry folds again)."""
     folded = upload_index.fold(index, dataset, manifest.version, manifest.upload_ids)
+    bootstrap = index.published_version is None  # the whole history of a dataset new to indexes
     if folded.page is not None:
         put_immutable(store, settings.internal_bucket, folded.page[0], folded.page[1], JSON_MIME)
     etag = upload_index.write(store, settings, folded.index, etag)
     upload_index.expire(store, settings, folded.expired)
     entry = next((v for v in manifest.versions if v.version == manifest.version), None)
-    version_notes.note_in_reports(store, settings, folded.taken,
+    version_notes.note_in_reports(store, settings, () if bootstrap else folded.taken,
                                   entry.changes.path if entry and entry.changes else None)
     return folded.index, etag
 
@@ -346,7 +347,8 @@ def publish_dataset(
             uploads.insert(0, _base(store, settings, build.base, work))
         out = _render(dataset, uploads, fed, cog, work, tuning)
         release_memory()  # the tables are gone: their pages are not kept beside the uploads
-        pending.mark(store, settings, dataset.name, version, etag, [f.name for f in out.files], now)
+        marker = pending.mark(store, settings, dataset.name, version, etag,
+                              [f.name for f in out.files], now)
         _each(lambda f: put_immutable(
             store, settings.published_bucket,
             layout.version_file_key(dataset.name, version, f.name), f.path, f.mime),
@@ -359,22 +361,31 @@ def publish_dataset(
                    body, JSON_MIME)
     new = _page_out(store, settings, _manifest(dataset, version, now, brought, out, manifest,
         recorded, count=build.count + len(fed.records), left_out=build.rows_left_out))
-    # compact: Python's C encoder (an indented dump takes its pure-Python path, ~10x slower)
-    body = json.dumps(new.to_json(), ensure_ascii=False, separators=(",", ":"),
-                      default=str).encode("utf-8")
-    switched = store.put(
-        settings.published_bucket,
-        layout.manifest_key(dataset.name),
-        body,
-        JSON_MIME,
-        if_match=etag,
-        if_none_match=etag is None,
-        cache_control=REVALIDATE,
-    )
+    switched = _switch(store, settings, new, etag, marker)
     _fold(store, settings, dataset, index, index_etag, new)
     _settle(store, settings, registry, dataset, new, switched, now)
     return PublishOutcome(dataset.name, version, True, dict(new.rows), ids,
                           None if diff is None else diff.headline(), build.reason or None)
+
+
+def _switch(
+    store: Store, settings: Settings, new: Manifest, etag: str | None, marker: pending.Marker,
+) -> str:
+    """Switch the manifest to ``new`` with ``If-Match`` ``etag`` (``If-None-Match`` for a first
+    version); returns its new ETag. A lost race deletes the version's own files
+    (``pending.abandon``) before ``PreconditionFailed`` propagates (the queue retries).
+
+    Raises: PreconditionFailed."""
+    # compact: Python's C encoder (an indented dump takes its pure-Python path, ~10x slower)
+    body = json.dumps(new.to_json(), ensure_ascii=False, separators=(",", ":"),
+                      default=str).encode("utf-8")
+    try:
+        return store.put(settings.published_bucket, layout.manifest_key(new.dataset), body,
+                         JSON_MIME, if_match=etag, if_none_match=etag is None,
+                         cache_control=REVALIDATE)
+    except PreconditionFailed:
+        pending.abandon(store, settings, marker)
+        raise
 
 
 def _settle(

@@ -54,16 +54,21 @@ class FoldedKey:
     """Its ``upload_order``."""
     write: tuple[str, str, str]
     """Its write order (``consolidate.write_order``)."""
+    rows_left_out: int = 0
+    """Rows left out of it within the error budget."""
 
     def to_json(self) -> list[Any]:
-        return [self.upload_id, self.producer, list(self.order), list(self.write)]
+        """``[upload_id, producer, order, write, rows_left_out]``."""
+        return [self.upload_id, self.producer, list(self.order), list(self.write),
+                self.rows_left_out]
 
     @classmethod
     def from_json(cls, d: Any) -> FoldedKey:
         """Raises: ContractError."""
         try:
-            upload_id, producer, order, write = d
-            return cls(str(upload_id), str(producer), _triple(order), _triple(write))
+            upload_id, producer, order, write, *rest = d
+            return cls(str(upload_id), str(producer), _triple(order), _triple(write),
+                       int(rest[0]) if rest else 0)
         except (TypeError, ValueError) as exc:
             raise ContractError("UploadIndex", "folded_keys", f"{d!r} is not an entry") from exc
 
@@ -160,8 +165,10 @@ def newest(store: Store, settings: Settings, dataset: str, producer: str) -> Upl
     index and the inbox, never every record.
 
     Raises: ContractError."""
-    index, _ = read(store, settings, dataset)
+    # the inbox first: a record only ever moves from the inbox to the index, so one taken in
+    # meanwhile is found in the index read after
     known = [r for _, r in inbox(store, settings, dataset) if r.producer == producer]
+    index, _ = read(store, settings, dataset)
     if index is None:
         known += [r for r in legacy_records(store, settings, dataset) if r.producer == producer]
     else:
@@ -284,7 +291,9 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
             continue
         if seen is not None:
             expired.append(_stub(r, seen))
-        keys[r.key] = FoldedKey(r.upload_id, r.producer, upload_order(r), write_order(r))
+            left_out -= seen.rows_left_out  # its rows are no longer in the version
+        keys[r.key] = FoldedKey(r.upload_id, r.producer, upload_order(r), write_order(r),
+                                r.rows_left_out)
         appended.append(r)
         left_out += r.rows_left_out
     rest: list[UploadRecord] = []
