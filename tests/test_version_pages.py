@@ -155,7 +155,7 @@ def test_manifest__size_bounded_whatever_the_history(daily: dict[str, Any]) -> N
     assert sizes[-1] < biggest
     # ...while the history grew: with every version inline, the manifest would be much bigger
     inline = len(daily["inline"].get(BUCKET, layout.manifest_key(FRA)))  # compact JSON
-    assert inline > 1.6 * len(json.dumps(stored_manifest(daily["pipeline"].store)))
+    assert inline > 1.4 * len(json.dumps(stored_manifest(daily["pipeline"].store)))
 
 
 def test_old_manifest__without_version_pages_parses_and_round_trips(
@@ -168,7 +168,8 @@ def test_old_manifest__without_version_pages_parses_and_round_trips(
     assert parsed.to_json() == old
     # its next publication pages it out K at a time, oldest first, the same way each time
     paged, pages = version_pages.page_out(parsed, size=10)
-    assert len(paged.versions) == 11 and [len(p.versions) for p in pages] == [10] * 10
+    assert len(paged.versions) == 11 and [len(p.versions) for p in pages] == [10] * (
+        (DAYS - 11) // 10)
     assert version_pages.page_out(parsed, size=10) == (paged, pages)
     everything = [v.version for p in pages for v in p.versions]
     assert [v.version for v in paged.versions] + everything == [v["version"] for v in old[

@@ -30,8 +30,9 @@ from opendepot.index import DATASETS_PATH, MIMES, Document, Links
 ATOM_NS = "http://www.w3.org/2005/Atom"
 MEDIA = "application/atom+xml; charset=utf-8"
 """Content-Type of the feeds."""
-FEED_SIZE = 50
-"""Entries per feed: the newest versions."""
+FEED_SIZE = 20
+"""Entries per feed: the newest versions (20, as many feed readers show; the manifest keeps at
+least ``FEED_SIZE + 1`` versions inline, so a feed reads no page)."""
 RECENT_PATH = f"{DATASETS_PATH}recent.atom"
 """Path of the catalog's feed (udata's)."""
 VERSIONS_FEED = "versions.atom"

@@ -430,7 +430,7 @@ class Version:
         )
 
 
-VERSION_PAGE_SIZE = 50
+VERSION_PAGE_SIZE = 20
 """K, the versions of one page (``VersionsPage``): a manifest keeps at most ``2 * K`` versions
 inline; when a new one makes more, the oldest ``K`` move to a page (``opendepot.version_pages``).
 At least ``atom.FEED_SIZE``, so the newest ``FEED_SIZE + 1`` versions (a feed's entries and the

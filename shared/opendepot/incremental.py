@@ -91,11 +91,9 @@ def _full_reason(
         return "rows do not carry their upload (no provenance)"
     if _parquet_of(manifest, dataset.geography.level) is None:
         return "the current version has no producer-level Parquet file"
-    newest: dict[str, tuple[str, str, str]] = {}
-    for f in index.folded_keys.values():
-        newest[f.producer] = max(newest.get(f.producer, f.order), f.order)
+    newest = index.newest_folded
     for r in pending:
-        seen = index.folded_keys.get(r.key)
+        seen = index.folded(r.key)
         if seen is not None and seen.upload_id != r.upload_id:
             return f"{r.key} rewritten after it was published"
         if r.producer in newest and upload_order(r) < newest[r.producer]:

@@ -73,6 +73,14 @@ class FoldedKey:
             raise ContractError("UploadIndex", "folded_keys", f"{d!r} is not an entry") from exc
 
 
+def _entries(d: Any) -> dict[str, Any]:
+    """``folded_keys`` as stored, its shape checked (a list of five per key), never parsed."""
+    if not isinstance(d, dict) or not all(isinstance(v, list) and len(v) in (4, 5)
+                                          for v in d.values()):
+        raise ContractError("UploadIndex", "folded_keys", "not an object of entries")
+    return {str(k): v for k, v in d.items()}
+
+
 def _triple(d: Any) -> tuple[str, str, str]:
     a, b, c = d
     return (str(a), str(b), str(c))
@@ -87,8 +95,11 @@ class UploadIndex:
     """The version the folded uploads were last published in (None: none yet)."""
     snapshot: Mapping[str, UploadRecord] = field(default_factory=dict)
     """Each ``snapshot`` producer's newest folded upload."""
-    folded_keys: Mapping[str, FoldedKey] = field(default_factory=dict)
-    """Incoming key -> its current folded write, for ``append`` producers."""
+    folded_keys: Mapping[str, Any] = field(default_factory=dict)
+    """Incoming key -> its current folded write, for ``append`` producers, as stored
+    (``FoldedKey.to_json``; ``folded`` reads one): thousands of keys are never parsed whole."""
+    newest_folded: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
+    """Producer -> the ``upload_order`` of its newest folded ``append`` upload."""
     folded_pages: tuple[str, ...] = ()
     """Keys of the pages holding the folded ``append`` records, oldest first."""
     folded_rows_left_out: int = 0
@@ -101,12 +112,24 @@ class UploadIndex:
         """True when no upload was ever taken in."""
         return not (self.snapshot or self.folded_keys or self.pending)
 
+    def folded(self, key: str) -> FoldedKey | None:
+        """The current folded write of the incoming ``key`` (None: none).
+
+        Raises: ContractError (an entry that does not parse)."""
+        entry = self.folded_keys.get(key)
+        return None if entry is None else FoldedKey.from_json(entry)
+
+    def folded_ids(self) -> set[str]:
+        """Upload ids of the current folded ``append`` writes."""
+        return {str(entry[0]) for entry in self.folded_keys.values()}
+
     def to_json(self) -> dict[str, Any]:
         """The stored JSON object."""
         return {
             "dataset": self.dataset, "published_version": self.published_version,
             "snapshot": {p: r.to_json() for p, r in sorted(self.snapshot.items())},
-            "folded_keys": {k: f.to_json() for k, f in self.folded_keys.items()},
+            "folded_keys": dict(self.folded_keys),
+            "newest_folded": {p: list(o) for p, o in sorted(self.newest_folded.items())},
             "folded_pages": list(self.folded_pages),
             "folded_rows_left_out": self.folded_rows_left_out,
             "pending": [r.to_json() for r in self.pending],
@@ -120,8 +143,9 @@ class UploadIndex:
                 dataset=str(d["dataset"]), published_version=d.get("published_version"),
                 snapshot={str(p): UploadRecord.from_json(r)
                           for p, r in dict(d.get("snapshot") or {}).items()},
-                folded_keys={str(k): FoldedKey.from_json(f)
-                             for k, f in dict(d.get("folded_keys") or {}).items()},
+                folded_keys=_entries(d.get("folded_keys") or {}),
+                newest_folded={str(p): _triple(o)
+                               for p, o in dict(d.get("newest_folded") or {}).items()},
                 folded_pages=tuple(str(k) for k in d.get("folded_pages") or ()),
                 folded_rows_left_out=int(d.get("folded_rows_left_out") or 0),
                 pending=tuple(UploadRecord.from_json(r) for r in d.get("pending") or ()),
@@ -207,7 +231,7 @@ def take_in(index: UploadIndex, records: Iterable[UploadRecord]) -> UploadIndex:
     twice; ``pending`` stays oldest first)."""
     known = {r.upload_id for r in index.pending}
     known |= {r.upload_id for r in index.snapshot.values()}
-    known |= {f.upload_id for f in index.folded_keys.values()}
+    known |= index.folded_ids()
     new = []
     for r in records:
         if r.upload_id not in known:
@@ -244,7 +268,7 @@ def folded_records(store: Store, settings: Settings, index: UploadIndex) -> list
     Raises: ContractError."""
     pages = concurrency.map_ordered(lambda k: json.loads(store.get(settings.internal_bucket, k)),
                                     list(index.folded_pages), threads=THREADS)
-    current = {f.upload_id for f in index.folded_keys.values()}
+    current = index.folded_ids()
     return [r for page in pages for r in (UploadRecord.from_json(d) for d in page["records"])
             if r.upload_id in current]
 
@@ -273,6 +297,7 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
     ids = set(brought)
     taken = [r for r in index.pending if r.upload_id in ids]
     snapshot, keys = dict(index.snapshot), dict(index.folded_keys)
+    newest = dict(index.newest_folded)
     expired: list[UploadRecord] = []
     appended: list[UploadRecord] = []
     left_out = index.folded_rows_left_out
@@ -285,15 +310,16 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
             else:
                 expired.append(r)
             continue
-        seen = keys.get(r.key)
+        seen = _parsed(keys.get(r.key))
         if seen is not None and seen.write > write_order(r):
             expired.append(r)  # an older write of a key arriving late: never current
             continue
-        if seen is not None:
+        if seen is not None and seen.upload_id != r.upload_id:
             expired.append(_stub(r, seen))
             left_out -= seen.rows_left_out  # its rows are no longer in the version
         keys[r.key] = FoldedKey(r.upload_id, r.producer, upload_order(r), write_order(r),
-                                r.rows_left_out)
+                                r.rows_left_out).to_json()
+        newest[r.producer] = max(newest.get(r.producer, upload_order(r)), upload_order(r))
         appended.append(r)
         left_out += r.rows_left_out
     rest: list[UploadRecord] = []
@@ -302,7 +328,7 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
             old = snapshot.get(r.producer)
             stale = old is not None and upload_order(r) < upload_order(old)
         else:
-            seen = keys.get(r.key)
+            seen = _parsed(keys.get(r.key))
             stale = seen is not None and seen.write > write_order(r)
         (expired if stale else rest).append(r)
     page = None
@@ -314,8 +340,13 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
         page = (key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
         pages = (*pages, key) if key not in pages else pages
     new = replace(index, published_version=version, snapshot=snapshot, folded_keys=keys,
-                  folded_pages=pages, folded_rows_left_out=left_out, pending=tuple(rest))
+                  newest_folded=newest, folded_pages=pages, folded_rows_left_out=left_out,
+                  pending=tuple(rest))
     return Folded(new, page, tuple(expired), tuple(sorted(taken, key=upload_order)))
+
+
+def _parsed(entry: Any) -> FoldedKey | None:
+    return None if entry is None else FoldedKey.from_json(entry)
 
 
 def _stub(record: UploadRecord, seen: FoldedKey) -> UploadRecord:
