@@ -646,6 +646,8 @@ def _ranges(old: Path, new: Path, plan: _Plan, range_rows: int) -> list[tuple[An
     files each; None: read whole (a key column retyped, a null first key, one range)."""
     if plan.retyped_key or not plan.key:
         return None
+    if sum(pq.ParquetFile(p).metadata.num_rows for p in (old, new)) <= range_rows:
+        return None  # one range: no need to count the first column's values
     first = plan.key[0]
     before, after = _value_counts(old, first), _value_counts(new, first)
     if before is None or after is None:

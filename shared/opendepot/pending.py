@@ -150,9 +150,12 @@ def _remove(store: Store, settings: Settings, marker: Marker) -> int:
 
 def current_manifest(
     store: Store, settings: Settings, dataset: str, attempts: int = 3,
+    known: tuple[Manifest | None, str | None] = (None, None),
 ) -> tuple[Manifest | None, str | None] | None:
     """The dataset's manifest and its ETag read together (head, get, head: the same ETag both
     times), ((None, None) when there is none); None when it kept changing while read.
+    ``known``: a manifest and its ETag the caller holds, used as is (no get) when the head
+    still gives that ETag.
 
     Raises: StorageError, ContractError."""
     key = layout.manifest_key(dataset)
@@ -160,6 +163,8 @@ def current_manifest(
         before = store.head(settings.published_bucket, key)
         if before is None:
             return None, None
+        if known[0] is not None and before.etag == known[1]:
+            return known
         try:
             body = store.get(settings.published_bucket, key)
         except NotFound:
@@ -195,7 +200,7 @@ def sweep(
     cleared, removed, kept, deleted = [], [], [], 0
     markers = store.list(settings.internal_bucket, layout.pending_prefix(dataset))
     if markers:  # decide on the manifest as it is now, not as the caller last saw it
-        fresh = current_manifest(store, settings, dataset)
+        fresh = current_manifest(store, settings, dataset, known=(manifest, etag))
         if fresh is None:  # it moved while read: keep every marker, the next sweep decides
             return Swept((), (), tuple(o.key.rsplit("/", 1)[-1].removesuffix(".json")
                                        for o in markers), 0)
