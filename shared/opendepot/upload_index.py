@@ -35,6 +35,7 @@ from opendepot import concurrency, layout
 from opendepot.config import Settings
 from opendepot.consolidate import current_versions, upload_order, write_order
 from opendepot.contracts import ContractError, UploadRecord
+from opendepot.keys import sequencer_key
 from opendepot.registry import Dataset
 from opendepot.storage import Store
 
@@ -58,24 +59,27 @@ class FoldedKey:
     """Rows left out of it within the error budget."""
 
     def to_json(self) -> list[Any]:
-        """``[upload_id, producer, order, write, rows_left_out]``."""
-        return [self.upload_id, self.producer, list(self.order), list(self.write),
+        """``[upload_id, producer, received_at, sequencer, rows_left_out]`` (the orders are
+        made of these three: stored once, the index stays small)."""
+        received_at, sequencer, _ = self.order
+        return [self.upload_id, self.producer, received_at, sequencer.rstrip("0"),
                 self.rows_left_out]
 
     @classmethod
     def from_json(cls, d: Any) -> FoldedKey:
         """Raises: ContractError."""
         try:
-            upload_id, producer, order, write, *rest = d
-            return cls(str(upload_id), str(producer), _triple(order), _triple(write),
-                       int(rest[0]) if rest else 0)
+            upload_id, producer, received_at, sequencer, left_out = d
+            seq = sequencer_key(str(sequencer))
+            return cls(str(upload_id), str(producer), (str(received_at), seq, str(upload_id)),
+                       (seq, str(received_at), str(upload_id)), int(left_out))
         except (TypeError, ValueError) as exc:
             raise ContractError("UploadIndex", "folded_keys", f"{d!r} is not an entry") from exc
 
 
 def _entries(d: Any) -> dict[str, Any]:
     """``folded_keys`` as stored, its shape checked (a list of five per key), never parsed."""
-    if not isinstance(d, dict) or not all(isinstance(v, list) and len(v) in (4, 5)
+    if not isinstance(d, dict) or not all(isinstance(v, list) and len(v) == 5
                                           for v in d.values()):
         raise ContractError("UploadIndex", "folded_keys", "not an object of entries")
     return {str(k): v for k, v in d.items()}
