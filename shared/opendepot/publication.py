@@ -2,11 +2,13 @@
 
 ``publish_dataset`` is idempotent and crash-safe (see docs/design.md, "Manifest"):
 
-1. read the upload records under ``staging/{dataset}/`` and select the uploads that make the
-   publication (``snapshot``: each producer's newest; ``append``: all);
-2. if the current manifest was made of exactly these uploads, nothing new is written (only the
-   ``latest/`` and Parquet prefix copies and ``catalog.json`` are repaired if a crash left them
-   behind);
+1. gather the dataset's upload index (``opendepot.upload_index``: its inbox taken in; a version
+   switched to but not yet folded is folded) and plan the build (``opendepot.incremental``:
+   each snapshot producer's newest upload; ``append`` uploads added to the previous version's
+   table, or every upload in a full build);
+2. if no pending upload is new and the fed versions are the same, nothing new is written (only
+   the ``latest/`` and Parquet prefix copies and ``catalog.json`` are repaired if a crash left
+   them behind);
 3. otherwise download the staged Parquet files to a temporary directory, consolidate, roll up,
    render CSV and Parquet per level to temporary files, write the pending marker
    ``pending/{dataset}/{version}.json`` (``opendepot.pending``: the keys about to be written)
@@ -22,6 +24,9 @@
    ``catalog.json`` (``catalog.update_catalog``: ``If-Match``, retried from fresh state), and
    sweep the pending markers (``pending.sweep``: this version's marker is deleted, the files of
    versions that can never be switched to are deleted). The repair run of step 2 does the same.
+   Right after the switch the version's uploads are folded into the upload index (staged copies
+   no version can need again expire; a version that drops published values is noted in its
+   uploads' reports: ``opendepot.version_notes``).
 
 Between 3 and 4, the new version's table of the producer's level is compared with the previous
 version's (``opendepot.changes``, its Parquet file read from the published bucket through the
