@@ -128,7 +128,10 @@ def test_twenty_uploads_from_four_threads__final_version_holds_every_upload(loca
     s3 = stack.s3
     manifest = json.loads(s3.get_object(Bucket=stack.published_bucket,
                                         Key="test-append/manifest.json")["Body"].read())
-    assert len(manifest["uploads"]) == 20
+    # made of the 20 uploads; each version lists those it brought, every one brought once
+    assert manifest["versions"][0]["upload_count"] == 20
+    brought = [u for v in manifest["versions"] for u in v["upload_ids"]]
+    assert len(brought) == len(set(brought)) == 20
     assert manifest["rows"]["dep"] == 40
     fra = pd.read_csv(io.BytesIO(s3.get_object(
         Bucket=stack.published_bucket, Key="test-append/latest/test-append-fra.csv")["Body"].read()), sep=";")

@@ -49,19 +49,22 @@ def wide_header(path: Path, columns: int) -> None:
 
 
 MEASURE = textwrap.dedent("""
-    import json, os, resource, sys, time
+    import json, os, sys, time
     from opendepot.registry import load_cog, load_registry
     from opendepot.report import build_report, report_bytes
     from opendepot.validate import Limits, validate_file
     path, limits = sys.argv[1], Limits(**json.loads(sys.argv[2]))
     ds, cog = load_registry().get("donnees-hospitalieres-covid19"), load_cog()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def hwm():  # this process's peak (kB); ru_maxrss would keep the forking parent's after exec
+        with open("/proc/self/status") as f:
+            return int(f.read().split("VmHWM:")[1].split()[0])
+    before = hwm()
     started = time.perf_counter()
     v = validate_file(path, ds, cog, name="t.csv", workdir=os.path.dirname(path), limits=limits)
     report = build_report(v, None, {"key": "t.csv"}, size=os.path.getsize(path))
     size = report_bytes(report)
     body = json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = hwm()
     e = v.errors.items[0]
     print(json.dumps({"seconds": time.perf_counter() - started, "peak": peak * 1024,
                       "growth": (peak - before) * 1024, "bytes": size, "written": len(body),

@@ -496,8 +496,9 @@ def test_publish_role__deletes_published_files_in_version_folders_only(
     transformed: dict[str, Any],
 ) -> None:
     """The sweep of a failed publication (``opendepot.pending``) deletes version files; IAM
-    wildcards (``*`` any run of characters, ``/`` included; ``?`` one) must never reach a
-    manifest, ``latest/``, a Parquet prefix, a page of versions or the catalog."""
+    wildcards (``*`` any run of characters, ``/`` included; no ``?``, which moto's IAM check
+    cannot compile) must never reach a manifest, ``latest/``, a Parquet prefix, a page of
+    versions or the catalog."""
     import fnmatch
 
     from opendepot import layout
@@ -575,7 +576,7 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
             *((a, "InternalBucket/pending/*") for a in
               ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
             # a version never switched to: its files, in version folders only
-            ("s3:DeleteObject", "PublishedBucket/*/????-??-??-??h??m??s/*"),
+            ("s3:DeleteObject", "PublishedBucket/*/2*-*-*-*h*m*s/*"),
             ("s3:ListBucket", "InternalBucket"),
             ("s3:GetObject", "PublishedBucket/*"),
             ("s3:PutObject", "PublishedBucket/*"),  # also copies, and conditional writes
