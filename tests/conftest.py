@@ -99,3 +99,15 @@ def pipeline() -> Pipeline:
         Settings(publish_queue_url="memory://publish.fifo"),
         datetime(2026, 11, 29, 8, 0, tzinfo=UTC),
     )
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts ``get``s per key (what a test reads through it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: dict[str, int] = {}
+
+    def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
+        self.gets[key] = self.gets.get(key, 0) + 1
+        return super().get(bucket, key, version_id=version_id)

@@ -12,7 +12,7 @@ from typing import Any
 import feedparser
 import pytest
 
-from conftest import HOSP, Pipeline
+from conftest import HOSP, CountingStore, Pipeline
 from functions.index_api import app as index_api
 from opendepot import atom, index, layout
 from opendepot.config import Settings
@@ -36,18 +36,6 @@ from test_index_api_contract import SETTINGS, check_against_openapi, get
 RECENT = "/api/1/datasets/recent.atom"
 HOSP_23, HOSP_24 = (MIRROR / f / "covid_hospit.csv" for f in ("2020-03-23_3f62f18",
                                                                "2020-03-24_2c1018e"))
-
-
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts ``get``s per key (the pipeline writes through it too)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gets: dict[str, int] = {}
-
-    def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
-        self.gets[key] = self.gets.get(key, 0) + 1
-        return super().get(bucket, key, version_id=version_id)
 
 
 def version_urn(dataset: str, version: str) -> str:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import REAL, Pipeline
+from conftest import REAL, CountingStore, Pipeline
 from functions.index_api import app as index_api
 from opendepot import atom, contracts, index, layout, notify, version_pages
 from opendepot.contracts import Manifest, VersionsPage
@@ -31,16 +31,8 @@ BUCKET = SETTINGS.published_bucket
 CSV = index.resource_id(FRA, "fra", "csv")
 
 
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts ``get`` per key."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gets: dict[str, int] = {}
-
-    def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
-        self.gets[key] = self.gets.get(key, 0) + 1
-        return super().get(bucket, key, version_id=version_id)
+class PageCountingStore(CountingStore):
+    """Counts ``get``s per key, and reads of pages of versions."""
 
     def page_reads(self) -> int:
         return sum(n for k, n in self.gets.items() if k.startswith(f"{FRA}/versions/"))
@@ -76,10 +68,10 @@ def stored_manifest(store: MemoryStore) -> dict[str, Any]:
     return json.loads(store.get(BUCKET, layout.manifest_key(FRA)))
 
 
-def inline_copy(store: MemoryStore) -> CountingStore:
+def inline_copy(store: MemoryStore) -> PageCountingStore:
     """The published bucket as it would be with every version inline: the same objects, the
     manifest's pages folded back into its ``versions`` and removed."""
-    copy, manifest = CountingStore(), stored_manifest(store)
+    copy, manifest = PageCountingStore(), stored_manifest(store)
     for o in store.list(BUCKET, ""):
         if not o.key.startswith(f"{FRA}/versions/"):
             copy.put(BUCKET, o.key, store.get(BUCKET, o.key), o.content_type or "text/plain")
@@ -93,7 +85,7 @@ def inline_copy(store: MemoryStore) -> CountingStore:
 def daily() -> dict[str, Any]:
     """``DAYS`` daily versions, each manifest's size in bytes, and the same bucket with every
     version inline."""
-    p = Pipeline(CountingStore(), MemoryQueue(), SETTINGS, START)
+    p = Pipeline(PageCountingStore(), MemoryQueue(), SETTINGS, START)
     sizes: list[int] = []
     versions = publish_days(p, range(DAYS), sizes)
     return {"pipeline": p, "versions": versions, "sizes": sizes, "inline": inline_copy(p.store)}

@@ -219,15 +219,6 @@ staged_records = upload_index.legacy_records
 for a dataset without an upload index, and by tools that audit the staging area."""
 
 
-def _gather(store: Store, settings: Settings, dataset: str) -> tuple[UploadIndex, str | None]:
-    """``upload_index.gather``; a dataset without an index yet starts it from its staged
-    records (listed once)."""
-    legacy = None
-    if store.head(settings.internal_bucket, layout.upload_index_key(dataset)) is None:
-        legacy = upload_index.legacy_records(store, settings, dataset)
-    return upload_index.gather(store, settings, dataset, legacy)
-
-
 def _fold(
     store: Store, settings: Settings, dataset: Dataset, index: UploadIndex, etag: str | None,
     manifest: Manifest,
@@ -319,7 +310,7 @@ def publish_dataset(
         PreconditionFailed: another publication won the race; retry.
         NotFound: a staged file referenced by an upload record is missing.
     """
-    index, index_etag = _gather(store, settings, dataset.name)
+    index, index_etag = upload_index.gather(store, settings, dataset.name)
     manifest, etag = read_manifest(store, settings, dataset.name)
     if index.empty:
         version = manifest.version if manifest is not None else None

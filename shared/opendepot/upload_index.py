@@ -246,19 +246,18 @@ def take_in(index: UploadIndex, records: Iterable[UploadRecord]) -> UploadIndex:
     return replace(index, pending=tuple(sorted((*index.pending, *new), key=upload_order)))
 
 
-def gather(
-    store: Store, settings: Settings, dataset: str,
-    legacy: Sequence[UploadRecord] | None = None,
-) -> tuple[UploadIndex, str | None]:
+def gather(store: Store, settings: Settings, dataset: str) -> tuple[UploadIndex, str | None]:
     """The dataset's index with its inbox taken in, switched when the inbox held anything new,
-    and its ETag; then the inbox records taken in are deleted. ``legacy``: when the dataset has
-    no index yet, the upload records staged before indexes existed (read once by the caller).
+    and its ETag; then the inbox records taken in are deleted. A dataset without an index yet
+    starts it from the upload records staged before indexes existed (``legacy_records``: listed
+    once, then never again).
 
     Raises: PreconditionFailed (a concurrent switch: retry), ContractError."""
     index, etag = read(store, settings, dataset)
+    legacy = legacy_records(store, settings, dataset) if index is None else []
     arrived = inbox(store, settings, dataset)
     start = index if index is not None else UploadIndex(dataset)
-    merged = take_in(start, [*(legacy or ()), *(r for _, r in arrived)])
+    merged = take_in(start, [*legacy, *(r for _, r in arrived)])
     if index is None or merged is not start:
         etag = write(store, settings, merged, etag)
     concurrency.map_ordered(lambda k: store.delete(settings.internal_bucket, k),
