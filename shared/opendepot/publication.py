@@ -2,10 +2,10 @@
 
 ``publish_dataset`` is idempotent and crash-safe (see docs/design.md, "Manifest"):
 
-1. gather the dataset's upload index (``opendepot.upload_index``: its inbox taken in; a version
-   switched to but not yet folded is folded) and plan the build (``opendepot.incremental``:
-   each snapshot producer's newest upload; ``append`` uploads added to the previous version's
-   table, or every upload in a full build);
+1. gather the dataset's upload index (``opendepot.upload_index``: its inbox taken in, in
+   memory; a version switched to but not yet folded is folded) and plan the build
+   (``opendepot.incremental``: each snapshot producer's newest upload; ``append`` uploads
+   added to the previous version's table, or every upload in a full build);
 2. if no pending upload is new and the fed versions are the same, nothing new is written (only
    the ``latest/`` and Parquet prefix copies and ``catalog.json`` are repaired if a crash left
    them behind);
@@ -24,7 +24,8 @@
    ``catalog.json`` (``catalog.update_catalog``: ``If-Match``, retried from fresh state), and
    sweep the pending markers (``pending.sweep``: this version's marker is deleted, the files of
    versions that can never be switched to are deleted). The repair run of step 2 does the same.
-   Right after the switch the version's uploads are folded into the upload index (staged copies
+   Right after the switch the version's uploads are folded into the upload index, its one
+   write in the publication (then the inbox records taken in are deleted; staged copies
    no version can need again expire; a version that drops published values is noted in its
    uploads' reports: ``opendepot.version_notes``).
 
@@ -92,7 +93,6 @@ from opendepot.partitions import Upload
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import RenderedFile, datapackage, file_digest, level_schema
 from opendepot.storage import PreconditionFailed, StorageError, Store
-from opendepot.upload_index import UploadIndex
 from opendepot.version_pages import page_bytes, page_key, page_out
 
 T = TypeVar("T")
@@ -220,24 +220,26 @@ for a dataset without an upload index, and by tools that audit the staging area.
 
 
 def _fold(
-    store: Store, settings: Settings, dataset: Dataset, index: UploadIndex, etag: str | None,
+    store: Store, settings: Settings, dataset: Dataset, gathered: upload_index.Gathered,
     manifest: Manifest,
-) -> tuple[UploadIndex, str | None]:
-    """Fold into the index the pending uploads ``manifest``'s version was made of (its page
-    first, then the index switched with ``If-Match``), then expire the staged copies no version
-    can need again. Returns the new index and its ETag.
+) -> upload_index.Gathered:
+    """Fold into the gathered index the pending uploads ``manifest``'s version was made of (its
+    page first, then the index switched with ``If-Match`` and the inbox records taken in
+    deleted: ``upload_index.settle``), then expire the staged copies no version can need again.
+    Returns what a further fold starts from.
 
     Raises: PreconditionFailed (the index changed meanwhile: the retry folds again)."""
+    index = gathered.index
     folded = upload_index.fold(index, dataset, manifest.version, manifest.upload_ids)
     bootstrap = index.published_version is None  # the whole history of a dataset new to indexes
     if folded.page is not None:
         put_immutable(store, settings.internal_bucket, folded.page[0], folded.page[1], JSON_MIME)
-    etag = upload_index.write(store, settings, folded.index, etag)
+    settled = upload_index.settle(store, settings, folded.index, gathered)
     upload_index.expire(store, settings, folded.expired)
     entry = next((v for v in manifest.versions if v.version == manifest.version), None)
     version_notes.note_in_reports(store, settings, () if bootstrap else folded.taken,
                                   entry.changes.path if entry and entry.changes else None)
-    return folded.index, etag
+    return settled
 
 
 def _fed_ids(uploads: Sequence[ManifestUpload]) -> set[str]:
@@ -310,14 +312,16 @@ def publish_dataset(
         PreconditionFailed: another publication won the race; retry.
         NotFound: a staged file referenced by an upload record is missing.
     """
-    index, index_etag = upload_index.gather(store, settings, dataset.name)
+    gathered = upload_index.gather(store, settings, dataset.name)
+    index = gathered.index
     manifest, etag = read_manifest(store, settings, dataset.name)
     if index.empty:
         version = manifest.version if manifest is not None else None
         return PublishOutcome(dataset.name, version, False, {}, ())
     if manifest is not None and index.published_version != manifest.version:
         # switched to but not folded (a crash between the two), or a dataset new to indexes
-        index, index_etag = _fold(store, settings, dataset, index, index_etag, manifest)
+        gathered = _fold(store, settings, dataset, gathered, manifest)
+        index = gathered.index
     # Declared feeds (registry ``feeds``, see opendepot.feeds): rows of other datasets' current
     # published versions join this publication, and those versions join its identity, so a
     # new version of a fed dataset makes a new publication. No feeds: nothing changes.
@@ -326,7 +330,7 @@ def publish_dataset(
     same_feeds = manifest is not None and _fed_ids(manifest.uploads) == _fed_ids(fed.records)
     if manifest is not None and not build.brought and same_feeds:
         if index.pending:  # only uploads older than the ones published: nothing new
-            _fold(store, settings, dataset, index, index_etag, manifest)
+            _fold(store, settings, dataset, gathered, manifest)
         _settle(store, settings, registry, dataset, manifest, etag, now)
         return PublishOutcome(dataset.name, manifest.version, False, dict(manifest.rows),
                               manifest.upload_ids)
@@ -358,7 +362,7 @@ def publish_dataset(
     new = _page_out(store, settings, _manifest(dataset, version, now, brought, out, manifest,
         recorded, count=build.count + len(fed.records), left_out=build.rows_left_out))
     switched = _switch(store, settings, new, etag, marker)
-    _fold(store, settings, dataset, index, index_etag, new)
+    _fold(store, settings, dataset, gathered, new)
     _settle(store, settings, registry, dataset, new, switched, now)
     return PublishOutcome(dataset.name, version, True, dict(new.rows), ids,
                           None if diff is None else diff.headline(), build.reason or None)

@@ -6,11 +6,12 @@ record ever staged did; this index replaces it (see docs/design.md, "Upload inde
 - ``ingest`` stages an accepted upload (its Parquet and its record under ``staging/``) and then
   drops a copy of the record in the dataset's inbox, ``inbox/{dataset}/{upload_id}.json``
   (``stage``). The inbox holds only the uploads no publication has taken in yet.
-- each publication ``gather``-s: it reads ``index/{dataset}.json``, merges the inbox's records
-  into its ``pending`` list, writes the index back with ``If-Match`` (the one switch of this object;
-  a lost race raises ``PreconditionFailed``, and the queue retries from fresh state), then
-  deletes the inbox records it took in. A crash between the two re-merges them: merging is
-  idempotent (by upload id).
+- each publication ``gather``-s: it reads ``index/{dataset}.json`` and merges the inbox's records
+  into its ``pending`` list, in memory. The index is written once per publication, folded
+  (``settle``: ``If-Match``, the one switch of this object; a lost race raises
+  ``PreconditionFailed``, and the queue retries from fresh state), and only then are the inbox
+  records it took in deleted. A crash before re-merges them: merging is idempotent (by upload
+  id).
 - once a version made of the pending uploads is switched to, ``fold`` moves them out of
   ``pending``: each ``snapshot`` producer's newest upload into ``snapshot``; ``append`` uploads
   into ``folded_keys`` (incoming key -> its current write) with their records in one immutable
@@ -246,23 +247,52 @@ def take_in(index: UploadIndex, records: Iterable[UploadRecord]) -> UploadIndex:
     return replace(index, pending=tuple(sorted((*index.pending, *new), key=upload_order)))
 
 
-def gather(store: Store, settings: Settings, dataset: str) -> tuple[UploadIndex, str | None]:
-    """The dataset's index with its inbox taken in, switched when the inbox held anything new,
-    and its ETag; then the inbox records taken in are deleted. A dataset without an index yet
-    starts it from the upload records staged before indexes existed (``legacy_records``: listed
-    once, then never again).
+@dataclass(frozen=True)
+class Gathered:
+    """``gather``'s result: the index with the inbox taken in, not written yet."""
 
-    Raises: PreconditionFailed (a concurrent switch: retry), ContractError."""
+    index: UploadIndex
+    etag: str | None
+    """The ETag of the index as read (None: the dataset has none yet)."""
+    inbox_keys: tuple[str, ...] = ()
+    """Inbox records taken in, to delete once an index holding them is written (``settle``)."""
+
+
+def gather(store: Store, settings: Settings, dataset: str) -> Gathered:
+    """The dataset's index with its inbox taken in, in memory: the publication writes it once,
+    folded (``settle``), and only then deletes the inbox records it took in; a crash before
+    leaves them in the inbox, and taking them in again is idempotent (by upload id). Inbox
+    records that were already known are deleted at once. A dataset without an index yet starts
+    it from the upload records staged before indexes existed (``legacy_records``: listed once,
+    then never again).
+
+    Raises: ContractError."""
     index, etag = read(store, settings, dataset)
     legacy = legacy_records(store, settings, dataset) if index is None else []
     arrived = inbox(store, settings, dataset)
     start = index if index is not None else UploadIndex(dataset)
     merged = take_in(start, [*legacy, *(r for _, r in arrived)])
-    if index is None or merged is not start:
-        etag = write(store, settings, merged, etag)
-    concurrency.map_ordered(lambda k: store.delete(settings.internal_bucket, k),
-                            [k for k, _ in arrived], threads=THREADS)
-    return merged, etag
+    keys = tuple(k for k, _ in arrived)
+    if merged is start and index is not None:  # nothing new: the inbox held copies only
+        _delete(store, settings, keys)
+        keys = ()
+    return Gathered(merged, etag, keys)
+
+
+def settle(store: Store, settings: Settings, index: UploadIndex, gathered: Gathered) -> Gathered:
+    """Switch the index to ``index`` (``If-Match`` the gathered ETag), then delete the inbox
+    records ``gathered`` took in (all are in ``index``, folded or pending); returns what a
+    further ``settle`` starts from.
+
+    Raises: PreconditionFailed (another publication switched it first: retry)."""
+    etag = write(store, settings, index, gathered.etag)
+    _delete(store, settings, gathered.inbox_keys)
+    return Gathered(index, etag)
+
+
+def _delete(store: Store, settings: Settings, keys: Sequence[str]) -> None:
+    concurrency.map_ordered(lambda k: store.delete(settings.internal_bucket, k), list(keys),
+                            threads=THREADS)
 
 
 def folded_records(store: Store, settings: Settings, index: UploadIndex) -> list[UploadRecord]:
@@ -364,7 +394,6 @@ def expire(store: Store, settings: Settings, records: Sequence[UploadRecord]) ->
     their reports stay, and so do the original uploads (the incoming bucket is versioned)."""
     keys = [k for r in records for k in (
         r.staged_key, layout.staged_record_key(r.dataset, r.producer, r.upload_id))]
-    concurrency.map_ordered(lambda k: store.delete(settings.internal_bucket, k), keys,
-                            threads=THREADS)
+    _delete(store, settings, keys)
     if records:
         log.info("staged copies expired", extra={"uploads": [r.upload_id for r in records]})
