@@ -63,6 +63,9 @@ PARQUET = "parquet"
 """The folder of a dataset's Parquet-only prefixes, one per level (``parquet_prefix``)."""
 VERSIONS = "versions"
 """The folder of a dataset's pages of older versions (``versions_page_key``)."""
+SITE = "site/"
+"""Prefix of the static site's pages and assets (published bucket): ``site/index.html`` is
+served at ``/``, ``site/datasets/{slug}/index.html`` at ``/datasets/{slug}/``."""
 VERSION_FORMAT = "%Y-%m-%d-%Hh%Mm%Ss"
 """``strftime`` format of a version id (UTC)."""
 
@@ -146,6 +149,13 @@ def pending_key(dataset: str, version: str) -> str:
 
 
 # --- published bucket -------------------------------------------------------------------------
+
+
+def site_key(path: str) -> str:
+    """Key of the site file served at ``/{path}`` (a path ending in ``/``, or empty, is its
+    ``index.html``)."""
+    path = path.lstrip("/")
+    return SITE + (path + "index.html" if path == "" or path.endswith("/") else path)
 
 
 def manifest_key(dataset: str) -> str:
