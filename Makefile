@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 WORKERS ?= 2
 
-.PHONY: install demo test check lint ruff mypy cog bench clean
+.PHONY: install demo test check lint ruff mypy cog bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP) ## create .venv and install opendepot with its test tools
 demo: $(STAMP) ## the main job: local stack (moto), real files dropped, published, index on :8080
 	$(BIN)/opendepot demo $(ARGS)
 
-test: $(STAMP) ## every test (unit, functional on moto, end to end on the real files)
+test: $(STAMP) browser ## every test (unit, functional on moto, end to end on the real files, the site in Chromium)
 	$(BIN)/python -m pytest $(ARGS)
 
 check: $(STAMP) ## the fast lane: every test but the end-to-end ones (marker e2e), on $(WORKERS) workers
@@ -35,6 +35,13 @@ mypy: $(STAMP) ## mypy: strict on shared/opendepot; functions, infra and bench w
 
 bench: $(STAMP) ## benchmark vs the Arrow floor and Frictionless: table + bench/results.json (ARGS="--quick")
 	$(BIN)/python -m bench.run $(ARGS)
+
+browser: ## Debian's headless Chromium for tests/browser (apt-get, as root or through sudo, when missing)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+	@chromium --version 2>/dev/null
 
 cog: $(STAMP) ## rebuild the shipped INSEE COG reference from ../shared/data/real/cog-insee
 	$(BIN)/python -m infra.build_cog

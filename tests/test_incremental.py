@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from opendepot import layout
 from opendepot.config import Settings
 from opendepot.contracts import UploadRecord
 from opendepot.ingest import ObjectEvent, ingest
@@ -181,3 +182,27 @@ def test_fold__a_rewritten_key_counts_only_its_current_write_left_out_rows():
     assert [r.upload_id for r in folded.expired] == ["u1"]
     again = UploadIndex.from_json(json.loads(json.dumps(folded.index.to_json())))
     assert again == folded.index  # rows left out of each key survive the round trip
+
+
+def test_snapshot_uploads_replaced__staged_copies_written_down_then_deleted_by_the_next_one(
+    pipeline, real_dir: Path,
+):
+    """An older snapshot upload's staged copies are named in the index by the fold that
+    supersedes it (``expiring``) and deleted by the next publication, after its own switch: a
+    crash between a switch and the deletions loses none of them."""
+    raw = (real_dir / HOSP / HOSP_FILES[0]).read_bytes()
+    lines = raw.split(b"\n")
+    days = [lines[0] + b"\n" + b"\n".join(lines[1:1 + n]) + b"\n" for n in (300, 600, 900)]
+    staged: list[str] = []
+    for i, body in enumerate(days):
+        out = pipeline.drop(f"{HOSP}/spf/day-{i}.csv", body)
+        assert pipeline.publish(HOSP).created
+        assert out.upload_id is not None
+        staged.append(layout.staged_parquet_key(HOSP, "spf", out.upload_id))
+    index, _ = read_index(pipeline.store, pipeline.settings, HOSP)
+    assert index is not None and index.snapshot["spf"].staged_key == staged[2]
+    kept = {o.key for o in pipeline.store.list(pipeline.settings.internal_bucket,
+                                               f"staging/{HOSP}/") if o.key.endswith(".parquet")}
+    # day 0 went at the third publication; day 1, superseded by it, is written down for the next
+    assert staged[0] not in kept and {staged[1], staged[2]} <= kept
+    assert staged[1] in index.expiring and staged[0] not in index.expiring

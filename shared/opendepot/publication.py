@@ -225,7 +225,8 @@ def _fold(
 ) -> upload_index.Gathered:
     """Fold into the gathered index the pending uploads ``manifest``'s version was made of (its
     page first, then the index switched with ``If-Match`` and the inbox records taken in
-    deleted: ``upload_index.settle``), then expire the staged copies no version can need again.
+    deleted: ``upload_index.settle``), then delete the staged copies the previous fold found no
+    version can need again (this fold's are written in the index, for the next one).
     Returns what a further fold starts from.
 
     Raises: PreconditionFailed (the index changed meanwhile: the retry folds again)."""
@@ -235,7 +236,7 @@ def _fold(
     if folded.page is not None:
         put_immutable(store, settings.internal_bucket, folded.page[0], folded.page[1], JSON_MIME)
     settled = upload_index.settle(store, settings, folded.index, gathered)
-    upload_index.expire(store, settings, folded.expired)
+    upload_index.expire(store, settings, index)  # what the fold before this one expired
     entry = next((v for v in manifest.versions if v.version == manifest.version), None)
     version_notes.note_in_reports(store, settings, () if bootstrap else folded.taken,
                                   entry.changes.path if entry and entry.changes else None)

@@ -17,7 +17,8 @@ record ever staged did; this index replaces it (see docs/design.md, "Upload inde
   into ``folded_keys`` (incoming key -> its current write) with their records in one immutable
   page per version, ``index/{dataset}/folded/{version}.json``, read only for a full rebuild.
   ``fold`` returns the uploads no version can need again (older snapshot uploads, older writes of
-  a key), whose staged copies the caller deletes; the original uploads stay in the versioned
+  a key): their staged keys are written in the index (``expiring``) and deleted by the next
+  publication, after the switch (``expire``); the original uploads stay in the versioned
   incoming bucket.
 
 Shapes: records are ``contracts.UploadRecord``; an upload's order is ``consolidate.upload_order``
@@ -111,6 +112,9 @@ class UploadIndex:
     """Rows left out of the folded ``append`` uploads (their current writes)."""
     pending: tuple[UploadRecord, ...] = ()
     """Uploads taken in from the inbox and not yet in a published version, oldest first."""
+    expiring: tuple[str, ...] = ()
+    """Staged keys (internal bucket) of the uploads the last fold expired: deleted by the next
+    publication, after this index is switched to (a crash in between loses no deletion)."""
 
     @property
     def empty(self) -> bool:
@@ -138,6 +142,7 @@ class UploadIndex:
             "folded_pages": list(self.folded_pages),
             "folded_rows_left_out": self.folded_rows_left_out,
             "pending": [r.to_json() for r in self.pending],
+            "expiring": list(self.expiring),
         }
 
     @classmethod
@@ -154,6 +159,7 @@ class UploadIndex:
                 folded_pages=tuple(str(k) for k in d.get("folded_pages") or ()),
                 folded_rows_left_out=int(d.get("folded_rows_left_out") or 0),
                 pending=tuple(UploadRecord.from_json(r) for r in d.get("pending") or ()),
+                expiring=tuple(str(k) for k in d.get("expiring") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContractError("UploadIndex", "?", str(exc)) from exc
@@ -318,7 +324,8 @@ class Folded:
     """(key, body) of the page of ``append`` records folded (None: none); written before the
     index switch."""
     expired: tuple[UploadRecord, ...]
-    """Uploads whose staged copies may go: older snapshot uploads, older writes of a key."""
+    """Uploads whose staged copies may go: older snapshot uploads, older writes of a key. Their
+    keys are the new index's ``expiring``: the next publication deletes them."""
     taken: tuple[UploadRecord, ...] = ()
     """The pending uploads folded (those the version brought), oldest first."""
 
@@ -374,7 +381,7 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
         pages = (*pages, key) if key not in pages else pages
     new = replace(index, published_version=version, snapshot=snapshot, folded_keys=keys,
                   newest_folded=newest, folded_pages=pages, folded_rows_left_out=left_out,
-                  pending=tuple(rest))
+                  pending=tuple(rest), expiring=staged_keys(expired))
     return Folded(new, page, tuple(expired), tuple(sorted(taken, key=upload_order)))
 
 
@@ -389,11 +396,18 @@ def _stub(record: UploadRecord, seen: FoldedKey) -> UploadRecord:
                                                         seen.upload_id))
 
 
-def expire(store: Store, settings: Settings, records: Sequence[UploadRecord]) -> None:
-    """Delete the staged copies (Parquet and record) of uploads no version can need again;
-    their reports stay, and so do the original uploads (the incoming bucket is versioned)."""
-    keys = [k for r in records for k in (
-        r.staged_key, layout.staged_record_key(r.dataset, r.producer, r.upload_id))]
-    _delete(store, settings, keys)
-    if records:
-        log.info("staged copies expired", extra={"uploads": [r.upload_id for r in records]})
+def staged_keys(records: Sequence[UploadRecord]) -> tuple[str, ...]:
+    """The staged copies (Parquet and record, internal bucket) of ``records``."""
+    return tuple(k for r in records for k in (
+        r.staged_key, layout.staged_record_key(r.dataset, r.producer, r.upload_id)))
+
+
+def expire(store: Store, settings: Settings, index: UploadIndex) -> None:
+    """Delete the staged copies ``index.expiring`` names: uploads a fold before this index's
+    switch found no version can need again. Called with the index a publication gathered (its
+    own fold's expired keys are deleted by the next publication, once they are written down);
+    deleting twice is harmless. Their reports stay, and so do the original uploads (the
+    incoming bucket is versioned)."""
+    _delete(store, settings, index.expiring)
+    if index.expiring:
+        log.info("staged copies expired", extra={"keys": len(index.expiring)})
