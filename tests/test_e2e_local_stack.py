@@ -174,4 +174,4 @@ def test_every_real_file_through_the_stack__accepted_or_rejected_for_its_real_de
     assert all(stack.queue_depth(q.url) == (0, 0, 0) for q in stack.dead_letter_queues())
     status, _, body = get(f"{api.url}/api/1/datasets/?page_size=100")
     listed = {d["slug"] for d in json.loads(body)["data"]}
-    assert listed == set(load_registry().datasets) and len(listed) == 16
+    assert listed == set(load_registry().datasets) and len(listed) == 18

@@ -23,19 +23,23 @@ def test_every_real_input_file__is_mapped_to_a_registered_dataset(real_dir):
     registry = load_registry()
     assert unmapped == []
     assert {f.dataset for f in files} <= set(registry.datasets)
-    assert len(files) == 52  # 60 files less the COG (2) and the SPF column dictionaries (6)
+    assert len(files) == 58  # 66 files less the COG (2) and the SPF column dictionaries (6)
     assert [f.name for f in files if f.producer not in registry.get(f.dataset).producers] == []
     assert len(real_sources()) >= 16
 
 
-def test_real_files_without_a_declared_dataset__are_marked_awaiting_not_unmapped(real_dir):
-    waiting = awaiting_real(real_dir)
-    assert sorted(p.name for p, _ in waiting) == sorted(
-        p.name for p in (real_dir / "fonds-solidarite").glob("*.csv"))
-    assert len(waiting) == 6
-    assert all("fonds-solidarite" in why and "issue 15" in why for _, why in waiting)
+def test_business_support_files__mapped_departmental_and_regional_none_awaiting(real_dir):
+    assert awaiting_real(real_dir) == []  # issue 15 declared fonds-solidarite: nothing held back
     files, _ = collect_real(real_dir)
-    assert not [f for f in files if "fonds-solidarite" in str(f.path)]
+    fonds = {f.name: (f.dataset, f.producer, f.date) for f in files if "fonds-solidarite" in f.name}
+    assert fonds == {
+        f"fonds-solidarite-volet-1-{scale}-naf-{day}.csv": (dataset, "dgfip", day)
+        for scale, dataset, days in (
+            ("departemental", "fonds-solidarite",
+             ("2020-04-29", "2020-11-18", "2021-12-09", "2022-06-29")),
+            ("regional", "fonds-solidarite-regional", ("2020-04-29", "2022-06-29")))
+        for day in days
+    }
 
 
 @pytest.mark.e2e  # every real file through the CLI: `make test` runs it, `make check` does not

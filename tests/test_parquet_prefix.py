@@ -294,7 +294,7 @@ def test_every_real_dataset__each_level_prefix_holds_its_parquet_dates_date32_re
             table = readers_agree(mirror(p.store, bucket, prefix, tmp_path))
             assert table.num_rows == r.rows == manifest.rows[r.level]
             prefixes += 1
-    assert prefixes == 29  # 16 datasets: their levels (chiffres-cles: sources and consolide)
+    assert prefixes == 32  # 18 datasets: their levels (chiffres-cles: sources and consolide)
     assert date_columns == {"jour", "extract_date", "date"}
 
 

@@ -20,7 +20,7 @@ HOSP = "donnees-hospitalieres-covid19"
 
 def test_every_shipped_descriptor__loads_typed():
     registry = load_registry()
-    assert len(registry.datasets) == 16
+    assert len(registry.datasets) == 18
     cc = registry.get("chiffres-cles")
     # declared rows limit; areas keep the default (the guard is on by default)
     assert cc.shrink_guard == ShrinkGuard(max_row_loss_percent=20.0, max_area_loss_percent=50.0)
@@ -75,7 +75,7 @@ def test_wrong_type__is_refused_naming_the_key_and_value():
     assert _refused(d) == f"{HOSP}.json: mode: expected one of snapshot, append, got 'snapshots'"
     d = load_descriptor(HOSP)
     d["measures"]["hosp"] = "stocks"
-    assert "measures.hosp: expected one of stock, cumulative, incidence, rate" in _refused(d)
+    assert "measures.hosp: expected one of stock, cumulative, incidence, rate, distinct" in _refused(d)
 
 
 def test_names_outside_the_schema__are_refused():

@@ -196,7 +196,7 @@ def test_every_shipped_snapshot_dataset__has_a_guard_or_a_reason():
             unguarded.append(ds.name)
     assert unguarded == []
     assert opted_out == {}  # none opts out: see docs/design.md, "Shrink guard"
-    assert len(guarded) == 16
+    assert len(guarded) == 18
     assert guarded[HOSP] == guarded[FLOW] == (50, 50)
     assert guarded["sp-pos-quot-dep"] == (20, 5)
     assert guarded["chiffres-cles"] == (20, 50)  # its snapshot producer: opencovid19-fr

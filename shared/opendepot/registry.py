@@ -4,6 +4,20 @@ Each descriptor is a JSON file in ``opendepot/datasets/`` in Data Package / Tabl
 (see the project's ``docs/design.md``, "Dataset registry"). ``load_registry()`` reads them once;
 ``Registry.get(name)`` returns a typed ``Dataset``. The INSEE COG reference (departments and
 regions, 2020) is ``reference/cog2020.json``, derived from INSEE's CSV by ``infra/build_cog.py``.
+
+Measure kinds (descriptor ``measures``, ``specs.MEASURE_KINDS``):
+
+- ``stock``: a count on the day (patients in hospital); summed in roll-ups;
+- ``cumulative``: a count since a start (deaths, aids paid); summed in roll-ups, and in a
+  dataset with a date field its series is checked for decreases and implausible rises;
+- ``incidence``: new events in a period (admissions of the day); summed in roll-ups;
+- ``rate``: a ratio (per 100,000, a percentage); never rolled up;
+- ``distinct``: a count of distinct units (companies helped) one unit of which may count in
+  several areas or parts: a region's figure is not the sum of its departments', so roll-ups
+  never sum it and the totals check never compares it with its parts.
+
+A measure that is not rolled up is not a column of the computed levels (``rollup.rollup``:
+area, other key columns, summed measures).
 """
 
 from __future__ import annotations
@@ -122,7 +136,8 @@ class Dataset:
     aliases: dict[str, str]
     """Lower-cased alternative column name -> canonical name."""
     measures: dict[str, Measure]
-    """Measure column -> kind (stocks, cumulative counts and incidences roll up; rates do not)."""
+    """Measure column -> kind (stocks, cumulative counts and incidences roll up; rates and
+    distinct counts do not: see "Measure kinds" above)."""
     totals: dict[str, Any]
     """Code of the total row per dimension (``sexe``: 0); never summed with the parts."""
     geography: Geography

@@ -46,7 +46,8 @@ from opendepot.partitions import Partitioning, Spill, add_counts, read_part
 from opendepot.registry import NATIONAL_CODE, Cog, Dataset
 
 ADDITIVE = {"stock", "cumulative", "incidence"}
-"""Measure kinds that are summed in roll-ups; rates and indices are not rolled up."""
+"""Measure kinds that are summed in roll-ups; rates, indices and ``distinct`` counts (a count
+of distinct units, e.g. companies, which a sum would count once per area) are not rolled up."""
 By = Literal["auto", "codes", "arrow"]
 """How rows are grouped and summed (see module docstring)."""
 

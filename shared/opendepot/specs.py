@@ -15,9 +15,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-Measure = Literal["stock", "cumulative", "incidence", "rate"]
+Measure = Literal["stock", "cumulative", "incidence", "rate", "distinct"]
 Mode = Literal["snapshot", "append"]
-MEASURE_KINDS: tuple[Measure, ...] = ("stock", "cumulative", "incidence", "rate")
+MEASURE_KINDS: tuple[Measure, ...] = ("stock", "cumulative", "incidence", "rate", "distinct")
+"""Measure kinds a descriptor may declare (see ``opendepot.registry``, "Measure kinds")."""
 MODES: tuple[Mode, ...] = ("snapshot", "append")
 T = TypeVar("T")
 
