@@ -410,7 +410,8 @@ def test_real_hospital_in_reverse__dropped_dates_and_shrunk_history_as_pandas_fi
 
 def reports(p: Pipeline, dataset: str) -> list[dict[str, Any]]:
     """The dataset's upload reports, oldest upload first."""
-    keys = [o.key for o in p.store.list(p.settings.internal_bucket, f"reports/{dataset}/")]
+    keys = [o.key for o in p.store.list(p.settings.internal_bucket, f"reports/{dataset}/")
+            if o.key.endswith(".json")]  # each report's page (.html) is beside it
     return [json.loads(p.store.get(p.settings.internal_bucket, k)) for k in sorted(keys)]
 
 

@@ -153,7 +153,8 @@ def put_for(s3, record: dict[str, Any], body: bytes) -> dict[str, Any]:
 
 def reports(s3, prefix: str = "reports/") -> list[dict[str, Any]]:
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=SETTINGS.internal_bucket,
-                                                  Prefix=prefix).get("Contents", [])]
+                                                  Prefix=prefix).get("Contents", [])
+            if o["Key"].endswith(".json")]  # each report's page (.html) is beside it
     return [json.loads(s3.get_object(Bucket=SETTINGS.internal_bucket, Key=k)["Body"].read())
             for k in keys]
 

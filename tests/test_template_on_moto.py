@@ -69,6 +69,9 @@ ARTIFACTS = "opendepot-artifacts"
 SKIPPED_BY_MOTO = {
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Stage",
+    "AWS::CloudFront::CachePolicy",  # the site's CDN (template.yaml SiteDistribution)
+    "AWS::CloudFront::Distribution",
+    "AWS::CloudFront::Function",
     "AWS::CloudWatch::Alarm",
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
@@ -418,7 +421,7 @@ class Wired:
         listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
         return {
             o["Key"]: json.loads(self.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
-            for o in listed
+            for o in listed if o["Key"].endswith(".json")  # its page (.html) is beside it
         }
 
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Literal, cast
@@ -44,6 +45,8 @@ from opendepot.keys import KeyRejected, route
 from opendepot.registry import Cog, Dataset, Registry
 from opendepot.render import PARQUET_MIME
 from opendepot.report import build_report, refusal_report
+from opendepot.site import HTML
+from opendepot.site.report_page import html_key, report_html, source_context
 from opendepot.storage import (
     COMPUTABLE_CHECKSUMS,
     Checksum,
@@ -172,7 +175,13 @@ def _confirm_name(key: str) -> str:
     return f"{stem}.confirm.{ext}" if dot else f"{name}.confirm"
 
 
-def _write_report(store: Store, settings: Settings, key: str, report: dict[str, Any]) -> None:
+def _write_report(store: Store, settings: Settings, key: str, report: dict[str, Any],
+                  context: Mapping[int, str] | None = None) -> None:
+    """Write ``report`` at ``key`` (JSON) and its page for people beside it
+    (``opendepot.site.report_page``: ``.html``, with the upload's lines ``context``), the page
+    first: the JSON is the "done" marker, so a crash between the two is retried whole."""
+    page = report_html(report, context)
+    store.put(settings.internal_bucket, html_key(key), page, HTML)
     body = json.dumps(report, ensure_ascii=False, indent=1, default=str).encode("utf-8")
     store.put(settings.internal_bucket, key, body, "application/json")
 
@@ -291,9 +300,9 @@ def ingest(
     ids = {"dataset": dataset.name, "producer": producer}
     if _reported(store, settings, report_key):
         return _duplicate(up, report_key, ids)
-    status, message, report = _validate_and_stage(store, queue, settings, cog, up, dataset,
-                                                   producer, report_key)
-    _write_report(store, settings, report_key, report)
+    status, message, report, lines = _validate_and_stage(store, queue, settings, cog, up,
+                                                          dataset, producer, report_key)
+    _write_report(store, settings, report_key, report, lines)
     return IngestOutcome(status, key, message, up.uid, dataset=dataset.name, producer=producer,
                          report_key=report_key, report=report)
 
@@ -405,10 +414,12 @@ def _download(store: Store, up: _Upload, path: str) -> _Download:
 def _validate_and_stage(
     store: Store, queue: Queue, settings: Settings, cog: Cog, up: _Upload, dataset: Dataset,
     producer: str, report_key: str,
-) -> tuple[Status, str, dict[str, Any]]:
-    """Download, validate, hold or stage one upload: (status, message, report). The object is
-    streamed to local disk (the Lambda's ephemeral storage), hashed on the way; validation reads
-    it batch by batch and stages the accepted rows as Parquet beside it."""
+) -> tuple[Status, str, dict[str, Any], dict[int, str]]:
+    """Download, validate, hold or stage one upload: (status, message, report, the lines of
+    the decoded upload its page shows). The object is streamed to local disk (the Lambda's
+    ephemeral storage), hashed on the way; validation reads it batch by batch and stages the
+    accepted rows as Parquet beside it; when issues name lines, those lines and the ones around
+    are read from the decoded text, still on disk (``report_page.source_context``)."""
     event, key = up.event, up.event.key
     ids = {"dataset": dataset.name, "producer": producer}
     with tempfile.TemporaryDirectory(prefix="opendepot-") as workdir:
@@ -418,7 +429,7 @@ def _validate_and_stage(
         if got.problem is not None:
             report = build_report(refused(got.problem, key), None, context,
                                   size=got.size if got.sha256 else None, sha256=got.sha256 or None)
-            return "rejected", got.problem.message, report
+            return "rejected", got.problem.message, report, {}
         size, sha256 = got.size, got.sha256
         v = validate_file(source, dataset, cog, name=key, workdir=workdir,
                           max_errors=settings.max_errors, max_bytes=settings.max_object_bytes,
@@ -429,8 +440,9 @@ def _validate_and_stage(
         if held is not None:  # the held issue first; the report built once, from that list
             v = v.hold(held)
         report = build_report(v, None, context, size=size, sha256=sha256)
+        lines = source_context(report, v.decoded)
         if held is not None:
-            return "held", held.message, report
+            return "held", held.message, report, lines
         if v.accepted:
             record = UploadRecord(
                 key=key, bucket=event.bucket, version_id=event.version_id, etag=event.etag,
@@ -441,4 +453,4 @@ def _validate_and_stage(
                 staged_key=layout.staged_parquet_key(dataset.name, producer, up.uid),
             )
             _stage(store, queue, settings, record, str(v.staged))
-    return ("accepted" if v.accepted else "rejected"), v.rejection or "accepted", report
+    return ("accepted" if v.accepted else "rejected"), v.rejection or "accepted", report, lines
