@@ -9,7 +9,10 @@
    and pump the queues into the validate and publish functions after each drop.
 4. Print what happened to each file (from its validation report), then the published dataset
    (from its manifest) and ``curl`` lines to try.
-5. Keep serving (and pumping new uploads) until Ctrl-C, or exit with ``--once``.
+5. Build the whole static site once (``opendepot.site.build.refresh``, every dataset: each
+   publication already regenerated its own pages) and print its URL: the site is served at
+   ``http://127.0.0.1:PORT/`` beside the API (``infra.http_server.SiteFiles``).
+6. Keep serving (and pumping new uploads) until Ctrl-C, or exit with ``--once``.
 """
 
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.http_server import LocalHttpApi
+from infra.http_server import LocalHttpApi, SiteFiles
 from infra.pump import Binding, Pump, bindings_for
 from infra.real_files import (
     InputFile,
@@ -247,7 +250,8 @@ def _run_on_stack(
     bindings, index_handler = functions
     status = Status()
     pump = _watched_pump(stack, bindings, status)
-    api = LocalHttpApi(index_handler, port=port, access_log=options.verbose)
+    site = SiteFiles(_store(stack), stack.published_bucket)
+    api = LocalHttpApi(index_handler, port=port, access_log=options.verbose, site=site)
     try:
         api.start()
     except OSError as exc:
@@ -258,6 +262,7 @@ def _run_on_stack(
         outcomes = _drop_all(stack, pump, status, files, options)
         crashed = _say_outcomes(stack, outcomes, options.verbose)
         crashed = _say_published(stack, api.url, outcomes, options) or crashed
+        crashed = not _build_site(stack, api.url) or crashed
         if options.once:
             out("(--once: the local stack stops now, so those links answer only while "
                 "'make demo' runs without --once)")
@@ -267,6 +272,40 @@ def _run_on_stack(
     finally:
         status.end()
         api.stop()
+
+
+def _store(stack: LocalStack) -> Any:
+    """The storage port over the local stack's S3 (moto)."""
+    from opendepot.storage import S3Store  # noqa: PLC0415 - after the stack set AWS_* up
+
+    return S3Store(stack.s3)
+
+
+def _build_site(stack: LocalStack, api_url: str) -> bool:
+    """Build every page of the static site once (``site.build.refresh``, every dataset) and
+    say where it is; False (said) when it failed."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from opendepot.config import Settings  # noqa: PLC0415
+    from opendepot.registry import load_registry  # noqa: PLC0415
+    from opendepot.site import build  # noqa: PLC0415
+
+    started = time.monotonic()
+    try:
+        pages = build.refresh(_store(stack), Settings.from_env(), load_registry(),
+                              datasets=None, now=datetime.now(UTC))
+    except Exception as exc:  # the data is published: say it and go on serving the API
+        out(f"WARNING: the site could not be built: {type(exc).__name__}: {exc}")
+        return False
+    datasets = sum(1 for p in pages if p.path.startswith("datasets/"))
+    boards = sorted({p.path.split("/")[1] for p in pages if p.path.startswith("dashboards/")})
+    out(f"Site: {api_url}/ ({len(pages)} files in {time.monotonic() - started:.1f} s: the home, "
+        f"{datasets} dataset pages" + (f", dashboards {', '.join(boards)}" if boards else "")
+        + ")")
+    for board in boards:
+        out(f"  {api_url}/dashboards/{board}/")
+    out()
+    return True
 
 
 def _load_functions(

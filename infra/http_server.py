@@ -11,6 +11,13 @@ response that is not a dict with ``statusCode`` is sent as a 200 JSON body.
 
     with LocalHttpApi(index_api.lambda_handler, port=8080) as api:
         print(api.url)
+
+With ``site=SiteFiles(store, published_bucket)`` it also serves the static site beside the API,
+as CloudFront does in production: a GET or HEAD whose path is not under ``/api/`` is read from
+the published bucket at ``layout.site_key(path)`` (``/`` -> ``site/index.html``,
+``/datasets/x/`` -> ``site/datasets/x/index.html``) with its stored content type; a path
+without its trailing ``/`` whose folder has an ``index.html`` is redirected (301) to the ``/``
+form; anything else is a French 404 page. Other methods and ``/api/...`` go to the handler.
 """
 
 from __future__ import annotations
@@ -26,15 +33,58 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from infra.pump import LambdaContext
+from opendepot import layout
+from opendepot.storage import Store
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
 log = logging.getLogger(__name__)
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+API_PREFIX = "/api/"
+"""Paths under it go to the handler; the static site serves the others (GET, HEAD)."""
+NOT_FOUND_PAGE = (
+    '<!doctype html>\n<html lang="fr"><head><meta charset="utf-8"><title>Page introuvable'
+    ' · opendepot</title></head><body><main><h1>Page introuvable</h1><p>Cette page n\'existe'
+    ' pas. <a href="/">Retour à la liste des jeux de données</a>.</p></main></body></html>\n'
+).encode()
+
+Answer = tuple[int, list[tuple[str, str]], bytes]
+"""Status, headers, body."""
+
+
+class SiteFiles:
+    """The static site's files in the published bucket (``layout.site_key``), through the
+    storage port (two calls per page: ``head`` for the content type, ``get``)."""
+
+    def __init__(self, store: Store, bucket: str) -> None:
+        self.store = store
+        self.bucket = bucket
+
+    def answer(self, path: str) -> Answer:
+        """The response to a GET of ``path`` (decoded, starting with ``/``, no query).
+
+        Raises: StorageError (answered as a 500 by the server)."""
+        segments = path.split("/")
+        if any(s in (".", "..") for s in segments) or "\\" in path:
+            return self.not_found()
+        key = layout.site_key(path)
+        info = self.store.head(self.bucket, key)
+        if info is None:
+            if not path.endswith("/") and self.store.head(
+                    self.bucket, layout.site_key(path + "/")) is not None:
+                return 301, [("location", quote(path + "/")), ("content-type", "text/plain")], b""
+            return self.not_found()
+        body = self.store.get(self.bucket, key)
+        return 200, [("content-type", info.content_type or "application/octet-stream"),
+                     ("cache-control", "no-cache"), ("etag", f'"{info.etag}"')], body
+
+    @staticmethod
+    def not_found() -> Answer:
+        return 404, [("content-type", "text/html; charset=utf-8")], NOT_FOUND_PAGE
 
 
 def build_event(
@@ -136,7 +186,29 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in two writes: don't wait 40 ms
 
+    def _site(self) -> bool:
+        """Answer from the static site when this request is for it; True when answered."""
+        site = self.server.site
+        path = unquote(urlsplit(self.path).path) or "/"
+        if site is None or self.command not in ("GET", "HEAD") or path.startswith(API_PREFIX):
+            return False
+        try:
+            status, headers, payload = site.answer(path)
+        except Exception:
+            log.exception("site file unreadable: %s", path)
+            status, headers, payload = 500, [("content-type", "text/plain")], b"error\n"
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD" and payload:
+            self.wfile.write(payload)
+        return True
+
     def _handle(self) -> None:
+        if self._site():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         event = build_event(
@@ -194,10 +266,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], handler: Handler, function_name: str, access_log: bool
+        self, address: tuple[str, int], handler: Handler, function_name: str, access_log: bool,
+        site: SiteFiles | None = None,
     ) -> None:
         super().__init__(address, _RequestHandler)
         self.handler = handler
+        self.site = site
         self.function_name = function_name
         self.access_log = access_log
         self.invoke_lock = threading.Lock()
@@ -214,9 +288,12 @@ class LocalHttpApi:
         port: int = 0,
         function_name: str = "opendepot-IndexApiFunction",
         access_log: bool = False,
+        site: SiteFiles | None = None,
     ) -> None:
-        """``port`` 0 picks a free port; ``access_log`` prints one line per request."""
+        """``port`` 0 picks a free port; ``access_log`` prints one line per request; ``site``:
+        serve the static site beside the API (see the module docstring)."""
         self.handler = handler
+        self.site = site
         self.host = host
         self.port = port
         self.function_name = function_name
@@ -231,7 +308,8 @@ class LocalHttpApi:
     def start(self) -> None:
         """Bind and serve in a daemon thread. Raises OSError when the port is taken."""
         self._server = _Server(
-            (self.host, self.port), self.handler, self.function_name, self.access_log
+            (self.host, self.port), self.handler, self.function_name, self.access_log,
+            self.site,
         )
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(

@@ -305,6 +305,9 @@ class LocalStack:
             "OPENDEPOT_PUBLIC_BASE_URL": self.public_base_url,
             "OPENDEPOT_API_BASE_URL": self.api_base_url,
             "OPENDEPOT_VERSIONS_TOPIC_ARN": self.versions_topic.arn if self.versions_topic else "",
+            # dozens of files published one after the other: the dashboards (about 800 files,
+            # 15 to 40 s each time) are built once, when the demo has published them all
+            "OPENDEPOT_SITE_DASHBOARDS": "0",
         }
         # a profile would win over the fake keys for clients built without explicit keys
         for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):

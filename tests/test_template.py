@@ -569,6 +569,7 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
               for p in ("staging", "inbox")),
             ("s3:GetObject", "InternalBucket/index/*"),  # the upload index, and its switch
             ("s3:PutObject", "InternalBucket/index/*"),
+            ("s3:GetObject", "InternalBucket/reports/*"),  # the site: newest uploads' validation
             # announced/{dataset}/{version}.json: a version announced exactly once
             ("s3:GetObject", "InternalBucket/announced/*"),
             ("s3:PutObject", "InternalBucket/announced/*"),

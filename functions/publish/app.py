@@ -19,6 +19,13 @@ again. A request to a dependent that cannot be sent raises (the message is retri
 announcement); dependents' publications are idempotent, so asking twice is harmless. Versions
 published before markers existed have none: a run with nothing new announces such a current
 version once. Without a topic (``NO_NOTIFIER``) the marker is written after the dependents.
+
+After a run that created a version, the static site is regenerated (``refresh_site``: the
+home, the dataset's page, and unless ``Settings.site_dashboards`` is off, the dashboards using
+it) before the follow-ups. A site that cannot
+be built never fails nor retries the publication: the failure is logged with its exception and
+counted (``SiteBuildsFailed``), and the next publication of any dataset regenerates the home
+and its own pages (or run ``opendepot site build``).
 """
 
 from __future__ import annotations
@@ -75,8 +82,31 @@ def record_handler(record: SQSRecord) -> None:
         extra={"version": out.version, "rows": out.rows, "uploads": list(out.upload_ids),
                "changes": out.changes},
     )
+    if out.created:
+        refresh_site(rt, dataset.name)
     if out.version is not None:
         follow_up(rt, dataset.title, out, out.version)
+
+
+def refresh_site(rt: runtime.Runtime, dataset: str) -> bool:
+    """Regenerate the site after ``dataset``'s new version (``site.build.refresh``): True when
+    done. A failure is logged with its exception and counted (``SiteBuildsFailed``), never
+    raised: the version stays published and the next publication regenerates the site."""
+    started = time.perf_counter()
+    try:
+        from opendepot.site import build  # noqa: PLC0415 - Jinja2 missing must not stop publishing
+
+        pages = build.refresh(rt.store, rt.settings, rt.registry, datasets=[dataset],
+                              now=rt.clock(), dashboards=rt.settings.site_dashboards)
+    except Exception as exc:  # storage, an unreadable document, a template: the data is out
+        logger.exception("site not regenerated",
+                         extra={"error": f"{type(exc).__name__}: {exc}"})
+        metrics.add_metric(name="SiteBuildsFailed", unit=MetricUnit.Count, value=1)
+        return False
+    metrics.add_metric(name="SiteBuildSeconds", unit=MetricUnit.Seconds,
+                       value=round(time.perf_counter() - started, 3))
+    logger.info("site regenerated", extra={"pages": len(pages)})
+    return True
 
 
 def follow_up(rt: runtime.Runtime, title: str, out: PublishOutcome, version: str) -> None:

@@ -121,8 +121,9 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
     parser.description = (
         "Check a file before dropping it: the same decoding and Table Schema checks as the "
         "validate function, offline. Prints the report (file, line, column, value, what is "
-        "expected); exits 0 when the file would be published, 1 when it would be rejected "
-        "(with --strict: when it has any error), 2 on a usage error."
+        "expected); with --html, also writes it as a page for people (errors by type, the "
+        "file's lines around each); exits 0 when the file would be published, 1 when it "
+        "would be rejected (with --strict: when it has any error), 2 on a usage error."
     )
     parser.add_argument("file", type=Path, help="the file (CSV, gzip, Excel)")
     parser.add_argument(
@@ -134,6 +135,10 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
     parser.add_argument("--max-errors", type=int, default=1000, help="errors kept (%(default)s)")
     parser.add_argument("--max-lines", type=int, default=20, help="issues printed (%(default)s)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on any error, even left out")
+    parser.add_argument(
+        "--html", type=Path, metavar="PAGE",
+        help="also write the report as a standalone HTML page (errors by type, lines around each)"
+    )
 
     def run(args: argparse.Namespace) -> int:
         import hashlib  # noqa: PLC0415
@@ -142,6 +147,7 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
 
         from opendepot.registry import load_cog, load_registry  # noqa: PLC0415
         from opendepot.report import build_report, format_human  # noqa: PLC0415
+        from opendepot.site.report_page import report_html, source_context  # noqa: PLC0415
         from opendepot.validate import validate_file  # noqa: PLC0415
 
         registry = load_registry()
@@ -165,8 +171,18 @@ def _validate(parser: argparse.ArgumentParser) -> Run:
         with tempfile.TemporaryDirectory(prefix="opendepot-") as workdir:
             v = validate_file(str(args.file), dataset, load_cog(), name=args.file.name,
                               workdir=workdir, max_errors=args.max_errors)
-        report = build_report(v, None, {"key": str(args.file), "dataset": dataset.name},
-                              size=args.file.stat().st_size, sha256=digest)
+            report = build_report(v, None, {"key": str(args.file), "dataset": dataset.name},
+                                  size=args.file.stat().st_size, sha256=digest)
+            # the lines around each issue, read while the decoded text is still in workdir
+            context = source_context(report, v.decoded) if args.html else {}
+        if args.html:
+            try:
+                args.html.write_bytes(report_html(report, context))
+            except OSError as exc:
+                print(f"opendepot validate: cannot write {args.html}: {exc.strerror}",
+                      file=sys.stderr)
+                return 2
+            print(f"opendepot validate: HTML report written to {args.html}", file=sys.stderr)
         if args.json:
             print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
         else:
@@ -234,6 +250,31 @@ def _redrive(parser: argparse.ArgumentParser) -> Run:
             )
             failed += len(result.failed)
         return 1 if failed else 0
+
+    return run
+
+
+@subcommand("site", "regenerate the static site in the published bucket")
+def _site(parser: argparse.ArgumentParser) -> Run:
+    parser.description = (
+        "Regenerate the static site (home, dataset pages, dashboards) in the published bucket "
+        "from catalog.json and the manifests, as each publication does (opendepot.site.build). "
+        "Buckets come from the OPENDEPOT_* settings, AWS credentials from the environment."
+    )
+    parser.add_argument("action", choices=("build",), help="build: write every page")
+    parser.add_argument("--dataset", action="append", metavar="SLUG",
+                        help="only this dataset's page and dashboards (repeatable; default: all)")
+
+    def run(args: argparse.Namespace) -> int:
+        from opendepot import runtime  # noqa: PLC0415
+        from opendepot.site import build  # noqa: PLC0415
+
+        rt = runtime.current()
+        pages = build.refresh(rt.store, rt.settings, rt.registry, datasets=args.dataset,
+                              now=rt.clock())
+        print(f"opendepot site: {len(pages)} files written under "
+              f"s3://{rt.settings.published_bucket}/site/")
+        return 0
 
     return run
 

@@ -70,6 +70,10 @@ class Settings:
     receive a failed upload gets a failure report (``opendepot.ingest.report_failure``)."""
     versions_topic_arn: str = ""
     """ARN of the SNS topic told of each new version (``notify``; "" = nobody is told)."""
+    site_dashboards: bool = True
+    """Whether a publication regenerates the dashboards that read its dataset (besides the home
+    and its page). ``OPENDEPOT_SITE_DASHBOARDS=0``: the local stack, which publishes dozens of
+    files one after the other and builds the dashboards once at the end."""
 
     def __post_init__(self) -> None:
         for name in ("incoming_bucket", "internal_bucket", "published_bucket"):
@@ -106,4 +110,5 @@ class Settings:
             max_object_bytes=_int(env, "OPENDEPOT_MAX_OBJECT_BYTES", d.max_object_bytes),
             max_receives=_int(env, "OPENDEPOT_MAX_RECEIVES", d.max_receives),
             versions_topic_arn=env.get("OPENDEPOT_VERSIONS_TOPIC_ARN", ""),
+            site_dashboards=env.get("OPENDEPOT_SITE_DASHBOARDS", "1") not in ("0", "false"),
         )
