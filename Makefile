@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 WORKERS ?= 2
 
-.PHONY: install demo test check lint ruff mypy cog bench clean browser
+.PHONY: install demo test check lint ruff mypy cog geo bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ browser: ## Debian's headless Chromium for tests/browser (apt-get, as root or th
 
 cog: $(STAMP) ## rebuild the shipped INSEE COG reference from ../shared/data/real/cog-insee
 	$(BIN)/python -m infra.build_cog
+
+geo: $(STAMP) ## rebuild the shipped map geometry (SVG paths, insets) from ../shared/data/geo
+	$(BIN)/python -m infra.build_geo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info

@@ -143,7 +143,8 @@ def map_values(dash: Dashboard, frames: Frames, ind: Indicator, level: str,
 
 def map_html(dash: Dashboard, frames: Frames, all_areas: Sequence[Area],
              day: date | None) -> Markup:
-    """The map of the default indicator (``maps.choropleth``) and its table (every indicator)."""
+    """The map of the default indicator (``maps.choropleth``) and its table (every indicator).
+    ``day`` goes in the title ("au ..."): only a date of the data, never a publication date."""
     assert dash.map is not None
     ind = dash.indicator(dash.map.default)
     level = dash.map.level
@@ -204,7 +205,7 @@ def pages(dash: Dashboard, tables: Tables, registry: Registry) -> list[Page]:
     last = max((date.fromisoformat(v["published_at"][:10]) for v in versions), default=None)
     extra = {"versions": versions, "registry": registry, "last": last,
              "labels": labels(dash, frames),
-             "map_svg": map_html(dash, frames, all_areas, last) if dash.map else None}
+             "map_svg": map_html(dash, frames, all_areas, None) if dash.map else None}
     out: list[Page] = []
     for area in all_areas:
         for path in ([f"dashboards/{dash.slug}/"] if area.level == "fra" else []) + [

@@ -184,7 +184,7 @@ def map_html(dash: Dashboard, series: Store, all_areas: Sequence[Area]) -> Marku
     names = {a.code: a.name for a in all_areas if a.level == dash.map.level}
     for code in names:
         values.setdefault(code, None)
-    title = f"{ind.label} par département, au {fr_date(day)}"
+    title = f"{ind.label} par département" + (f", au {fr_date(day)}" if day else "")
     return maps.choropleth(dash.map.level, values, map_id=ind.id, title=title,  # type: ignore[arg-type]
                            unit=ind.unit, fmt=format_value)
 

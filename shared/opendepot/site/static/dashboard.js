@@ -73,6 +73,8 @@
     var v = defaults();
     ["tab", "area", "date", "indicator"].forEach(function (k) { if (q.get(k)) { v[k] = q.get(k); } });
     if (!index.areas.some(function (a) { return a.id === v.area; })) { v.area = defaults().area; }
+    if (index.map && index.map.indicators.indexOf(v.indicator) < 0) { v.indicator = defaults().indicator; }
+    if (v.date && !(/^\d{4}-\d{2}-\d{2}$/.test(v.date) && index.first && v.date >= index.first && v.date <= index.last)) { v.date = ""; }
     return v;
   }
   function fromForm(tab) {
@@ -245,13 +247,13 @@
         coverage.setAttribute("data-total", String(paths.length));
         coverage.textContent = have.length + " " + (have.length <= 1 ? noun[0] : noun[1]) + " sur " + paths.length + " " + (have.length <= 1 ? "a" : "ont") + " des données";
       }
-      fig.querySelectorAll("table.map-data tr[data-code]").forEach(function (tr) {
-        var v = values[tr.getAttribute("data-code")];
+      fig.querySelectorAll("table.map-data tr[data-row]").forEach(function (tr) {
+        var v = values[tr.getAttribute("data-row")];
         tr.lastElementChild.textContent = v === null || v === undefined ? "–" : fmt(v, ind.unit);
       });
       var link = board.querySelector("a.map-csv");
       if (link) { link.setAttribute("href", new URL("data/map-" + id + ".csv", baseUrl).href); }
-      var title = ind.label + " par département" + (row[0] ? ", au " + frDate(row[0]) : "");
+      var title = ind.label + " par département" + (row[0] && index.first !== index.last ? ", au " + frDate(row[0]) : "");
       fig.setAttribute("data-map", id);
       fig.querySelector("figcaption").textContent = title;
       var svgTitle = fig.querySelector("svg > title");
