@@ -64,8 +64,9 @@ class SiteFiles:
         self.store = store
         self.bucket = bucket
 
-    def answer(self, path: str) -> Answer:
-        """The response to a GET of ``path`` (decoded, starting with ``/``, no query).
+    def answer(self, path: str, query: str = "") -> Answer:
+        """The response to a GET of ``path`` (decoded, starting with ``/``); ``query`` (raw,
+        without ``?``) is kept on a redirect, so a shared view (``?area=dep-75``) survives it.
 
         Raises: StorageError (answered as a 500 by the server)."""
         segments = path.split("/")
@@ -76,7 +77,8 @@ class SiteFiles:
         if info is None:
             if not path.endswith("/") and self.store.head(
                     self.bucket, layout.site_key(path + "/")) is not None:
-                return 301, [("location", quote(path + "/")), ("content-type", "text/plain")], b""
+                target = quote(path + "/") + (f"?{query}" if query else "")
+                return 301, [("location", target), ("content-type", "text/plain")], b""
             return self.not_found()
         body = self.store.get(self.bucket, key)
         return 200, [("content-type", info.content_type or "application/octet-stream"),
@@ -193,7 +195,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if site is None or self.command not in ("GET", "HEAD") or path.startswith(API_PREFIX):
             return False
         try:
-            status, headers, payload = site.answer(path)
+            status, headers, payload = site.answer(path, urlsplit(self.path).query)
         except Exception:
             log.exception("site file unreadable: %s", path)
             status, headers, payload = 500, [("content-type", "text/plain")], b"error\n"

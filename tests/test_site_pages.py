@@ -400,6 +400,7 @@ def test_local_server__serves_the_site_beside_the_api(published: Published) -> N
         home = get("/")
         page = get(f"/datasets/{HOSP}/")
         folder = get(f"/datasets/{HOSP}")
+        shared = get(f"/datasets/{HOSP}?area=dep-75&date=2020-11-01")
         css = get("/assets/site.css")
         missing = get("/datasets/nope/")
         head = get("/", "HEAD")
@@ -410,6 +411,9 @@ def test_local_server__serves_the_site_beside_the_api(published: Published) -> N
     assert page[0] == 200 and page[1]["content-type"].startswith("text/html")
     assert parse(page[2]).one("h1").text().startswith("Données hospitalières")
     assert folder[0] == 301 and folder[1]["location"] == f"/datasets/{HOSP}/"
+    # a shared view keeps its query through the redirect
+    assert shared[0] == 301
+    assert shared[1]["location"] == f"/datasets/{HOSP}/?area=dep-75&date=2020-11-01"
     assert css[0] == 200 and css[1]["content-type"].startswith("text/css")
     assert missing[0] == 404 and missing[1]["content-type"].startswith("text/html")
     assert "Page introuvable" in missing[2].decode("utf-8")

@@ -219,6 +219,35 @@ def test_chart_csv_downloads__equal_their_tables(published: Published, browser: 
     assert any(c.startswith("dashboards/epidemic/") for c in checked), checked
 
 
+MAP_TABLE_JS = """f => Object.fromEntries([...f.querySelectorAll('table.map-data tr[data-row]')]
+    .map(tr => [tr.dataset.row, tr.querySelectorAll('td')[2].textContent]))"""
+
+
+def test_map__a_shared_day_and_indicator_redraw_its_table_from_that_days_csv_row(
+        published: Published, browser: Any) -> None:
+    """The map's table follows the view: a URL naming another indicator and a past day shows
+    that day's values of that indicator (``data/map-{indicator}.csv``), never the first view's."""
+    with fresh_page(browser) as page:
+        page.goto(f"{published.url}/dashboards/epidemic/", wait_until="networkidle")
+        choices = page.locator("form.controls select[name=indicator] option").evaluate_all(
+            "os => os.map(o => o.value)")
+        indicator = choices[1]  # not the first view's
+        answer = page.request.get(urljoin(page.url, f"data/map-{indicator}.csv"))
+        assert answer.ok, (indicator, answer.status)
+        rows = list(csv.DictReader(io.StringIO(answer.text()), delimiter=";"))
+        day = rows[len(rows) // 2]  # a past day, mid-series
+        page.goto(f"{published.url}/dashboards/epidemic/?indicator={indicator}&date={day['date']}",
+                  wait_until="networkidle")
+        page.wait_for_function("i => document.querySelector('select[name=indicator]').value === i",
+                               arg=indicator)
+        shown = page.locator("figure.map").first.evaluate(MAP_TABLE_JS)
+    assert len(shown) == 101
+    bad = {code: (day.get(code), text) for code, text in shown.items()
+           if not same(day.get(code) or "", text)}
+    assert not bad, (indicator, day["date"], list(bad.items())[:5])
+    assert sum(1 for code in shown if day.get(code)) > 90  # real values, not a blank table
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])

@@ -103,7 +103,9 @@ def _dashboards(
             raise
         log.warning("no dashboards: %s is missing", DASHBOARDS)
         return []
-    changed = set(datasets) if datasets else None
+    if datasets is not None and not datasets:
+        return []  # no dataset asked for: no dashboard reads it
+    changed = None if datasets is None else set(datasets)
     return list(module.dashboard_pages(store, settings, registry, changed=changed))
 
 
