@@ -253,6 +253,9 @@ def test_business_support_france__companies_absent__aids_and_amount_the_regional
             "plusieurs fois") in html
     assert str(dep["nombre_entreprises"].sum()) not in html
     assert str(reg["nombre_entreprises"].sum()) not in html
+    # what the figures are comes from the declaration (asOf), and the secrecy gaps are said
+    assert "Totaux depuis l&#39;ouverture du fonds, tels que dans la version" in html
+    assert "celles sous le seuil du secret statistique manquent" in html
     assert int(tile(doc, "nombre_aides", "fra")["value"]) == reg["nombre_aides"].sum()
     assert float(tile(doc, "montant_total", "fra")["value"]) == pytest.approx(
         reg["montant_total"].sum(), abs=0.01)

@@ -10,7 +10,8 @@ A declaration holds:
 
 - ``slug``, ``kind`` (``timeseries``: a daily series per area, with a date picker;
   ``snapshot``: one table of cumulative totals, broken down by a dimension), ``nav``, ``title``,
-  ``intro``, ``levels`` (among ``fra``, ``reg``, ``dep``);
+  ``intro``, ``asOf`` (snapshots: what the figures are, shown before the version's date),
+  ``levels`` (among ``fra``, ``reg``, ``dep``);
 - ``sources``: named reads of published tables: ``dataset``, ``levels`` (dashboard level ->
   the dataset's published table: ``fra``, ``reg``, ``dep`` or a consolidated table's name),
   ``totals`` (snapshots: ``{"fra": "reg"}``, a level's totals summed from all the rows of
@@ -100,6 +101,8 @@ class Indicator:
 
 @dataclass(frozen=True)
 class MapSpec:
+    """The map (``map``): the level it draws, the indicators it can colour by, the default."""
+
     level: str
     indicators: tuple[str, ...]
     default: str
@@ -107,6 +110,9 @@ class MapSpec:
 
 @dataclass(frozen=True)
 class TopSpec:
+    """The top table of a snapshot (``top``): the ``n`` breakdown values with the largest
+    indicator ``by``, with the indicators ``columns``."""
+
     by: str
     n: int
     columns: tuple[str, ...]
@@ -114,6 +120,9 @@ class TopSpec:
 
 @dataclass(frozen=True)
 class Breakdown:
+    """The dimension a snapshot is broken down by (``breakdown``: e.g. the NAF section), its
+    label, the title of its section and a note shown under it."""
+
     column: str
     label: str
     title: str
@@ -138,6 +147,9 @@ class Dashboard:
     map: MapSpec | None
     breakdown: Breakdown | None = None
     top: TopSpec | None = None
+    as_of: str = ""
+    """What a snapshot's figures are (``asOf``, e.g. "Totaux depuis l'ouverture du fonds"),
+    shown before the date of the version they come from."""
 
     @property
     def datasets(self) -> frozenset[str]:
@@ -293,7 +305,7 @@ def parse_dashboard(data: Any, file: str) -> Dashboard:
         intro=r.text("intro"), levels=levels, sources=sources, indicators=indicators,
         tiles=r.names("tiles", ids), series=r.names("series", ids, ()),
         map=_map(r.child("map"), levels, ids) if "map" in r.data else None,
-        breakdown=breakdown, top=top)
+        breakdown=breakdown, top=top, as_of=r.text("asOf", ""))
 
 
 def check_against(dash: Dashboard, registry: Registry) -> None:
