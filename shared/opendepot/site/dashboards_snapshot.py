@@ -186,7 +186,7 @@ def area_page(dash: Dashboard, frames: Frames, area: Area, path: str, all_areas:
         charts.append(figure("top", caption, svg, base + rel, header, table,
                              dash.breakdown.note))
         files.append(Page(f"dashboards/{dash.slug}/{rel}", csv_text(header, table), CSV))
-    body = render("dashboard-snapshot.html", page_title=f"{dash.title} — {area.name}", root=root,
+    body = render("dashboard.html", page_title=f"{dash.title} — {area.name}", root=root,
                   nav=dash.nav, dash=dash, area=area, areas=all_areas, tiles=tiles, charts=charts,
                   base=base, map_html=Markup(
                       f'{extra["map_svg"]}<p><a class="csv" href="{escape(base)}data/map.csv" '
