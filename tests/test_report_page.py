@@ -334,7 +334,9 @@ def test_page__standalone_valid_and_accessible(
     tables = page.all("table")
     assert tables and all(len(t.all("caption")) == 1 for t in tables)
     assert all(th.attrs.get("scope") in ("col", "row") for th in page.all("th"))
-    assert not page.all("script") and not page.all("link") and not page.all("img")
+    assert not page.all("script") and not page.all("img")
+    # the one link is the empty icon (no favicon request): nothing is fetched from elsewhere
+    assert [(a.attrs["rel"], a.attrs["href"]) for a in page.all("link")] == [("icon", "data:,")]
     assert not re.search(rb"""(src|href)=["']?(https?:)?//""", body)
     assert not re.search(rb"url\(", body)  # no stylesheet request either
     assert len({n.attrs["id"] for n in page.all("section") + page.all("article")}) == len(
