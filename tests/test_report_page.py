@@ -424,6 +424,23 @@ def test_ingest__writes_the_page_beside_each_json_report(
     assert head is not None and head.content_type.startswith("text/html")
 
 
+def test_ingest__a_page_that_cannot_be_rendered__the_json_report_and_outcome_stay(
+        pipeline: Pipeline, cases_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import opendepot.ingest
+
+    def broken(*_: object) -> bytes:
+        raise RuntimeError("template defect")
+
+    monkeypatch.setattr(opendepot.ingest, "report_html", broken)
+    body = (cases_dir / "C06-corsica-20.csv").read_bytes()
+    out = pipeline.drop(f"{HOSP}/spf/C06-corsica-20.csv", body)
+    assert out.status == "rejected" and out.report_key
+    report = json.loads(internal(pipeline, out.report_key))
+    assert report["tasks"][0]["errors"][0]["rowNumber"] == 4
+    assert pipeline.store.head(pipeline.settings.internal_bucket,
+                               html_key(out.report_key)) is None
+
+
 def test_ingest__accepted_upload_page_shows_its_warning_in_context(
         pipeline: Pipeline, cases_dir: Path) -> None:
     body = (cases_dir / "C04-cumulative-decrease.csv").read_bytes()

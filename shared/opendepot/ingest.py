@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -57,6 +58,8 @@ from opendepot.storage import (
     Store,
 )
 from opendepot.validate import Limits, Validation, refused, validate_file
+
+log = logging.getLogger(__name__)
 
 Status = Literal["accepted", "rejected", "ignored", "duplicate", "held", "failed"]
 
@@ -179,9 +182,16 @@ def _write_report(store: Store, settings: Settings, key: str, report: dict[str, 
                   context: Mapping[int, str] | None = None) -> None:
     """Write ``report`` at ``key`` (JSON) and its page for people beside it
     (``opendepot.site.report_page``: ``.html``, with the upload's lines ``context``), the page
-    first: the JSON is the "done" marker, so a crash between the two is retried whole."""
-    page = report_html(report, context)
-    store.put(settings.internal_bucket, html_key(key), page, HTML)
+    first: the JSON is the "done" marker, so a crash between the two is retried whole. A page
+    that cannot be rendered is logged and left out: the JSON report, the outcome, stays.
+
+    Raises: StorageError."""
+    try:
+        page = report_html(report, context)
+    except Exception:  # a template defect must not cost the upload its report
+        log.exception("report page not rendered", extra={"report": key})
+    else:
+        store.put(settings.internal_bucket, html_key(key), page, HTML)
     body = json.dumps(report, ensure_ascii=False, indent=1, default=str).encode("utf-8")
     store.put(settings.internal_bucket, key, body, "application/json")
 
