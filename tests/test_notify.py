@@ -21,7 +21,7 @@ from conftest import HOSP, Pipeline
 from functions.publish import app as publish_app
 from opendepot import atom, feeds, layout, runtime
 from opendepot.contracts import PublishMessage
-from opendepot.notify import MemoryNotifier, Notifier, SnsNotifier
+from opendepot.notify import NO_NOTIFIER, MemoryNotifier, Notifier, SnsNotifier
 from opendepot.registry import load_cog, load_registry
 from opendepot.storage import MemoryQueue, MemoryStore, StorageError
 from test_changes_api import FRA, FRA_FILES, MIRROR
@@ -45,8 +45,9 @@ def pipeline() -> Pipeline:
 
 
 @contextmanager
-def publishing(p: Pipeline, notifier: Notifier) -> Iterator[None]:
-    """The publish function's runtime over the pipeline's store, with ``notifier``."""
+def publishing(p: Pipeline, notifier: Notifier = NO_NOTIFIER) -> Iterator[None]:
+    """The publish function's runtime over the pipeline's store, with ``notifier`` (also used
+    by ``test_site_pages``)."""
     runtime.use(runtime.Runtime(p.settings, p.store, p.queue, load_registry(), load_cog(),
                                 clock=lambda: p.now, notifier=notifier))
     publish_app.metrics.clear_metrics()

@@ -11,8 +11,6 @@ import hashlib
 import http.client
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
@@ -24,10 +22,11 @@ import pytest
 from conftest import CASES, HOSP, REAL, Pipeline
 from functions.publish import app as publish_app
 from infra.http_server import LocalHttpApi, SiteFiles
-from opendepot import layout, runtime
+from opendepot import layout
 from opendepot.contracts import PublishMessage
-from opendepot.registry import load_cog, load_registry
+from opendepot.registry import load_registry
 from opendepot.site import Page, build, pages
+from test_notify import publishing
 
 HOSP_FILES = sorted((REAL / HOSP).glob(f"{HOSP}-*.csv"))  # 2020-11-07, then 2021-03-17
 TXAD = "covid-hosp-txad"
@@ -323,18 +322,6 @@ def test_dataset_page__lists_accepted_uploads_with_their_rows_and_warnings(
 class Record:
     def __init__(self, dataset: str) -> None:
         self.body = json.dumps(PublishMessage(dataset, "x").to_json())
-
-
-@contextmanager
-def publishing(p: Pipeline) -> Iterator[None]:
-    runtime.use(runtime.Runtime(p.settings, p.store, p.queue, load_registry(), load_cog(),
-                                clock=lambda: p.now))
-    publish_app.metrics.clear_metrics()
-    try:
-        yield
-    finally:
-        runtime.use(None)
-        publish_app.metrics.clear_metrics()
 
 
 def test_publish_function__writes_the_site_after_a_publication(pipeline: Pipeline) -> None:
