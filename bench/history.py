@@ -24,16 +24,20 @@ counts the storage calls by kind (``list``, ``get`` (``get`` and ``get_file``), 
 
 The history is built once per mode, incrementally, the two modes advancing together: for each
 checkpoint ``N`` (10, 100, 1,000; ``--quick``: 10 and 100), the uploads up to ``N`` are validated
-and published one a day (the clock moves one day per upload), then ``reps`` more uploads are
-each validated and published with the calls counted and the publish timed: upload ``N + 1``,
-``N + 2``... (they join the history the next checkpoint starts from). Reported per mode and
+and published one a day (the clock moves one day per upload) and the history is kept as it is
+then (its store's directory copied; the last checkpoint keeps the history itself). Then come
+``reps`` rounds; in each, every checkpoint's history validates and publishes its next upload
+with the calls counted and the publish timed (``N + 1`` in the first round, ``N + 2`` in the
+next...), the checkpoints taken in turn (in reverse order every other round). Interleaved so,
+the checkpoints share whatever else the machine runs meanwhile: measured one after the other,
+a busy minute during N = 1,000 alone would be read as growth. Reported per mode and
 ``N``: the median publish seconds (and each repetition's), and the median CPU seconds of the
 publish (``publish_cpu_seconds``: every thread of the process, so what else the machine runs
 moves it far less than the wall time); of the repetition whose time is the
 median (``upload``: which one), the storage calls by kind and total (with bytes read), the same
 for its validate step (``ingest``), the rows of each published table and the manifest's size in
 bytes; and the seconds spent building the history. With ``--out``, the section is written after
-each checkpoint, so a run stopped by a time cap keeps the checkpoints it reached.
+each round, so a run stopped by a time cap keeps the rounds it finished.
 ``publish_ratio_1000_to_10`` (and ``publish_cpu_ratio_1000_to_10`` on CPU seconds,
 ``calls_ratio_1000_to_10`` on total calls) is the larger of the two modes' ratios
 (``ratios_1000_to_10_by_mode``: each mode's); ``*_100_to_10`` the same at 100 (the ratios are
@@ -56,7 +60,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -287,6 +291,14 @@ class History:
             raise RuntimeError(f"{up.key} (upload {self.count + 1}): {status}")
         self.publish()
 
+    def copy(self, root: Path) -> History:
+        """This history as it is now, its store copied to the directory ``root`` (new): the copy
+        goes on from the same day, independently."""
+        inner = self.store.inner
+        assert isinstance(inner, DirectoryStore)
+        shutil.copytree(inner.root, root)
+        return replace(self, store=CountingStore(DirectoryStore(root)), queue=MemoryQueue())
+
     def manifest_bytes(self) -> int | None:
         info = self.store.inner.head(self.settings.published_bucket,
                                      layout.manifest_key(self.series.dataset))
@@ -331,21 +343,35 @@ def point(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass
 class Mode:
-    """One mode's history being built and its figures so far."""
+    """One mode's history: built once, a copy kept at each checkpoint, then measured."""
 
     history: History
+    """The history being built (it ends at the last checkpoint)."""
+    at: dict[int, History] = field(default_factory=dict)
+    """Checkpoint N -> the history as it was after N uploads (a copy, but for the last)."""
+    runs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     points: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     build_seconds: float = 0.0
 
-    def advance(self, n: int, reps: int) -> dict[str, Any]:
-        """Build the history up to ``n`` uploads, then measure ``reps`` more."""
+    def build(self, n: int, copy_to: Path | None) -> None:
+        """Build the history up to ``n`` uploads and keep it as checkpoint ``n``: a copy in
+        ``copy_to`` (None: the history itself, which must then not be built further)."""
         started = time.perf_counter()
         h = self.history
         while h.count < n:
             h.day()
-        self.build_seconds += time.perf_counter() - started
-        self.points[str(n)] = point(n, [measure_once(h) for _ in range(reps)])
+        self.at[n] = h if copy_to is None else h.copy(copy_to)
+        self.runs[n] = []
+        elapsed = time.perf_counter() - started
+        self.build_seconds += elapsed
+        self.seconds += elapsed
+
+    def measure(self, n: int) -> dict[str, Any]:
+        """One more measured upload at checkpoint ``n``; the checkpoint's figures so far."""
+        started = time.perf_counter()
+        self.runs[n].append(measure_once(self.at[n]))
+        self.points[str(n)] = point(n, self.runs[n])
         self.seconds += time.perf_counter() - started
         return self.points[str(n)]
 
@@ -398,12 +424,22 @@ def run(checkpoints: Sequence[int] = CHECKPOINTS, reps: int = REPS, *,
         modes = [_mode(s, top / s.mode) for s in (append_series(), snapshot_series())]
         for n in checkpoints:
             for m in modes:
-                p = m.advance(n, reps)
-                say(f"  {m.history.series.mode} N={n}: publish {p['publish_seconds']:.3f} s, "
-                    f"{p['calls']['total']} storage calls, manifest {p['manifest_bytes']} bytes "
+                last = n == checkpoints[-1]
+                m.build(n, None if last else top / f"{m.history.series.mode}-{n}")
+                say(f"  {m.history.series.mode}: N={n} built "
                     f"({time.perf_counter() - started:.0f} s so far)")
+        for rep in range(reps):  # interleaved: every checkpoint shares the machine's moods
+            for n in checkpoints if rep % 2 == 0 else checkpoints[::-1]:
+                for m in modes:
+                    m.measure(n)
             _summary(doc, {m.history.series.mode: m.doc() for m in modes}, started, load)
             progress(doc)
+        for m in modes:
+            for n in checkpoints:
+                p = m.points[str(n)]
+                say(f"  {m.history.series.mode} N={n}: publish {p['publish_seconds']:.3f} s "
+                    f"(CPU {p['publish_cpu_seconds']:.3f} s), {p['calls']['total']} storage "
+                    f"calls, manifest {p['manifest_bytes']} bytes")
     finally:
         shutil.rmtree(top, ignore_errors=True)
     return doc

@@ -64,19 +64,21 @@ def test_snapshot_uploads_differ_by_one_revised_figure_a_day():
 
 
 def test_history_figures_with_a_tiny_history(tmp_path, producer_days):
-    seen: list[list[str]] = []
-    doc = run((2, 3), reps=1, tmp=tmp_path,
-              progress=lambda d: seen.append(list(d["modes"]["snapshot"]["points"])))
-    assert seen == [["2"], ["2", "3"]]  # written after each checkpoint, both modes in
+    seen: list[list[int]] = []
+    doc = run((2, 3), reps=2, tmp=tmp_path,
+              progress=lambda d: seen.append(d["modes"]["snapshot"]["points"]["3"]
+                                             ["uploads_measured"]))
+    assert seen == [[4], [4, 5]]  # written after each round, every checkpoint in
     assert doc["checkpoints"] == [2, 3]
-    assert list(tmp_path.iterdir()) == []  # the stores are removed
+    assert list(tmp_path.iterdir()) == []  # the stores (and the checkpoints' copies) are removed
     real_rows = len(pd.read_csv(need(SNAPSHOT_SOURCE), sep=";"))
     for mode in ("append", "snapshot"):
         m = doc["modes"][mode]
-        assert m["uploads"] == 4  # 2, one measured, (3 reached), one measured
-        for n, uploads in (("2", 3), ("3", 4)):
+        assert m["uploads"] == 5  # built to 3, then two measured (2's copy measured 3 and 4)
+        for n, uploads in (("2", [3, 4]), ("3", [4, 5])):
             p = m["points"][n]
-            assert p["uploads_measured"] == [uploads] and p["upload"] == uploads
+            assert p["uploads_measured"] == uploads and p["upload"] in uploads
+            assert len(p["publish_seconds_each"]) == 2
             assert p["all_created"] is True
             calls = p["calls"]
             assert calls["total"] == sum(calls[k] for k in KINDS) > 0
@@ -85,7 +87,7 @@ def test_history_figures_with_a_tiny_history(tmp_path, producer_days):
             assert p["publish_seconds"] > 0 and p["validate_seconds"] > 0
             assert p["manifest_bytes"] > 1000
             if mode == "append":  # every day uploaded so far, one producer: one row per key
-                expected = int(producer_days.iloc[:uploads].sum())
+                expected = int(producer_days.iloc[:p["upload"]].sum())
                 assert p["rows"] == {"sources": expected, "consolide": expected}
             else:
                 assert p["rows"] == {"fra": real_rows}
