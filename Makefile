@@ -7,10 +7,12 @@ WORKERS ?= 2
 
 .PHONY: install demo test check lint ruff mypy cog geo bench clean browser
 
+# urllib3-future (niquests, under datagouv-client) replaces urllib3 in place unless built from its
+# sdist with URLLIB3_NO_OVERRIDE: botocore, requests and schemathesis keep the real urllib3.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet --no-binary urllib3-future -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install opendepot with its test tools
