@@ -495,8 +495,9 @@ def test_sort__orders_datasets(sort: str, slugs: list[str]) -> None:
         ("page=1.5", "page='1.5' is not an integer"),
         ("page_size=%EF%BC%91", "page_size='１' is not an integer"),  # fullwidth digit
         (
-            "sort=views",
-            "sort='views' is not one of title, created, last_update (prefix - to reverse)",
+            "sort=downloads",
+            "sort='downloads' is not one of title, created, last_update, reuses, followers, "
+            "views (prefix - to reverse)",
         ),
     ],
 )
@@ -537,6 +538,18 @@ DATASET_TYPES = {
     "resources": list,
     "uri": str,
     "page": str,
+    # udata keys opendepot serves with udata's "none" (see opendepot.udata_fields)
+    "description_short": str,
+    "deleted": NoneType,
+    "archived": NoneType,
+    "featured": bool,
+    "private": bool,
+    "badges": list,
+    "harvest": NoneType,
+    "owner": NoneType,
+    "contact_points": list,
+    "metrics": dict,
+    "internal": dict,
 }
 RESOURCE_TYPES = {
     "id": str,
@@ -554,6 +567,10 @@ RESOURCE_TYPES = {
     "last_modified": str,
     "schema": dict,
     "extras": dict,
+    "internal": dict,
+    "metrics": dict,
+    "harvest": NoneType,
+    "preview_url": NoneType,
 }
 QUALITY_TYPES = {
     "license": bool,
@@ -604,8 +621,17 @@ def test_dataset__real_values() -> None:
     assert d["organization"] == {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "opendepot:organization:sante-publique-france")),
         "name": "Santé publique France",
+        "acronym": None,
+        "uri": f"{HOST}/api/1/organizations/sante-publique-france/",
         "slug": "sante-publique-france",
+        "page": f"{HOST}/api/1/organizations/sante-publique-france/",
+        "logo": None,
+        "logo_thumbnail": None,
+        "badges": [],
     }
+    assert d["internal"] == {"created_at_internal": "2026-11-20T18:02:44Z",
+                             "last_modified_internal": "2026-11-29T07:30:12Z"}
+    assert d["metrics"]["reuses"] == 0 and d["metrics"]["reuses_by_months"] == {}
     assert d["temporal_coverage"] == {"start": "2020-03-18", "end": "2021-03-16"}
     assert d["spatial"] == {"granularity": "fr:departement", "zones": ["country:fr"], "geom": None}
     assert d["schema"] == {
@@ -664,6 +690,11 @@ def test_dataset_resource__links_checksum_size_schema() -> None:
             "url": f"{HOST}/api/1/datasets/{COVID}/schema/?level=dep",
         },
         "extras": {"rows": 110595, "level": "dep", "version": V2},
+        "internal": {"created_at_internal": "2026-11-20T18:02:44Z",
+                     "last_modified_internal": "2026-11-29T07:30:12Z"},
+        "metrics": {"views": 0},
+        "harvest": None,
+        "preview_url": None,
     }
 
 
@@ -807,7 +838,7 @@ def test_resource_of_another_dataset__404_envelope() -> None:
         (f"/api/1/datasets/{COVID}/versions/2020-01-01-00h00m00s/",
          f"version '2020-01-01-00h00m00s' not found in dataset '{COVID}'"),
         (f"/api/1/datasets/{REA}/versions/", f"dataset '{REA}' has no published version"),
-        ("/api/1/organizations/", "no route for /api/1/organizations/"),
+        ("/api/1/organisations/", "no route for /api/1/organisations/"),
         ("/", "no route for /"),
     ],
 )  # fmt: skip
@@ -1191,7 +1222,7 @@ def test_json_answer__etag_cache_control_vary_and_cors() -> None:
     assert r["headers"]["ETag"] == index.etag(r["body"])
     assert r["headers"]["ETag"].startswith('"') and len(r["headers"]["ETag"]) == 34
     assert r["headers"]["Cache-Control"] == "public, max-age=60"
-    assert r["headers"]["Vary"] == "Accept-Encoding"
+    assert r["headers"]["Vary"] == "Accept-Encoding, X-Fields"
     assert r["headers"]["Access-Control-Allow-Origin"] == "*"
     assert "ETag" in r["headers"]["Access-Control-Expose-Headers"]
 
@@ -1311,7 +1342,8 @@ def test_stage_prefix__stripped_before_routing() -> None:
 
 def concrete(template: str) -> str:
     """A path of a route template, with real values for its parameters."""
-    values = {"dataset": COVID, "rid": rid(COVID, "dep", "csv"), "version": V1}
+    values = {"dataset": COVID, "rid": rid(COVID, "dep", "csv"), "version": V1,
+              "org": "sante-publique-france", "format": "ttl"}
     return re.sub(r"[<{](\w+)[>}]", lambda m: values[m[1]], template)
 
 
@@ -1319,8 +1351,10 @@ def test_openapi_paths__exactly_the_declared_routes_each_answering_get_and_head(
     doc = body(get("/api/1/openapi.json"))
     declared = {re.sub(r"<(\w+)>", r"{\1}", rule) for rule in index_api.ROUTES}
     assert set(doc["paths"]) == declared
-    assert len(index_api.ROUTES) == len(declared) == 14
+    assert len(index_api.ROUTES) == len(declared) >= 22
     for template, ops in doc["paths"].items():
+        if "reuse" in template or template.startswith("/api/resources/"):
+            continue  # reuses and rows: their own tests (they need reuses and Parquet files)
         assert set(ops) == {"get", "head"}, template
         assert ops["head"]["operationId"] == ops["get"]["operationId"] + "_head"
         path = concrete(template)
@@ -1336,8 +1370,8 @@ def test_openapi_paths__exactly_the_declared_routes_each_answering_get_and_head(
 
 def test_openapi_undeclared_path__404_and_not_documented() -> None:
     doc = body(get("/api/1/openapi.json"))
-    assert "/api/1/organizations/" not in doc["paths"]
-    assert get("/api/1/organizations/")["statusCode"] == 404
+    assert "/api/1/topics/" not in doc["paths"]
+    assert get("/api/1/topics/")["statusCode"] == 404
 
 
 def test_openapi_document__valid_openapi_3_1_with_server_url() -> None:
@@ -1390,12 +1424,24 @@ def query_params(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def udata_route(template: str) -> bool:
+    """A route of the datasets, organizations and API v2 (reuses and rows have their tests)."""
+    return template.startswith(("/api/1/datasets", "/api/1/organizations", "/api/2/")) and (
+        "/reuses" not in template)
+
+
 def test_openapi_parameters__each_declared_value_accepted_each_other_400() -> None:
     doc = body(get("/api/1/openapi.json"))
-    params = query_params(doc)
+    params = [(t, p) for t, p in query_params(doc) if udata_route(t)]
+    dataset_list = ("page", "page_size", "q", "tag", "organization", "format", "sort", "license",
+                    "geozone", "granularity", "temporal_coverage", "schema", "schema_version",
+                    "featured", "archived", "deleted", "private")
     assert {(t, p["name"]) for t, p in params} == {
-        *(("/api/1/datasets/", n) for n in
-          ("page", "page_size", "q", "tag", "organization", "format", "sort")),
+        *(("/api/1/datasets/", n) for n in dataset_list),
+        *(("/api/1/organizations/{org}/datasets/", n) for n in dataset_list),
+        *(("/api/1/organizations/", n) for n in
+          ("page", "page_size", "q", "name", "business_number_id", "sort")),
+        *(("/api/2/datasets/{dataset}/resources/", n) for n in ("page", "page_size", "type", "q")),
         ("/api/1/datasets/{dataset}/versions/", "page"),
         ("/api/1/datasets/{dataset}/versions/", "page_size"),
         ("/api/1/datasets/{dataset}/schema/", "level"),
@@ -1416,17 +1462,24 @@ def test_openapi_parameters__each_declared_value_accepted_each_other_400() -> No
                 assert set(index_api.m.LEVELS) >= {"dep", "reg", "fra", "consolide"}
             else:
                 assert accepted == schema["enum"]
-            for outside in ("commune", "views", "DEP", "-"):
+            for outside in ("commune", "downloads", "DEP", "-"):
                 assert outside not in schema["enum"] and status(outside) == 400, (name, outside)
         elif schema["type"] == "integer":
             low, high = int(schema["minimum"]), int(schema.get("maximum", 10**6))
-            assert (status(str(low)), status(str(high))) == (200, 200), name
+            assert (status(str(low)), status(str(high))) == (200, 200), (template, name)
             above = [str(high + 1)] if "maximum" in schema else []
             for bad in (str(low - 1), *above, "deux", "1.5", "1e3"):
                 assert status(bad) == 400, (name, bad)
         elif schema.get("format") == "date-time":  # a moment: the file then, else 400
             assert status("2026-11-29T08:00:00Z") == 302, name
             for bad in ("x", "2026-13-01", "-1", "29/11/2026"):
+                assert status(bad) == 400, (name, bad)
+        elif schema["type"] == "boolean":
+            assert (status("true"), status("false")) == (200, 200), name
+            assert status("maybe") == 400, name
+        elif "pattern" in schema:  # a period
+            assert status("2020-03-01-2020-03-31") == 200, name
+            for bad in ("2020", "x", "2020-03-01"):
                 assert status(bad) == 400, (name, bad)
         else:  # free text (or repeated text): never a 400
             assert schema["type"] in ("string", "array"), (name, schema)

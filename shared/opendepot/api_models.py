@@ -24,13 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opendepot.index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SORT_KEYS
 from opendepot.registry import load_registry
+from opendepot.udata_orgs import ORG_SORT_KEYS, RESOURCE_TYPES, V2_PAGE_SIZE
 
 __all__ = [
-    "LEVELS", "SORT_VALUES", "AtParam", "Changes", "Checksum", "DataPackage", "Dataset",
-    "DatasetPage", "Error",
-    "FormatParam", "LevelParam", "Organization", "OrganizationParam", "PageParam",
-    "PageSizeParam", "Quality", "Resource", "SchemaRef", "SearchParam", "SortParam",
-    "TableSchema", "TagParam", "Version", "VersionPage", "VersionResource",
+    "LEVELS", "ORG_SORT_VALUES", "RESOURCE_TYPES", "SORT_VALUES", "AtParam", "Changes",
+    "Checksum", "DataPackage", "Dataset", "DatasetPage", "DatasetV2", "Error", "FlagParam",
+    "FormatParam", "LevelParam", "Organization", "OrganizationPage", "OrganizationParam",
+    "OrganizationReference", "OrgSortParam", "PageParam", "PageSizeParam", "PeriodParam",
+    "Quality", "Resource", "ResourcePage", "ResourceTypeParam", "SchemaRef", "SearchParam",
+    "SortParam", "SpecificResource", "TableSchema", "TagParam", "TextParam", "V2PageSizeParam",
+    "Version",
+    "VersionPage", "VersionResource",
 ]  # fmt: skip
 
 
@@ -48,10 +52,12 @@ LEVELS: tuple[str, ...] = _levels()
 """Values of ``level`` (``/schema/``): a level outside them is a 400."""
 SORT_VALUES: tuple[str, ...] = (*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS))
 """Values of ``sort`` (``/api/1/datasets/``): any other is a 400."""
+ORG_SORT_VALUES: tuple[str, ...] = (*ORG_SORT_KEYS, *(f"-{k}" for k in ORG_SORT_KEYS))
+"""Values of ``sort`` (``/api/1/organizations/``)."""
 
 # --- query parameters ---------------------------------------------------------------------------
 
-PageParam = Annotated[int, Query(ge=1, description="Page number (from 1).")]
+PageParam = Annotated[int, Query(ge=1, le=2**53 - 1, description="Page number (from 1).")]
 PageSizeParam = Annotated[
     int,
     Query(
@@ -79,6 +85,32 @@ SortParam = Annotated[
 LevelParam = Annotated[
     Literal[LEVELS],  # type: ignore[valid-type]  # values known at import
     Query(description="Level of the table (default: the dataset's own); one the dataset has."),
+]
+
+TextParam = Annotated[str, Query(description="Exact value to match.")]
+FlagParam = Annotated[
+    bool, Query(description="true: only datasets with the flag; false: only those without.")
+]
+PeriodParam = Annotated[
+    str,
+    Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}[-/]\d{4}-\d{2}-\d{2}$",
+        description="A period `YYYY-MM-DD-YYYY-MM-DD` (first day, last day): datasets whose "
+        "temporal coverage shares at least a day with it.",
+    ),
+]
+OrgSortParam = Annotated[
+    Literal[ORG_SORT_VALUES],  # type: ignore[valid-type]  # values known at import
+    Query(description="Sort key, `-` prefix for descending (default: by slug)."),
+]
+V2PageSizeParam = Annotated[
+    int,
+    Query(ge=1, le=MAX_PAGE_SIZE,
+          description=f"Items per page (default {V2_PAGE_SIZE}, at most {MAX_PAGE_SIZE})."),
+]
+ResourceTypeParam = Annotated[
+    Literal[RESOURCE_TYPES],  # type: ignore[valid-type]  # udata's resource types
+    Query(description="Resource type (every opendepot resource is `main`)."),
 ]
 
 AtParam = Annotated[
@@ -111,10 +143,61 @@ class Error(_Closed):
     message: str
 
 
-class Organization(_Closed):
+class OrganizationReference(_Closed):
+    """udata's ``OrganizationReference`` (a dataset's producer)."""
+
     id: str
     name: str
+    acronym: str | None
+    uri: Url
     slug: str
+    page: Url
+    logo: str | None
+    logo_thumbnail: str | None
+    badges: list[dict[str, str]] = Field(max_length=0)
+
+
+class OrganizationMetrics(_Closed):
+    datasets: Count
+    members: Count
+    reuses: Count
+    followers: Count
+    views: Count
+
+
+class Organization(OrganizationReference):
+    """udata's ``Organization``, made from the datasets it publishes."""
+
+    url: str | None
+    description: str
+    business_number_id: str | None
+    created_at: Time
+    last_modified: Time
+    deleted: None
+    metrics: OrganizationMetrics
+    members: list[dict[str, str]] = Field(max_length=0)
+    extras: dict[str, str]
+
+
+class Internals(_Closed):
+    created_at_internal: Time
+    last_modified_internal: Time
+
+
+class ResourceMetrics(_Closed):
+    views: Count
+
+
+class DatasetMetrics(_Closed):
+    discussions: Count
+    discussions_open: Count
+    reuses: Count
+    reuses_by_months: dict[str, Count]
+    dataservices: Count
+    followers: Count
+    followers_by_months: dict[str, Count]
+    views: Count
+    resources_downloads: Count
 
 
 class Checksum(_Closed):
@@ -152,6 +235,10 @@ class Resource(_Closed):
     last_modified: Time
     schema_: SchemaRef = Field(alias="schema")
     extras: ResourceExtras
+    internal: Internals
+    metrics: ResourceMetrics
+    harvest: None
+    preview_url: None
 
 
 class Quality(_Closed):
@@ -202,7 +289,7 @@ class Dataset(_Closed):
     tags: list[str]
     frequency: str
     frequency_date: Time
-    organization: Organization | None
+    organization: OrganizationReference | None
     license: str
     temporal_coverage: TemporalCoverage | None
     spatial: Spatial | None
@@ -212,6 +299,37 @@ class Dataset(_Closed):
     uri: Url
     page: Url
     quality: Quality
+    description_short: str | None
+    deleted: None
+    archived: None
+    featured: bool
+    private: bool
+    badges: list[dict[str, str]] = Field(max_length=0)
+    harvest: None
+    owner: None
+    contact_points: list[dict[str, str]] = Field(max_length=0)
+    metrics: DatasetMetrics
+    internal: Internals
+
+
+class ResourcesLink(_Closed):
+    rel: Literal["subsection"]
+    href: Url
+    type: Literal["GET"]
+    total: Count
+
+
+class DatasetV2(Dataset):
+    """A dataset in udata API v2's shape: ``resources`` is a link to their pager."""
+
+    resources: ResourcesLink  # type: ignore[assignment]  # v2 replaces the list by a link
+
+
+class SpecificResource(_Closed):
+    """A resource found by its id alone, with its dataset's id (udata API v2)."""
+
+    resource: Resource
+    dataset_id: Uuid
 
 
 class VersionResource(_Closed):
@@ -359,6 +477,18 @@ class DatasetPage(_Pager):
     """A udata pager of datasets."""
 
     data: list[Dataset] = Field(max_length=MAX_PAGE_SIZE)
+
+
+class OrganizationPage(_Pager):
+    """A udata pager of organizations."""
+
+    data: list[Organization] = Field(max_length=MAX_PAGE_SIZE)
+
+
+class ResourcePage(_Pager):
+    """A udata API v2 pager of one dataset's resources."""
+
+    data: list[Resource] = Field(max_length=MAX_PAGE_SIZE)
 
 
 class VersionPage(_Pager):

@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-from opendepot import contracts
+from opendepot import contracts, udata_fields
 from opendepot.layout import CATALOG_KEY as CATALOG_KEY
 from opendepot.layout import MANIFEST_NAME as MANIFEST_NAME
-from opendepot.layout import VERSION_FORMAT, datapackage_key, organization_id
+from opendepot.layout import VERSION_FORMAT, datapackage_key
 from opendepot.layout import dataset_id as dataset_id
 from opendepot.layout import resource_id as resource_id
 
@@ -42,7 +42,7 @@ DATASETS_PATH = "/api/1/datasets/"
 """Path of the dataset list; every dataset route hangs below it."""
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-SORT_KEYS = ("title", "created", "last_update")
+SORT_KEYS = ("title", "created", "last_update", "reuses", "followers", "views")
 """Values of ``sort`` (each may take a ``-`` prefix for descending order)."""
 
 GRANULARITY = {"dep": "fr:departement", "reg": "fr:region", "fra": "country"}
@@ -123,6 +123,12 @@ class NotFound(ApiError):
     """No dataset, resource, version or route by that name."""
 
     status = 404
+
+
+class TooLarge(ApiError):
+    """An export of more rows than the API serves at once (api-tabular's 403)."""
+
+    status = 403
 
 
 class MethodNotAllowed(ApiError):
@@ -212,16 +218,9 @@ def next_update(frequency: str, last_update: str | None) -> datetime | None:
 # --- catalog -> documents ---------------------------------------------------------------------
 
 
-def organization_document(org: Mapping[str, Any] | None) -> Document | None:
-    """``{"id", "name", "slug"}`` of the producing organization (None when the entry has none)."""
-    if not org:
-        return None
-    slug = str(org.get("slug") or org.get("name") or "")
-    return {
-        "id": str(org.get("id") or organization_id(slug)),
-        "name": org.get("name", slug),
-        "slug": slug,
-    }
+def organization_document(org: Mapping[str, Any] | None, api: str = "") -> Document | None:
+    """udata's ``OrganizationReference`` of the producer (``udata_fields``); None when none."""
+    return udata_fields.organization_reference(org, api)
 
 
 def level_schemas(
@@ -266,7 +265,8 @@ def resource_document(
     "format": "csv"|"parquet", "url": <this version's immutable file>,
     "latest": <api>/api/1/datasets/r/{id}, "checksum": {"type": "sha256", "value"},
     "filesize", "mime", "created_at", "last_modified", "schema": {"name", "version", "url"},
-    "extras": {"rows", "level", "version"}}``.
+    "extras": {"rows", "level", "version"}}`` plus ``udata_fields.resource_fields`` (``internal``,
+    ``metrics``, ``harvest``, ``preview_url``).
     """
     level, fmt, version = res.level, res.format, entry.version
     if schemas is None:
@@ -277,6 +277,8 @@ def resource_document(
         f"{res.rows} lignes",
         f"version {version}" if version else "",
     )
+    created = entry.created_at or entry.published_at
+    modified = res.last_modified or entry.published_at
     return {
         "id": res.id,
         "title": res.title or res.name or res.id,
@@ -289,10 +291,11 @@ def resource_document(
         "checksum": {"type": "sha256", "value": res.sha256},
         "filesize": res.bytes,
         "mime": res.mime or MIMES.get(fmt),
-        "created_at": entry.created_at or entry.published_at,
-        "last_modified": res.last_modified or entry.published_at,
+        "created_at": created,
+        "last_modified": modified,
         "schema": _schema_ref(entry.name, schemas, level or None, links),
         "extras": {"rows": res.rows, "level": level, "version": version},
+        **udata_fields.resource_fields(created, modified),
     }
 
 
@@ -305,7 +308,8 @@ def dataset_document(entry: contracts.CatalogEntry, links: Links) -> Document:
     "organization": {"id", "name", "slug"} | None, "license", "temporal_coverage": {"start",
     "end"} | None, "spatial": {"granularity", "zones", "geom"} | None, "schema": {"name",
     "version", "url"}, "extras": {"version", "rows": {level: int}, "rows_left_out", "levels",
-    "versions", "datapackage"}, "resources": [resource_document...], "uri", "page"}``.
+    "versions", "datapackage"}, "resources": [resource_document...], "uri", "page"}`` plus
+    ``udata_fields.dataset_fields`` (``metrics``, ``internal``, ``featured``...).
     """
     slug = entry.name
     levels = list(entry.levels)
@@ -330,7 +334,7 @@ def dataset_document(entry: contracts.CatalogEntry, links: Links) -> Document:
         "tags": list(entry.tags),
         "frequency": frequency,
         "frequency_date": iso(due) if due else None,
-        "organization": organization_document(entry.organization),
+        "organization": organization_document(entry.organization, links.api_base_url),
         "license": entry.license or "notspecified",
         "temporal_coverage": coverage.to_json() if coverage else None,
         "spatial": (
@@ -350,6 +354,8 @@ def dataset_document(entry: contracts.CatalogEntry, links: Links) -> Document:
         "resources": resources,
         "uri": uri,
         "page": uri,
+        **udata_fields.dataset_fields(entry.description, entry.created_at or entry.published_at,
+                                      entry.published_at),
     }
 
 

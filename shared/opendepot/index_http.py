@@ -6,8 +6,11 @@ answers are sent, how errors become the envelope, how query strings are read.
   document) with the response model the OpenAPI document shows; ``Site.rules`` lists every
   rule; a known path asked with another method is a 405, any other a 404. ``Site.reader()``
   is the cached reader over the runtime's settings, store and clock.
-- ``send``: the body with ``ETag``, ``Cache-Control`` and ``Vary``; ``304`` when
-  ``If-None-Match`` holds; gzip when asked and worth it (the ETag is then weak, as nginx does).
+- ``send``: the body with ``ETag``, ``Cache-Control``, ``Vary`` and, for answers built from
+  published state, ``Last-Modified``; ``304`` when ``If-None-Match`` holds (or, without
+  ``If-None-Match``, when ``If-Modified-Since`` is not before ``Last-Modified``); gzip when
+  asked and worth it (the ETag is then weak, as nginx does). ``send_json`` first applies the
+  request's ``X-Fields`` mask (``opendepot.xfields``) to a 200's document.
 - ``error_response``: the one place an exception becomes ``{"status", "message"}``.
 - ``list_query``, ``page_query``, ``level_query``, ``at_query``: the query parameters of the
   routes that take some, as Powertools dependencies. Their signatures declare the parameters
@@ -25,7 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -37,18 +41,22 @@ from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from pydantic import BaseModel
 
-from opendepot import atom, dcat, index, openapi, paging, runtime
+from opendepot import atom, dcat, index, openapi, paging, reuses, runtime, xfields
 from opendepot.api_models import (
+    LEVELS,
     AtParam,
     Error,
+    FlagParam,
     FormatParam,
     LevelParam,
     OrganizationParam,
     PageParam,
     PageSizeParam,
+    PeriodParam,
     SearchParam,
     SortParam,
     TagParam,
+    TextParam,
 )
 from opendepot.config import Settings
 from opendepot.index import DEFAULT_PAGE_SIZE
@@ -62,8 +70,8 @@ IMMUTABLE_CACHE = "public, max-age=86400"
 GZIP_MIN_BYTES = 1024
 CORS = CORSConfig(
     allow_origin="*",
-    allow_headers=["If-None-Match"],
-    expose_headers=["ETag", "Location", "Content-Encoding"],
+    allow_headers=["If-None-Match", "If-Modified-Since", "X-Fields"],
+    expose_headers=["ETag", "Last-Modified", "Location", "Content-Encoding"],
     max_age=3600,
 )
 """Any origin may read; pre-flights are answered (OPTIONS) and cached an hour."""
@@ -108,8 +116,19 @@ def list_query(
     organization: OrganizationParam = "",
     format: FormatParam = "",  # udata's parameter name
     sort: SortParam | None = None,
+    license: TextParam = "",
+    geozone: TextParam = "",
+    granularity: TextParam = "",
+    temporal_coverage: PeriodParam | None = None,
+    schema: TextParam = "",
+    schema_version: TextParam = "",
+    featured: FlagParam | None = None,
+    archived: FlagParam | None = None,
+    deleted: FlagParam | None = None,
+    private: FlagParam | None = None,
 ) -> paging.ListQuery:
-    """``GET /api/1/datasets/``'s parameters (declared here, read by ``paging.parse_list_query``).
+    """``GET /api/1/datasets/``'s parameters (declared here, read by ``paging.parse_list_query``;
+    udata's filters opendepot cannot honour, ``paging.UNSUPPORTED_FILTERS``, are a 400).
 
     Raises:
         index.BadRequest: a value the declaration does not allow.
@@ -146,6 +165,24 @@ def at_query(request: Request, at: AtParam | None = None) -> datetime | None:
 # --- responses ----------------------------------------------------------------------------------
 
 
+def http_date(moment: str | None) -> str | None:
+    """An ISO 8601 time as an HTTP date (``Sun, 29 Nov 2026 07:30:12 GMT``); None if none."""
+    parsed = index.parse_time(moment)
+    return format_datetime(parsed.astimezone(UTC), usegmt=True) if parsed else None
+
+
+def not_modified_since(event: BaseProxyEvent, last_modified: str | None) -> bool:
+    """Whether ``If-Modified-Since`` holds: present, without ``If-None-Match`` (which wins,
+    RFC 9110), an HTTP date, and ``last_modified`` (an HTTP date) not after it."""
+    since = event.headers.get("if-modified-since")
+    if not since or not last_modified or event.headers.get("if-none-match"):
+        return False
+    try:
+        return parsedate_to_datetime(last_modified) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+
+
 def send(
     event: BaseProxyEvent,
     body: str,
@@ -153,10 +190,12 @@ def send(
     status: int = 200,
     headers: dict[str, str] | None = None,
     cache: str = JSON_CACHE,
+    modified: str | None = None,
 ) -> Response[str]:
-    """An answer with ETag, Cache-Control (``no-cache`` unless 200) and Vary; 304 when
-    ``If-None-Match`` holds; gzip when asked and at least ``GZIP_MIN_BYTES`` (weak ETag); no body
-    for HEAD."""
+    """An answer with ETag, Cache-Control (``no-cache`` unless 200), Vary and ``Last-Modified``
+    (``modified``: ISO 8601, when the answer is built from published state); 304 when
+    ``If-None-Match`` holds, or ``If-Modified-Since`` does (``not_modified_since``); gzip when
+    asked and at least ``GZIP_MIN_BYTES`` (weak ETag); no body for HEAD."""
     head = event.http_method.upper() == "HEAD"
     tag = index.etag(body)
     gzip = (
@@ -167,7 +206,13 @@ def send(
     )
     out = {"ETag": f"W/{tag}" if gzip else tag, "Vary": "Accept-Encoding", **(headers or {})}
     out.setdefault("Cache-Control", cache if status == 200 else "no-cache")
-    if status == 200 and index.etag_matches(event.headers.get("if-none-match"), tag):
+    last = http_date(modified) if status == 200 else None
+    if last:
+        out["Last-Modified"] = last
+    if status == 200 and (
+        index.etag_matches(event.headers.get("if-none-match"), tag)
+        or not_modified_since(event, last)
+    ):
         return Response(status_code=304, headers=out, body="", compress=False)
     body = "" if head else body
     return Response(status, content_type, body, out, compress=gzip)
@@ -179,9 +224,20 @@ def send_json(
     status: int = 200,
     headers: dict[str, str] | None = None,
     cache: str = JSON_CACHE,
+    modified: str | None = None,
 ) -> Response[str]:
-    """A JSON document (``index.render``), sent as ``send`` does."""
-    return send(event, index.render(doc), JSON, status, headers, cache)
+    """A JSON document (``index.render``), sent as ``send`` does; a 200's document first goes
+    through the request's ``X-Fields`` mask (``Vary`` names it).
+
+    Raises:
+        index.BadRequest: a malformed mask (``xfields.parse``/``apply``).
+    """
+    if status == 200:
+        mask = xfields.parse(xfields.header(event.headers))
+        doc = xfields.apply(mask, doc) if mask else doc
+    vary = {"Vary": "Accept-Encoding, X-Fields"}
+    return send(event, index.render(doc), JSON, status, {**vary, **(headers or {})}, cache,
+                modified)
 
 
 def redirect(location: str) -> Response[str]:
@@ -215,6 +271,8 @@ class Answer:
     """The body's model (None: ``schema`` below)."""
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     description: str = "OK"
+    more: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Other media types of the 200 (content negotiation), each with its body's schema."""
 
 
 class Site:
@@ -286,12 +344,16 @@ class Site:
     def now(self) -> datetime:
         return self.reader().clock()
 
-    def json(self, doc: Any, cache: str = JSON_CACHE) -> Response[str]:
-        """``doc`` as the answer (see ``send``)."""
-        return send_json(self.event, doc, cache=cache)
+    def json(
+        self, doc: Any, cache: str = JSON_CACHE, modified: str | None = None
+    ) -> Response[str]:
+        """``doc`` as the answer (see ``send_json``); ``modified``: the ISO 8601 time of the
+        published state it is built from (``Last-Modified``), None when none."""
+        return send_json(self.event, doc, cache=cache, modified=modified)
 
-    def send(self, body: str, content_type: str) -> Response[str]:
-        return send(self.event, body, content_type)
+    def send(self, body: str, content_type: str, modified: str | None = None) -> Response[str]:
+        """``body`` as the answer (see ``send``)."""
+        return send(self.event, body, content_type, modified=modified)
 
     # -- routes
 
@@ -344,7 +406,8 @@ class Site:
         return error_response(self.event, exc, self.log)
 
 
-_ERROR_TEXT = {400: "Bad query parameter.", 404: "Not found."}
+_ERROR_TEXT = {400: "Bad query parameter.", 403: "Selection too large to export.",
+               404: "Not found.", 406: "Not acceptable."}
 
 
 def _responses(answer: Answer | None, errors: Sequence[int]) -> dict[int, Any]:
@@ -354,7 +417,8 @@ def _responses(answer: Answer | None, errors: Sequence[int]) -> dict[int, Any]:
         out[302] = {"description": "Redirect to the current immutable file.", "content": {}}
     else:
         content = {"model": answer.model} if answer.model else {"schema": answer.schema}
-        out[200] = {"description": answer.description, "content": {answer.media: content}}
+        media = {answer.media: content, **{k: {"schema": v} for k, v in answer.more.items()}}
+        out[200] = {"description": answer.description, "content": media}
     for status in errors:
         error = {"application/json": {"model": Error}}
         out[status] = {"description": _ERROR_TEXT[status], "content": error}
@@ -386,16 +450,24 @@ class Handlers:
     def list_datasets(self, query: ListQuery) -> Response[str]:
         """Datasets (udata pager)."""
         s = self.site
-        return s.json(paging.list_datasets(s.catalog(), query, s.links(), s.now()))
+        catalog = s.catalog()
+        counts = reuses.counts_by_dataset_id(s.reader().store, s.reader().settings)
+        doc = paging.list_datasets(catalog, query, s.links(), s.now(), reuses=counts)
+        return s.json(doc, modified=catalog.generated_at)
 
     def get_dataset(self, dataset: str) -> Response[str]:
         """One dataset with its resources."""
         s = self.site
-        return s.json(index.with_quality(index.get_dataset(s.catalog(), dataset), s.now()))
+        d = index.get_dataset(s.catalog(), dataset)
+        counts = reuses.counts_by_dataset_id(s.reader().store, s.reader().settings)
+        return s.json(paging.served(d, s.now(), counts), modified=d["last_modified"])
 
     def get_resource(self, dataset: str, rid: str) -> Response[str]:
         """One resource of a dataset."""
-        return self.site.json(index.get_resource(self.site.catalog(), dataset, rid))
+        s = self.site
+        catalog = s.catalog()
+        found = index.get_resource(catalog, dataset, rid)
+        return s.json(found, modified=index.get_dataset(catalog, dataset)["last_modified"])
 
     def latest_file(self, rid: str, at: AtQuery) -> Response[str]:
         """Permanent link: redirect to the current version's file.
@@ -415,25 +487,29 @@ class Handlers:
     def recent_atom(self) -> Response[str]:
         """The newest versions of every dataset (Atom 1.0 feed)."""
         s = self.site
-        return s.send(s.reader().recent_feed(s.base()), atom.MEDIA)
+        reader = s.reader()
+        body = reader.recent_feed(s.base())
+        return s.send(body, atom.MEDIA, reader.catalog(s.base()).generated_at)
 
     def versions_atom(self, dataset: str) -> Response[str]:
         """The newest versions of one dataset (Atom 1.0 feed)."""
         s = self.site
         doc = index.get_dataset(s.catalog(), dataset)
-        return s.send(s.reader().versions_feed(doc, s.base()), atom.MEDIA)
+        return s.send(s.reader().versions_feed(doc, s.base()), atom.MEDIA, doc["last_modified"])
 
     def list_versions(self, dataset: str, query: PageQuery) -> Response[str]:
         """Every published version, newest first."""
         s = self.site
-        versions = s.reader().versions(s.slug(dataset), s.base())
-        return s.json(paging.list_versions(versions, query))
+        doc = index.get_dataset(s.catalog(), dataset)
+        versions = s.reader().versions(doc["slug"], s.base())
+        return s.json(paging.list_versions(versions, query), modified=doc["last_modified"])
 
     def get_version(self, dataset: str, version: str) -> Response[str]:
         """One published version."""
         s = self.site
         versions = s.reader().versions(s.slug(dataset), s.base())
-        return s.json(index.get_version(versions, version), cache=IMMUTABLE_CACHE)
+        found = index.get_version(versions, version)
+        return s.json(found, cache=IMMUTABLE_CACHE, modified=found["published_at"])
 
     def get_changes(self, dataset: str, version: str) -> Response[str]:
         """What a version changed against the one before (summary; link to the changed cells)."""
@@ -443,7 +519,7 @@ class Handlers:
         entry, before = reader.version_entry(m, version)
         stored = reader.version_json(m, entry.changes.path) if entry.changes else None
         doc = index.changes_document(slug, entry, before, stored, s.links())
-        return s.json(doc, cache=IMMUTABLE_CACHE)
+        return s.json(doc, cache=IMMUTABLE_CACHE, modified=entry.published_at)
 
     def get_schema(self, dataset: str, query: LevelQuery) -> Response[str]:
         """Table Schema of the current version."""
@@ -451,25 +527,30 @@ class Handlers:
         doc = index.get_dataset(s.catalog(), dataset)
         manifest = s.reader().manifest(doc["slug"]).manifest
         levels = index.schema_levels(doc, manifest)
-        return s.json(index.schema_document(manifest, levels, paging.parse_level(query, levels)))
+        found = index.schema_document(manifest, levels, paging.parse_level(query, levels, LEVELS))
+        return s.json(found, modified=doc["last_modified"])
 
     def get_datapackage(self, dataset: str) -> Response[str]:
         """Data Package of the current version (paths are absolute URLs)."""
         s = self.site
         package, manifest = s.reader().datapackage(s.slug(dataset))
-        return s.json(index.datapackage_document(package, manifest, s.links()))
+        doc = index.datapackage_document(package, manifest, s.links())
+        return s.json(doc, modified=manifest.published_at)
 
     def datasets_csv(self) -> Response[str]:
         """Every dataset, one `;`-separated row each."""
         s = self.site
-        return s.send(paging.datasets_csv(s.catalog(), s.now()), "text/csv; charset=utf-8")
+        catalog = s.catalog()
+        body = paging.datasets_csv(catalog, s.now())
+        return s.send(body, "text/csv; charset=utf-8", catalog.generated_at)
 
     def catalog_jsonld(self) -> Response[str]:
         """DCAT-AP 3.0 catalog (JSON-LD)."""
         s = self.site
         base = s.base() or "http://localhost"
-        doc = dcat.catalog_jsonld(s.reader().catalog(base), dcat.CatalogInfo(base_url=base))
-        return s.send(index.render(doc), "application/ld+json; charset=utf-8")
+        catalog = s.reader().catalog(base)
+        doc = dcat.catalog_jsonld(catalog, dcat.CatalogInfo(base_url=base))
+        return s.send(index.render(doc), "application/ld+json; charset=utf-8", catalog.generated_at)
 
     def openapi_json(self) -> Response[str]:
         """This document (OpenAPI 3.1)."""

@@ -7,11 +7,11 @@ from the pydantic models (``opendepot.api_models``). So a route, a parameter, an
 a document shape cannot change without the document changing with it.
 
 This module only adds what every route shares, implemented once in ``index_http.send`` and
-``error_response``: the ``If-None-Match`` request header, the ``ETag``/``Cache-Control``/CORS
-headers of a 200, the 304, the 500 envelope; it takes the bodies off HEAD operations, 302s and
-304s, and drops the components nothing refers to (Powertools always adds its 422 models; the
-index answers 400). The generated document is kept per resolver (generation takes ~0.3 s, and
-imports Powertools' OpenAPI models only then).
+``error_response``: the ``If-None-Match`` and ``If-Modified-Since`` request headers, the
+``ETag``/``Last-Modified``/``Cache-Control``/CORS headers of a 200, the 304, the 500 envelope;
+it takes the bodies off HEAD operations, 302s and 304s, and drops the components nothing refers
+to (Powertools always adds its 422 models; the index answers 400). The generated document is
+kept per resolver (generation takes ~0.3 s, and imports Powertools' OpenAPI models only then).
 """
 
 from __future__ import annotations
@@ -30,12 +30,21 @@ TITLE = "opendepot index"
 DESCRIPTION = (
     "Published datasets in data.gouv.fr API v1 (udata) shapes, with every version, Table "
     "Schemas, Data Packages and a DCAT-AP catalog. Read-only: GET and HEAD (other methods get "
-    "405); every JSON answer has an ETag (If-None-Match gives 304), CORS for any origin, gzip "
-    'when asked, and errors are `{"status", "message"}`.'
+    "405); every JSON answer has an ETag (If-None-Match gives 304) and, when built from "
+    "published state, a Last-Modified (If-Modified-Since gives 304), CORS for any origin, gzip "
+    'when asked, and errors are `{"status", "message"}`. Every JSON answer honours udata\'s '
+    "`X-Fields` mask header (flask-restx syntax: `id,title,resources{id,url}`, `*` for the "
+    "other keys; a malformed mask is a 400): it is not listed per operation, because a masked "
+    "answer is a subset of the documented schema, which lists every key as required."
 )
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 _CACHE_HEADERS = {
     "ETag": {"description": "Entity tag of the body.", "schema": {"type": "string"}},
+    "Last-Modified": {
+        "description": "When the published state the answer is built from last changed "
+        "(absent when the answer is not built from it).",
+        "schema": {"type": "string"},
+    },
     "Cache-Control": {"schema": {"type": "string"}},
     "Access-Control-Allow-Origin": {"schema": {"const": "*"}},
 }
@@ -44,6 +53,15 @@ IF_NONE_MATCH = {
     "in": "header",
     "required": False,
     "description": "ETag of a copy held: 304 when still current.",
+    "schema": {"type": "string"},
+}
+
+IF_MODIFIED_SINCE = {
+    "name": "If-Modified-Since",
+    "in": "header",
+    "required": False,
+    "description": "An HTTP date: 304 when the answer's Last-Modified is not after it (ignored "
+    "with If-None-Match, or when not an HTTP date).",
     "schema": {"type": "string"},
 }
 
@@ -79,12 +97,13 @@ def _generate(app: ApiGatewayResolver) -> dict[str, Any]:
 
 def _shared(op: dict[str, Any], head: bool) -> None:
     """Add what every operation shares; take bodies off HEAD, 302 and 304."""
-    op["parameters"] = [*map(_not_null, op.get("parameters", [])), IF_NONE_MATCH]
+    op["parameters"] = [*map(_not_null, op.get("parameters", [])), IF_NONE_MATCH,
+                        IF_MODIFIED_SINCE]
     responses = op["responses"]
     if "200" in responses:
         responses["200"]["headers"] = _CACHE_HEADERS
         responses["304"] = {
-            "description": "Not modified (If-None-Match holds).",
+            "description": "Not modified (If-None-Match, or If-Modified-Since, holds).",
             "headers": _CACHE_HEADERS,
         }
     if "302" in responses:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from opendepot.index import (
     version_file_document,
     with_quality,
 )
+from opendepot.udata_fields import with_reuses
 
 # --- query strings ------------------------------------------------------------------------------
 
@@ -67,13 +70,34 @@ class ListQuery(PageQuery):
     format: str = ""
     """A format one of the dataset's resources must have (``csv``, ``parquet``; any case)."""
     sort: str = ""
-    """``title``, ``created`` or ``last_update``, ``-`` prefix for descending; "" = by slug."""
+    """A ``SORT_KEYS`` key, ``-`` prefix for descending; "" = by slug."""
+    license: str = ""
+    """License id (``lov2``...)."""
+    geozone: str = ""
+    """A spatial zone the dataset covers (``country:fr``)."""
+    granularity: str = ""
+    """The dataset's spatial granularity (``fr:departement``, ``fr:region``, ``country``)."""
+    temporal_coverage: tuple[str, str] | None = None
+    """A period (first day, last day) the dataset's temporal coverage must meet."""
+    schema: str = ""
+    """Name of a Table Schema one of its resources follows."""
+    schema_version: str = ""
+    """Version of a Table Schema one of its resources follows."""
+    flags: tuple[tuple[str, bool], ...] = ()
+    """``featured``, ``archived``, ``deleted``, ``private`` asked, with the value asked."""
 
 
-MAX_INTEGER = 2**63 - 1
+MAX_INTEGER = 2**53 - 1
+"""The largest page number (the largest integer a JSON number holds exactly everywhere)."""
 """Largest ``page`` (OpenAPI's ``integer``, int64): a larger number is a 400, and a number of
 more digits than this one is refused without being parsed (Python refuses ``int()`` of more than
 4,300 digits: that was a 500)."""
+INTEGER_PARAMS = ("page", "page_size")
+NOT_EMPTY_PARAMS = ("temporal_coverage", "sort", "level", "featured", "archived", "deleted",
+                    "private", "at")
+"""Parameters whose declared values (a pattern, a list, a boolean) exclude the empty text: an
+empty one is a 400, where udata's free-text filters (``q=``, ``tag=``) are ignored when empty."""
+"""Parameters read as integers: an empty value is a 400 (udata's ``int`` parser)."""
 ECHO_CHARS = 40
 """Characters of a refused value repeated in the 400 message (the rest is cut: ``...``)."""
 
@@ -83,7 +107,11 @@ def shown(raw: str) -> str:
     return repr(raw) if len(raw) <= ECHO_CHARS else repr(raw[:ECHO_CHARS]) + "..."
 
 
-def _positive(name: str, raw: str, maximum: int | None = None) -> int:
+def positive_integer(name: str, raw: str, maximum: int | None = None) -> int:
+    """``raw`` (a query value) as an integer from 1 to ``maximum`` (``MAX_INTEGER`` when None).
+
+    Raises: BadRequest naming ``name``: not ASCII digits, or out of range (never ``int()`` of
+    thousands of digits)."""
     if not raw.isascii() or not raw.isdigit():
         raise BadRequest(f"{name}={shown(raw)} is not an integer")
     limit = MAX_INTEGER if maximum is None else maximum
@@ -106,6 +134,10 @@ def _values(
     for name, value in pairs:
         value = value.strip()
         if not value:
+            if name in INTEGER_PARAMS:
+                raise BadRequest(f"{name}={shown(value)} is not an integer")
+            if name in NOT_EMPTY_PARAMS:
+                raise BadRequest(f"{name} is empty")
             continue
         if name == "tag":
             tags.append(value)
@@ -114,10 +146,18 @@ def _values(
     return pairs, values, tags
 
 
+def query_values(
+    params: Iterable[tuple[str, str]],
+) -> tuple[tuple[tuple[str, str], ...], dict[str, str], list[str]]:
+    """A query string read by udata's rules: ``(pairs as received, last non-empty value by
+    name, every ``tag``)``. Raises BadRequest: an empty ``page`` or ``page_size``."""
+    return _values(params)
+
+
 def _page(values: Mapping[str, str]) -> tuple[int, int]:
-    page = _positive("page", values["page"]) if "page" in values else 1
+    page = positive_integer("page", values["page"]) if "page" in values else 1
     size = (
-        _positive("page_size", values["page_size"], MAX_PAGE_SIZE)
+        positive_integer("page_size", values["page_size"], MAX_PAGE_SIZE)
         if "page_size" in values
         else DEFAULT_PAGE_SIZE
     )
@@ -135,40 +175,89 @@ def parse_page_query(params: Iterable[tuple[str, str]]) -> PageQuery:
     return PageQuery(page=page, page_size=size, params=pairs)
 
 
-def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
-    """Read ``page``, ``page_size``, ``q``, ``tag``, ``organization``, ``format`` and ``sort``.
+UNSUPPORTED_FILTERS: Mapping[str, str] = {
+    "organization_badge": "opendepot's organizations carry no badges",
+    "owner": "opendepot's datasets are owned by organizations, never by a user",
+    "followed_by": "opendepot has no users nor followers",
+    "topic": "opendepot has no topics",
+    "credit": "opendepot has no credits",
+    "dataservice": "opendepot has no dataservices",
+    "reuse": "the dataset list is not filtered by reuse (see /api/1/reuses/{id}/)",
+}
+"""udata dataset-list filters opendepot answers with a 400 naming them (and why)."""
+FLAGS = ("featured", "archived", "deleted", "private")
+"""udata's boolean filters (every opendepot dataset is public, live and not featured)."""
+_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})[-/](\d{4}-\d{2}-\d{2})$")
 
-    Unknown parameters are ignored (as udata does); empty values count as absent; the last
+
+def _boolean(name: str, raw: str) -> bool:
+    """flask-restx's ``inputs.boolean``: true/1/on, false/0 (any case)."""
+    low = raw.lower()
+    if low in ("true", "1", "on"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise BadRequest(f"{name}={shown(raw)} is not a boolean (true or false)")
+
+
+def _period(raw: str) -> tuple[str, str]:
+    found = _PERIOD.match(raw)  # dates compared as text: a period ending first meets nothing
+    if not found:
+        raise BadRequest(f"temporal_coverage={shown(raw)} is not a period "
+                         "YYYY-MM-DD-YYYY-MM-DD (first day, then last day)")
+    return found[1], found[2]
+
+
+def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
+    """Read the dataset list's parameters: ``page``, ``page_size``, ``q``, ``tag``,
+    ``organization``, ``format``, ``sort``, ``license``, ``geozone``, ``granularity``,
+    ``temporal_coverage``, ``schema``, ``schema_version``, ``featured``, ``archived``,
+    ``deleted``, ``private``.
+
+    Other parameters are ignored (as udata does), except udata's filters opendepot cannot
+    honour (``UNSUPPORTED_FILTERS``): a 400 naming them. Empty values count as absent (but an
+    empty ``page`` or ``page_size`` is a 400, as udata's ``int`` parser answers); the last
     value of a repeated parameter wins, except ``tag`` (every value must match).
 
     Raises:
         BadRequest: ``page`` or ``page_size`` not a positive integer, ``page_size`` above 100,
-            or an unknown ``sort``.
+            an unknown ``sort``, a flag not a boolean, a ``temporal_coverage`` not a period, an
+            unsupported filter.
     """
     pairs, values, tags = _values(params)
+    for name, why in UNSUPPORTED_FILTERS.items():
+        if name in values:
+            raise BadRequest(f"{name} is not a supported filter: {why}")
     sort = values.get("sort", "")
     if sort and sort.removeprefix("-") not in SORT_KEYS:
         raise BadRequest(
             f"sort={shown(sort)} is not one of {', '.join(SORT_KEYS)} (prefix - to reverse)"
         )
     page, size = _page(values)
+    coverage = values.get("temporal_coverage")
     return ListQuery(
-        page=page,
-        page_size=size,
-        params=pairs,
-        q=values.get("q", ""),
-        tags=tuple(tags),
-        organization=values.get("organization", ""),
-        format=values.get("format", "").lower(),
-        sort=sort,
-    )
+        page=page, page_size=size, params=pairs, q=values.get("q", ""), tags=tuple(tags),
+        organization=values.get("organization", ""), format=values.get("format", "").lower(),
+        sort=sort, license=values.get("license", ""), geozone=values.get("geozone", ""),
+        granularity=values.get("granularity", ""),
+        temporal_coverage=_period(coverage) if coverage else None,
+        schema=values.get("schema", ""), schema_version=values.get("schema_version", ""),
+        flags=tuple((f, _boolean(f, values[f])) for f in FLAGS if f in values),
+    )  # fmt: skip
 
 
-def parse_level(params: Iterable[tuple[str, str]], levels: Sequence[str]) -> str | None:
-    """The ``level`` parameter (None when absent). Raises BadRequest if not one of ``levels``."""
+def parse_level(
+    params: Iterable[tuple[str, str]], levels: Sequence[str], known: Sequence[str] = ()
+) -> str | None:
+    """The ``level`` parameter (None when absent), one of the dataset's ``levels``.
+
+    Raises: NotFound, a level of ``known`` (every dataset's, which the OpenAPI document lists)
+    that this dataset does not have; BadRequest, any other level."""
     _, values, _ = _values(params)
     level = values.get("level")
     if level is not None and level not in levels:
+        if level in known:
+            raise NotFound(f"no table at level {level!r} here: its levels are {', '.join(levels)}")
         raise BadRequest(f"level={shown(level)} is not one of {', '.join(levels)}")
     return level
 
@@ -182,17 +271,35 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+def _meets(coverage: Mapping[str, Any] | None, period: tuple[str, str]) -> bool:
+    """Whether a temporal coverage meets a period (shares at least a day; an open end runs on)."""
+    if not coverage or not coverage.get("start"):
+        return False
+    end = str(coverage.get("end") or "9999-12-31")
+    return str(coverage["start"])[:10] <= period[1] and end[:10] >= period[0]
+
+
 def _matches(d: Document, query: ListQuery) -> bool:
-    if query.tags and not set(query.tags) <= set(d["tags"]):
+    resources, spatial = d["resources"], d["spatial"] or {}
+    org = d["organization"] or {}
+    tests = (
+        not query.tags or set(query.tags) <= set(d["tags"]),
+        not query.organization or query.organization in {org.get("slug"), org.get("id")},
+        not query.format or any(str(r["format"]).lower() == query.format for r in resources),
+        not query.license or d["license"] == query.license,
+        not query.geozone or query.geozone in (spatial.get("zones") or []),
+        not query.granularity or spatial.get("granularity") == query.granularity,
+        not query.temporal_coverage or _meets(d["temporal_coverage"], query.temporal_coverage),
+        not query.schema or any((r["schema"] or {}).get("name") == query.schema
+                                for r in resources),
+        not query.schema_version or any((r["schema"] or {}).get("version") == query.schema_version
+                                        for r in resources),
+        all(bool(d.get(flag)) == wanted for flag, wanted in query.flags),
+    )  # fmt: skip
+    if not all(tests):
         return False
-    if query.organization:
-        org = d["organization"] or {}
-        if query.organization not in {org.get("slug"), org.get("id")}:
-            return False
-    if query.format and not any(str(r["format"]).lower() == query.format for r in d["resources"]):
-        return False
-    if query.q:
-        haystack = fold(" ".join([d["title"], d["description"], *d["tags"]]))
+    if query.q:  # words of the title, description, tags, slug or id
+        haystack = fold(" ".join([d["title"], d["description"], *d["tags"], d["slug"], d["id"]]))
         if not all(word in haystack for word in fold(query.q).split()):
             return False
     return True
@@ -204,9 +311,19 @@ _SORT_FIELD = {"title": "title", "created": "created_at", "last_update": "last_u
 def _sorted(docs: Sequence[Document], sort: str) -> list[Document]:
     if not sort:
         return list(docs)  # already by slug
-    name = _SORT_FIELD[sort.removeprefix("-")]
+    key, reverse = sort.removeprefix("-"), sort.startswith("-")
     # stable sort: ties keep slug order, also when descending
-    return sorted(docs, key=lambda d: fold(str(d[name] or "")), reverse=sort.startswith("-"))
+    if key in _SORT_FIELD:
+        name = _SORT_FIELD[key]
+        return sorted(docs, key=lambda d: fold(str(d[name] or "")), reverse=reverse)
+    return sorted(docs, key=lambda d: int(d["metrics"].get(key) or 0), reverse=reverse)
+
+
+def served(d: Document, now: datetime, reuses: Mapping[str, int] | None = None) -> Document:
+    """A dataset document as served at ``now``: with its ``quality``, and its
+    ``metrics.reuses`` from ``reuses`` (reuse count by dataset id; None: as built, 0)."""
+    out = with_quality(d, now)
+    return with_reuses(out, reuses.get(d["id"], 0)) if reuses is not None else out
 
 
 def page_url(url: str, params: Sequence[tuple[str, str]], page: int) -> str:
@@ -234,15 +351,22 @@ def pager(items: Sequence[Any], query: PageQuery, url: str) -> tuple[list[Any], 
     }
 
 
-def list_datasets(catalog: Catalog, query: ListQuery, links: Links, now: datetime) -> Document:
-    """One page of the filtered, sorted dataset list, as a udata pager.
+def list_datasets(
+    catalog: Catalog, query: ListQuery, links: Links, now: datetime, url: str = "",
+    reuses: Mapping[str, int] | None = None,
+) -> Document:
+    """One page of the filtered, sorted dataset list, as a udata pager. ``url``: the list's
+    URL (the pager links' base; "" for ``/api/1/datasets/``); ``reuses``: reuse count by
+    dataset id (see ``served``; None: as built).
 
-    Shape: ``{"data": [dataset_document + quality...], "page", "page_size", "total",
+    Shape: ``{"data": [served dataset documents...], "page", "page_size", "total",
     "next_page": url | None, "previous_page": url | None}``.
     """
-    found = _sorted([d for d in catalog.datasets if _matches(d, query)], query.sort)
-    data, page = pager(found, query, links.api(DATASETS_PATH))
-    return {"data": [with_quality(d, now) for d in data], **page}
+    docs = [served(d, now, reuses) for d in catalog.datasets] if reuses is not None else list(
+        catalog.datasets)
+    found = _sorted([d for d in docs if _matches(d, query)], query.sort)
+    data, page = pager(found, query, url or links.api(DATASETS_PATH))
+    return {"data": [served(d, now) if reuses is None else d for d in data], **page}
 
 
 def list_versions(versions: Versions, query: PageQuery) -> Document:
@@ -315,12 +439,15 @@ CSV_COLUMNS = (
 """Columns of ``/api/1/site/datasets.csv`` (data.gouv.fr's export names, then opendepot's)."""
 
 
-def datasets_csv(catalog: Catalog, now: datetime) -> str:
-    """Every dataset as one row of a ``;``-separated CSV, as data.gouv.fr's catalog export."""
+def datasets_csv(
+    catalog: Catalog, now: datetime, datasets: Sequence[Document] | None = None
+) -> str:
+    """Every dataset (or those of ``datasets``) as one row of a ``;``-separated CSV, as
+    data.gouv.fr's catalog export."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for d in catalog.datasets:
+    for d in catalog.datasets if datasets is None else datasets:
         org = d["organization"] or {}
         coverage = d["temporal_coverage"] or {}
         spatial = d["spatial"] or {}
@@ -339,4 +466,39 @@ def datasets_csv(catalog: Catalog, now: datetime) -> str:
                 sum((d["extras"]["rows"] or {}).values()),
             ]
         )  # fmt: skip
+    return out.getvalue()
+
+
+RESOURCES_CSV_COLUMNS = (
+    "dataset.id", "dataset.title", "dataset.slug", "dataset.url", "dataset.organization",
+    "dataset.organization_id", "dataset.license", "dataset.private", "dataset.archived", "id",
+    "url", "title", "description", "filetype", "type", "format", "mime", "filesize",
+    "checksum.type", "checksum.value", "created_at", "modified", "downloads",
+    "harvest.created_at", "harvest.modified_at", "schema_name", "schema_version", "preview_url",
+    "extras",
+)  # fmt: skip
+"""Columns of ``/api/1/site/resources.csv``: udata's ``ResourcesCsvAdapter``, in its order."""
+
+
+def resources_csv(catalog: Catalog, datasets: Sequence[Document] | None = None) -> str:
+    """Every resource of every dataset (or of ``datasets``) as one row of a ``;``-separated
+    CSV, as data.gouv.fr's resources export (``RESOURCES_CSV_COLUMNS``; booleans ``False``
+    as udata writes them, ``extras`` as JSON, ``downloads`` 0: not counted)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\n")
+    writer.writerow(RESOURCES_CSV_COLUMNS)
+    for d in catalog.datasets if datasets is None else datasets:
+        org = d["organization"] or {}
+        head = [d["id"], d["title"], d["slug"], d["page"], org.get("name", ""),
+                org.get("id", ""), d["license"], d["private"], bool(d["archived"])]
+        for r in d["resources"]:
+            checksum, schema = r["checksum"] or {}, r["schema"] or {}
+            writer.writerow([
+                *head, r["id"], r["url"], r["title"], r["description"], r["filetype"],
+                r["type"], r["format"], r["mime"] or "", r["filesize"] if r["filesize"] is not
+                None else "", checksum.get("type", ""), checksum.get("value") or "",
+                r["created_at"] or "", r["last_modified"] or "", r["metrics"]["views"], "", "",
+                schema.get("name") or "", schema.get("version") or "", r["preview_url"] or "",
+                json.dumps(r["extras"], ensure_ascii=False, sort_keys=True),
+            ])  # fmt: skip
     return out.getvalue()
