@@ -1,6 +1,7 @@
 """Benchmark of the HTTP index: requests per second and p50/p99 latency on localhost.
 
     python -m bench.index_bench [--seconds 3] [--threads 4] [--datasets 20] [--versions 50]
+                                [--no-catalog] [--no-tabular]
 
 The index function (``functions.index_api.app.lambda_handler``) runs behind the local API
 Gateway of ``infra/http_server.py`` on 127.0.0.1, over an in-memory store holding a synthetic
@@ -10,31 +11,56 @@ serves them (the Powertools resolver keeps the current event on the app object).
 comes from a second process (``python -c`` running ``CLIENT`` below: ``http.client`` on kept-alive
 connections, a few threads, bounded in time and count). Prints a table and writes
 ``bench/index_results.json``. TCP_NODELAY is set on the server's sockets (see ``main``).
+
+The row-level API (``/api/resources/{rid}/data/``, ``opendepot.tabular``) is measured on the
+real hospital stock file and on its ×10 copy (``bench.workloads.write_scaled``), each validated
+and published in memory first: the Done-when query (``TABULAR_QUERIES``) and a sort over every
+row, one client thread (latency, not throughput), after one cold request (caches emptied: the
+Parquet object read and its columns decoded). The row groups each query reads (predicate
+pushdown) are counted in process. A third, what-if workload is ×10 with its Parquet rewritten in
+row groups of ``WHAT_IF_ROW_GROUP_ROWS`` rows (the publisher writes up to 1,048,576 a group: the
+real file is one group, ×10 two), to show what pushdown gains with smaller groups. These figures
+also go to ``bench/results.json`` under ``index_bench.tabular`` (the file ``bench.run`` writes;
+created when absent).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from opendepot import tabular
 from opendepot.config import Settings
 from opendepot.contracts import UploadRecord
-from opendepot.storage import MemoryStore
+from opendepot.ingest import ObjectEvent, ingest
+from opendepot.publication import publish_dataset
+from opendepot.registry import load_cog, load_registry
+from opendepot.storage import MemoryQueue, MemoryStore
 
 HOST = "127.0.0.1"
 BUCKET = "opendepot-published-123456789012"
 FILES = "https://files.opendepot.example.fr"
 RESULTS = Path(__file__).with_name("index_results.json")
+BENCH_RESULTS = Path(__file__).with_name("results.json")
+"""``bench.run``'s results: the row-level API's figures are merged in (``index_bench.tabular``)."""
 MAX_SECONDS = 10.0
 MAX_THREADS = 16
 MAX_REQUESTS = 50_000
@@ -263,6 +289,28 @@ def scenarios(slugs: list[str], etags: dict[str, str]) -> list[dict[str, Any]]:
     return [{"name": n, "paths": p, "headers": h} for n, p, h in cases]
 
 
+def _client(config: dict[str, Any], seconds: float) -> subprocess.CompletedProcess[str]:
+    """Run the load generator process (``CLIENT``) with ``config``."""
+    return subprocess.run(
+        [sys.executable, "-c", CLIENT],
+        input=json.dumps(config),
+        capture_output=True,
+        text=True,
+        timeout=len(config["scenarios"]) * (seconds + 15),
+        check=False,
+    )
+
+
+def _serialised(index_api: Any) -> Any:
+    lock = threading.Lock()
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        with lock:  # one request at a time, as one Lambda instance
+            return index_api.lambda_handler(event, context)
+
+    return handler
+
+
 def _serve_and_load(
     index_api: Any,
     http_server: Any,
@@ -272,13 +320,7 @@ def _serve_and_load(
     threads: int,
 ) -> subprocess.CompletedProcess[str]:
     """Serve the index on 127.0.0.1 and run the load generator process against it."""
-    lock = threading.Lock()
-
-    def handler(event: dict[str, Any], context: Any) -> Any:
-        with lock:  # one request at a time, as one Lambda instance
-            return index_api.lambda_handler(event, context)
-
-    with http_server.LocalHttpApi(handler, host=HOST) as api:
+    with http_server.LocalHttpApi(_serialised(index_api), host=HOST) as api:
         index_api.configure(
             store, Settings(published_bucket=BUCKET, public_base_url=FILES, api_base_url=api.url)
         )
@@ -298,14 +340,175 @@ def _serve_and_load(
             "max_requests": MAX_REQUESTS,
             "scenarios": scenarios(slugs, etags),
         }
-        return subprocess.run(
-            [sys.executable, "-c", CLIENT],
-            input=json.dumps(config),
-            capture_output=True,
-            text=True,
-            timeout=len(config["scenarios"]) * (seconds + 15),
-            check=False,
+        return _client(config, seconds)
+
+
+# --- the row-level API on the real hospital file and its x10 copy ---------------------------------
+
+TABULAR_QUERIES = {
+    "done-when": "dep__exact=2A&sexe__exact=0&jour__exact=2021-03-16",
+    "sort": "rea__sort=desc&page_size=50",
+}
+"""The Done-when query of issue 16, and a sort over every row (one page of 50)."""
+HOSP = "donnees-hospitalieres-covid19"
+
+
+def published_hospital(csv: Path) -> tuple[MemoryStore, Settings, str, str]:
+    """``csv`` validated and published in memory as the hospital dataset: (store, settings,
+    the department level's CSV resource id, the key of its Parquet file)."""
+    store, queue = MemoryStore(), MemoryQueue()
+    settings = Settings(publish_queue_url="memory://publish.fifo", public_base_url=FILES)
+    registry, cog = load_registry(), load_cog()
+    body = csv.read_bytes()
+    key = f"{HOSP}/spf/{csv.name}"
+    etag = store.put(settings.incoming_bucket, key, body, "text/csv")
+    now = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    event = ObjectEvent(bucket=settings.incoming_bucket, key=key, size=len(body), etag=etag,
+                        version_id="v1", sequencer="0000000000000001", event_time=now)
+    outcome = ingest(store, queue, settings, registry, cog, event)
+    if outcome.status != "accepted":
+        raise RuntimeError(f"{csv.name}: {outcome.status}")
+    dataset = registry.get(HOSP)
+    assert dataset is not None
+    publish_dataset(store, settings, registry, cog, dataset, now + timedelta(minutes=1))
+    manifest = json.loads(store.get(settings.published_bucket, f"{HOSP}/manifest.json"))
+    dep = {r["format"]: r for r in manifest["resources"] if r["level"] == "dep"}
+    return store, settings, dep["csv"]["id"], dep["parquet"]["path"]
+
+
+def pushdown(store: MemoryStore, settings: Settings, key: str) -> dict[str, Any]:
+    """Row groups each query reads, of the file's, counted in process (``tabular.Result``)."""
+    body = store.get(settings.published_bucket, key)
+    source = tabular.ParquetSource(store, settings.published_bucket, key, len(body),
+                                   hashlib.sha256(body).hexdigest())
+    schema = source.fragment().physical_schema
+    out: dict[str, Any] = {"parquet_bytes": len(body)}
+    for name, query in TABULAR_QUERIES.items():
+        plan = tabular.parse_query(parse_qsl(query, keep_blank_values=True), schema)
+        result = tabular.query(source, plan)
+        out[name] = {"total": result.total, "row_groups_read": result.row_groups_read,
+                     "row_groups": result.row_groups_total}
+    return out
+
+
+def _cold_ms(port: int, path: str) -> float:
+    """One request after every cache of ``opendepot.tabular`` is emptied, in milliseconds."""
+    tabular.forget_cache()
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    t0 = time.perf_counter()
+    conn.request("GET", path, headers={"Accept-Encoding": "identity"})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    if r.status != 200:
+        raise RuntimeError(f"{path}: {r.status}")
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+WHAT_IF_ROW_GROUP_ROWS = 65_536
+"""Row group size of the what-if workload (the publisher's own: up to 1,048,576 rows)."""
+
+
+def regroup(store: MemoryStore, settings: Settings, key: str, rows: int) -> None:
+    """What if: the published Parquet rewritten in row groups of ``rows`` rows, in place, its
+    manifest entry's ``bytes`` and ``sha256`` made to match (same rows, same order)."""
+    bucket = settings.published_bucket
+    sink = pa.BufferOutputStream()
+    pq.write_table(pq.read_table(pa.BufferReader(store.get(bucket, key))), sink,
+                   row_group_size=rows, compression="zstd")
+    body = sink.getvalue().to_pybytes()
+    store.put(bucket, key, body, "application/vnd.apache.parquet")
+    manifest_key = f"{HOSP}/manifest.json"
+    manifest = json.loads(store.get(bucket, manifest_key))
+    for r in manifest["resources"]:
+        if r["path"] == key:
+            r["bytes"], r["sha256"] = len(body), hashlib.sha256(body).hexdigest()
+    _put_in(store, bucket, manifest_key, manifest)
+
+
+def _put_in(store: MemoryStore, bucket: str, key: str, doc: Any) -> None:
+    store.put(bucket, key, json.dumps(doc).encode("utf-8"), "application/json")
+
+
+def tabular_bench(index_api: Any, http_server: Any, workload: str,
+                  published: tuple[MemoryStore, Settings, str, str], seconds: float,
+                  publish_seconds: float) -> dict[str, Any]:
+    """The row-level API's latency on one published file (see module docstring)."""
+    store, settings, rid, key = published
+    doc: dict[str, Any] = {"workload": workload, "rows": None, "publish_seconds": publish_seconds,
+                           **pushdown(store, settings, key)}
+    with http_server.LocalHttpApi(_serialised(index_api), host=HOST) as api:
+        index_api.configure(store, replace(settings, api_base_url=api.url))
+        paths = {n: f"/api/resources/{rid}/data/?{q}" for n, q in TABULAR_QUERIES.items()}
+        cold = {n: _cold_ms(api.port, path) for n, path in paths.items()}
+        config = {"host": HOST, "port": api.port, "seconds": seconds, "threads": 1,
+                  "max_requests": MAX_REQUESTS,
+                  "scenarios": [{"name": f"tabular {n}, {workload}", "paths": [path],
+                                 "headers": {"Accept-Encoding": "identity"}}
+                                for n, path in paths.items()]}
+        proc = _client(config, seconds)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip()[-300:])
+    doc["rows"] = doc["sort"]["total"]
+    for name, measured in zip(TABULAR_QUERIES, json.loads(proc.stdout), strict=True):
+        doc[name].update(query=TABULAR_QUERIES[name], cold_ms=cold[name], **measured)
+    return doc
+
+
+def run_tabular(index_api: Any, http_server: Any, seconds: float) -> dict[str, Any]:
+    """The row-level API on the real stock file and on x10 (written to a temporary folder)."""
+    from bench import workloads
+
+    out: dict[str, Any] = {"queries": TABULAR_QUERIES, "client_threads": 1}
+    with tempfile.TemporaryDirectory(prefix="opendepot-tabular-") as tmp:
+        x10 = Path(tmp) / f"{HOSP}-x10.csv"
+        workloads.write_scaled(x10, 10)
+        for workload, csv in (("real", workloads.REAL_FILE), ("x10", x10)):
+            started = time.perf_counter()
+            published = published_hospital(csv)
+            took = round(time.perf_counter() - started, 1)
+            out[workload] = tabular_bench(index_api, http_server, workload, published, seconds,
+                                          took)
+        store, settings, _, key = published  # x10's, rewritten in smaller row groups
+        regroup(store, settings, key, WHAT_IF_ROW_GROUP_ROWS)
+        what_if = f"x10, row groups of {WHAT_IF_ROW_GROUP_ROWS:,} rows (what if)"
+        out["x10_regrouped"] = tabular_bench(index_api, http_server, what_if, published,
+                                             seconds, took)
+    return out
+
+
+def merge_into_bench_results(doc: dict[str, Any], path: Path = BENCH_RESULTS) -> None:
+    """Put ``doc`` at ``index_bench.tabular`` of ``bench.run``'s results (created if absent)."""
+    results: dict[str, Any] = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    results.setdefault("index_bench", {})["tabular"] = doc
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", "utf-8")
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'bytes':>8}  statuses"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r['name']:<26} {r['requests']:>8} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} "
+            f"{r['p99_ms']:>8.2f} {r['mean_bytes']:>8}  {r['statuses']}"
         )
+
+
+def _print_tabular(doc: dict[str, Any]) -> None:
+    print("\nrow-level API (/api/resources/{rid}/data/), one client thread")
+    print(f"{'workload':<13} {'query':<10} {'rows':>9} {'groups':>7} {'cold ms':>8} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'req/s':>7}")
+    for workload in ("real", "x10", "x10_regrouped"):
+        w = doc[workload]
+        for name in TABULAR_QUERIES:
+            q = w[name]
+            print(f"{workload[:13]:<13} {name:<10} {w['rows']:>9} "
+                  f"{q['row_groups_read']:>3}/{q['row_groups']:<3} {q['cold_ms']:>8.1f} "
+                  f"{q['p50_ms']:>8.2f} {q['p99_ms']:>8.2f} {q['rps']:>7.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=20)
     parser.add_argument("--versions", type=int, default=50)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON file")
+    parser.add_argument("--no-catalog", action="store_true", help="skip the catalog scenarios")
+    parser.add_argument("--no-tabular", action="store_true", help="skip the row-level API")
+    parser.add_argument("--bench-results", type=Path, default=BENCH_RESULTS,
+                        help="bench.run's results file the row-level figures are merged into")
     args = parser.parse_args(argv)
     seconds = min(max(args.seconds, 0.2), MAX_SECONDS)
     threads = min(max(args.threads, 1), MAX_THREADS)
@@ -332,48 +539,45 @@ def main(argv: list[str] | None = None) -> int:
     http_server._RequestHandler.disable_nagle_algorithm = True
     index_api.logger.setLevel("WARNING")
     started = time.perf_counter()
-    store, slugs = synthetic_store(args.datasets, args.versions)
+    report: dict[str, Any] = {}
     try:
-        proc = _serve_and_load(index_api, http_server, store, slugs, seconds, threads)
+        if not args.no_catalog:
+            store, slugs = synthetic_store(args.datasets, args.versions)
+            proc = _serve_and_load(index_api, http_server, store, slugs, seconds, threads)
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                return 1
+            report["setup"] = {
+                "datasets": args.datasets,
+                "versions_per_dataset": args.versions,
+                "client_threads": threads,
+                "seconds_per_scenario": seconds,
+                "server": "infra/http_server.py LocalHttpApi, handler serialised (one Lambda "
+                          "instance)",
+                "python": platform.python_version(),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                "catalog_bytes": len(store.get(BUCKET, "catalog.json")),
+                "manifest_bytes": len(store.get(BUCKET, f"{slugs[0]}/manifest.json")),
+            }
+            report["results"] = json.loads(proc.stdout)
+        if not args.no_tabular:
+            report["tabular"] = run_tabular(index_api, http_server, seconds)
     finally:
         http_server._RequestHandler.disable_nagle_algorithm = saved[0]
         index_api.logger.setLevel(saved[1])
         index_api.configure(None)  # back to the runtime's store
-    if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr)
-        return 1
-    results = json.loads(proc.stdout)
-    report = {
-        "setup": {
-            "datasets": args.datasets,
-            "versions_per_dataset": args.versions,
-            "client_threads": threads,
-            "seconds_per_scenario": seconds,
-            "server": "infra/http_server.py LocalHttpApi, handler serialised (one Lambda instance)",
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "catalog_bytes": len(store.get(BUCKET, "catalog.json")),
-            "manifest_bytes": len(store.get(BUCKET, f"{slugs[0]}/manifest.json")),
-        },
-        "results": results,
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
-    print(
-        f"opendepot index on {HOST}: {args.datasets} datasets x {args.versions} versions, "
-        f"{threads} client threads, {seconds:g} s per scenario"
-    )
-    header = (
-        f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'bytes':>8}  statuses"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in results:
+    if "results" in report:
         print(
-            f"{r['name']:<26} {r['requests']:>8} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} "
-            f"{r['p99_ms']:>8.2f} {r['mean_bytes']:>8}  {r['statuses']}"
+            f"opendepot index on {HOST}: {args.datasets} datasets x {args.versions} versions, "
+            f"{threads} client threads, {seconds:g} s per scenario"
         )
+        _print(report["results"])
+    if "tabular" in report:
+        merge_into_bench_results(report["tabular"], args.bench_results)
+        _print_tabular(report["tabular"])
+        print(f"row-level figures merged into {args.bench_results}")
     print(f"written {args.out}")
     return 0
 

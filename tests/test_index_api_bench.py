@@ -26,7 +26,8 @@ def test_synthetic_store__datasets_with_their_versions_each_its_contract() -> No
 
 def test_bench_short_run__every_scenario_answered_and_written(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    args = ["--seconds", "0.2", "--threads", "2", "--datasets", "3", "--versions", "4"]
+    args = ["--seconds", "0.2", "--threads", "2", "--datasets", "3", "--versions", "4",
+            "--no-tabular"]  # the row-level API's part: tests/test_tabular.py
     assert index_bench.main([*args, "--out", str(out)]) == 0
     report = json.loads(out.read_text("utf-8"))
     assert report["setup"]["datasets"] == 3

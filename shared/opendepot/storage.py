@@ -235,6 +235,13 @@ class S3Store:
         body: bytes = self._object(bucket, key, version_id, "get_object")["Body"].read()
         return body
 
+    def get_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        """Bytes ``start`` to ``start + length - 1`` of the object (one ranged GET; fewer past
+        its end). Not part of ``Store``: readers check for it. Raises NotFound."""
+        rng = f"bytes={start}-{start + max(length, 1) - 1}"
+        body: bytes = self._object(bucket, key, None, "get_object", Range=rng)["Body"].read()
+        return body
+
     def get_file(
         self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
     ) -> int:
@@ -393,6 +400,10 @@ class MemoryStore:
             version = f" version {version_id}" if version_id and self.versioned else ""
             raise NotFound(f"s3://{bucket}/{key}{version}")
         return obj.body
+
+    def get_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        """``S3Store.get_range``: bytes ``start`` to ``start + length - 1`` of the object."""
+        return self.get(bucket, key)[start:start + length]
 
     def get_file(
         self, bucket: str, key: str, out: BinaryIO, *, version_id: str | None = None
