@@ -15,7 +15,12 @@ Mapping (udata document -> DCAT-AP):
   ``created_at``/``last_update`` -> ``dct:issued``/``dct:modified``; ``frequency`` ->
   ``dct:accrualPeriodicity``; ``temporal_coverage`` -> ``dct:temporal``; ``spatial`` ->
   ``dct:spatial`` (France); ``extras.version`` -> ``dcat:version``; ``schema.url`` ->
-  ``dct:conformsTo``.
+  ``dct:conformsTo``; ``organization`` -> ``dcat:contactPoint`` (``vcard:Kind``,
+  ``vcard:Organization``: ``vcard:fn`` its name, ``vcard:hasURL`` its ``url`` when the document
+  gives one, else its ``page``; ``vcard:hasEmail`` ``mailto:`` its ``email`` when given: the
+  registry declares neither today); ``tags`` -> ``dcat:theme`` (EU data-theme authority
+  concepts, by ``TAG_THEMES``; the registry has no theme field, and a tag such as ``hopital`` or
+  ``entreprises`` says it).
 - resource -> ``dcat:Distribution`` ``@id`` = the resource's API document; ``url`` (immutable
   file of this version) -> ``dcat:downloadURL``; ``latest`` (permanent link) ->
   ``dcat:accessURL``; ``filesize`` -> ``dcat:byteSize``; ``mime`` -> ``dcat:mediaType``;
@@ -38,6 +43,7 @@ CONTEXT: Mapping[str, str] = {
     "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
     "skos": "http://www.w3.org/2004/02/skos/core#",
     "spdx": "http://spdx.org/rdf/terms#",
+    "vcard": "http://www.w3.org/2006/vcard/ns#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
 }
 """JSON-LD prefixes (inline: the document needs no remote context)."""
@@ -73,6 +79,34 @@ IANA = "https://www.iana.org/assignments/media-types/"
 SHA256 = "spdx:checksumAlgorithm_sha256"
 FRANCE = f"{EU}/country/FRA"
 FRENCH = f"{EU}/language/FRA"
+DATA_THEMES = f"{EU}/data-theme"
+"""The EU data-theme authority table (a ``skos:ConceptScheme``: the catalog's theme taxonomy)."""
+THEME_LABELS: Mapping[str, tuple[str, str]] = {
+    "HEAL": ("Santé", "Health"),
+    "ECON": ("Économie et finances", "Economy and finance"),
+}
+"""Data-theme code -> (French, English) label, for the themes ``TAG_THEMES`` gives."""
+TAG_THEMES: Mapping[str, str] = {
+    "hopital": "HEAL",
+    "reanimation": "HEAL",
+    "depistage": "HEAL",
+    "tests": "HEAL",
+    "ehpad": "HEAL",
+    "masques": "HEAL",
+    "deconfinement": "HEAL",
+    "ministere-sante": "HEAL",
+    "entreprises": "ECON",
+    "aides": "ECON",
+    "fonds-de-solidarite": "ECON",
+}
+"""udata tag -> EU data-theme code. ``covid19`` is left out on purpose: business aid paid during
+the epidemic is an economy dataset, not a health one."""
+
+
+def themes(tags: Iterable[str]) -> list[str]:
+    """The EU data-theme codes (``HEAL``, ``ECON``) of a dataset's tags, sorted (``TAG_THEMES``;
+    [] when no tag maps)."""
+    return sorted({TAG_THEMES[t] for t in tags if t in TAG_THEMES})
 
 
 @dataclass(frozen=True)
@@ -140,6 +174,29 @@ class _Graph:
             {"@id": iri, "@type": ["foaf:Agent", "foaf:Organization"], "foaf:name": name}
         )
 
+    def theme(self, code: str) -> dict[str, str]:
+        """The data-theme concept (``skos:Concept`` in the ``DATA_THEMES`` scheme)."""
+        fr, en = THEME_LABELS[code]
+        scheme = self.add({"@id": DATA_THEMES, "@type": "skos:ConceptScheme",
+                           "dct:title": _text("Data theme", "en")})
+        return self.add({"@id": f"{DATA_THEMES}/{code}", "@type": "skos:Concept",
+                         "skos:prefLabel": [_text(fr), _text(en, "en")], "skos:inScheme": scheme})
+
+    def contact(self, org: Mapping[str, Any]) -> dict[str, str] | None:
+        """The contact point of an organization (udata reference or document): ``vcard:fn``
+        its name, ``vcard:hasURL`` its ``url`` or else its ``page``, ``vcard:hasEmail`` its
+        ``email`` when given; None without a name or any address."""
+        url, email = org.get("url") or org.get("page"), org.get("email")
+        if not org.get("name") or not (url or email):
+            return None
+        return self.add({
+            "@id": f"{url or 'mailto:' + str(email)}#contact",
+            "@type": ["vcard:Kind", "vcard:Organization"],
+            "vcard:fn": str(org["name"]),
+            "vcard:hasURL": _ref(str(url)) if url else None,
+            "vcard:hasEmail": _ref(f"mailto:{email}") if email else None,
+        })  # fmt: skip
+
     def license(self, license_id: str | None) -> dict[str, str] | None:
         known = LICENSES.get(license_id or "")
         if known is None:
@@ -200,6 +257,8 @@ def _dataset(g: _Graph, d: Document, base: str) -> dict[str, str]:
         "dct:description": _text(d.get("description") or d["title"]),
         "dcat:keyword": [_text(t) for t in d.get("tags") or []],
         "dct:publisher": g.agent(f"urn:uuid:{org['id']}", org["name"]) if org else None,
+        "dcat:contactPoint": g.contact(org) if org else None,
+        "dcat:theme": [g.theme(code) for code in themes(d.get("tags") or [])],
         "dct:issued": _when(d.get("created_at")),
         "dct:modified": _when(d.get("last_update")),
         "dct:accrualPeriodicity": g.resource(f"{EU}/frequency/{frequency}", "dct:Frequency"),
@@ -252,9 +311,22 @@ def catalog_jsonld(catalog: Catalog, info: CatalogInfo) -> Document:
             "dct:license": g.license(info.license),
             "dct:issued": _when(issued),
             "dct:modified": _when(catalog.generated_at),
+            "dcat:themeTaxonomy": _ref(DATA_THEMES) if DATA_THEMES in g.nodes else None,
             "dcat:dataset": datasets,
         }
     )
+    return {"@context": dict(CONTEXT), "@graph": _ordered(g.nodes.values())}
+
+
+def dataset_jsonld(dataset: Document, base_url: str) -> Document:
+    """The DCAT-AP JSON-LD document of one dataset (``{"@context", "@graph"}``): the
+    ``dcat:Dataset``, its distributions and the nodes they point to, as in ``catalog_jsonld``
+    but without the catalog (udata's per-dataset RDF has none either).
+
+    ``dataset``: a udata dataset document with absolute links; ``base_url``: the API's.
+    """
+    g = _Graph()
+    _dataset(g, dataset, base_url.rstrip("/"))
     return {"@context": dict(CONTEXT), "@graph": _ordered(g.nodes.values())}
 
 

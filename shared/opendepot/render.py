@@ -25,7 +25,7 @@ import hashlib
 import io
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,52 +283,73 @@ def render_parts(
 
 
 def level_schema(
-    table: pa.Table | pa.Schema, declared: dict[str, Any], primary_key: list[str]
+    table: pa.Table | pa.Schema,
+    declared: dict[str, Any],
+    primary_key: list[str],
+    summed: Collection[str] = (),
 ) -> dict[str, Any]:
     """Table Schema of one published level (from its table or Arrow schema): declared fields
     where they exist (title, description), the type from the Arrow column, and the level's own
-    key columns."""
+    key columns. ``summed``: the measures of a roll-up level, sums over member areas that are
+    empty unless every member has a value (``rollup``), so a declared ``required`` is dropped
+    from their constraints (a roll-up of ``fonds-solidarite-regional`` has empty sections)."""
     by_name = {f["name"]: f for f in declared.get("fields", [])}
     fields = []
     for col in table if isinstance(table, pa.Schema) else table.schema:
         f = dict(by_name.get(col.name, {"name": col.name}))
         f["type"] = TABLE_SCHEMA_TYPES.get(col.type, "any")
+        if col.name in summed and "required" in (f.get("constraints") or {}):
+            f["constraints"] = {k: v for k, v in f["constraints"].items() if k != "required"}
+            if not f["constraints"]:
+                del f["constraints"]
         if col.name in ("reg", "fra") and col.name not in by_name:
             f["title"] = {"reg": "Région (code INSEE)", "fra": "France"}[col.name]
         fields.append(f)
     return {"fields": fields, "missingValues": [""], "primaryKey": primary_key}
 
 
+PARQUET_RESOURCE_TYPE = "file"
+"""Frictionless resource ``type`` of a Parquet copy: read as bytes, so ``frictionless validate``
+checks its ``bytes`` and ``hash``. Frictionless 5 parses Parquet through pandas (a null in an
+integer column becomes NaN: false type and constraint errors; the byte count is never taken),
+so a Parquet described as a table cannot validate. Its rows are the CSV's (``alternateOf``)."""
+
+
+def package_resource(f: RenderedFile, schema: dict[str, Any]) -> dict[str, Any]:
+    """The Data Package resource of one published file: ``{"name", "path", "format",
+    "mediatype", "bytes", "hash", "schema"}`` plus, for CSV, ``rows``, ``encoding`` and
+    ``dialect``; for Parquet, ``type`` (``PARQUET_RESOURCE_TYPE``), ``codec`` and
+    ``alternateOf`` (the name of the CSV resource holding the same rows)."""
+    stem = f.name.rsplit(".", 1)[0].lower()
+    r: dict[str, Any] = {"name": f"{stem}-{f.format}", "path": f.name}
+    if f.format == "parquet":
+        r["type"] = PARQUET_RESOURCE_TYPE
+    r.update(format=f.format, mediatype=f.mime, bytes=f.size, hash=f"sha256:{f.sha256}")
+    if f.format == "csv":
+        r["rows"] = f.rows
+    r["schema"] = schema
+    if f.format == "parquet":
+        r["codec"] = PARQUET_CODEC  # not "compression": that names a whole-file zip/gz
+        r["alternateOf"] = f"{stem}-csv"
+    if f.format == "csv":
+        r["encoding"] = "utf-8"
+        r["dialect"] = {"delimiter": ";", "quoteChar": '"', "header": True}
+    return r
+
+
 def datapackage(
     dataset: Any, version: str, files: list[RenderedFile], schemas: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """A Frictionless Data Package describing one published version.
+    """A Frictionless Data Package describing one published version: one resource per file
+    (``package_resource``: CSV a table, Parquet a file that is its alternate format).
 
     ``dataset`` is a registry ``Dataset``; ``schemas`` maps level -> Table Schema.
     """
-    resources = []
-    for f in files:
-        r: dict[str, Any] = {
-            "name": f.name.rsplit(".", 1)[0].lower() + ("-" + f.format),
-            "path": f.name,
-            "format": f.format,
-            "mediatype": f.mime,
-            "bytes": f.size,
-            "hash": f"sha256:{f.sha256}",
-            "rows": f.rows,
-            "schema": schemas[f.level],
-        }
-        if f.format == "parquet":
-            r["codec"] = PARQUET_CODEC  # not "compression": that names a whole-file zip/gz
-        if f.format == "csv":
-            r["encoding"] = "utf-8"
-            r["dialect"] = {"delimiter": ";", "quoteChar": '"', "header": True}
-        resources.append(r)
     return {
         "name": dataset.name,
         "title": dataset.title,
         "description": dataset.description,
         "version": version,
         "licenses": [LICENSES.get(dataset.license, {"name": dataset.license})],
-        "resources": resources,
+        "resources": [package_resource(f, schemas[f.level]) for f in files],
     }
