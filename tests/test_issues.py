@@ -109,7 +109,7 @@ def test_catalogue__every_registered_check_emits_catalogued_types_only():
     assert {s for s, sev in severities.items() if sev == "warning"} == {
         "padded-code", "cumulative-decrease", "missing-day", "total-below-parts", "missing-total",
         "formula-cell", "implausible-rise", "excel-sheet", "excel-header", "excel-other-sheets",
-        "excel-cached-formulas"}
+        "excel-cached-formulas", "reuse-no-image"}
 
 
 def test_issue_list__prepended_keeps_the_cap():

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Literal, cast
 
-from opendepot import layout, upload_index
+from opendepot import layout, reuses, upload_index
 from opendepot.config import Settings
 from opendepot.contracts import PublishMessage, UploadRecord
 from opendepot.issues import Issue, issue
@@ -296,6 +296,8 @@ def ingest(
     if event.bucket != settings.incoming_bucket:
         return IngestOutcome("ignored", key, f"not an input key (bucket {event.bucket})")
     up = _Upload.of(event)
+    if reuses.is_reuse_key(key):  # reuses/{reuser}/{file}: never a dataset
+        return _reuse(store, settings, registry, up)
     found = _refusal(up, settings, registry)
     if isinstance(found, _Refusal):
         if found.ids and _reported(store, settings, found.report_key):
@@ -350,7 +352,9 @@ def report_failure(
         return None
     up = _Upload.of(event)
     found = _refusal(up, settings, registry)
-    if isinstance(found, _Refusal):
+    if reuses.is_reuse_key(event.key):
+        report_key, ids = reuses.report_target(event.key, up.uid)
+    elif isinstance(found, _Refusal):
         report_key, ids = found.report_key, found.ids
     else:
         dataset, producer = found
@@ -371,8 +375,44 @@ def report_failure(
 
 def _duplicate(up: _Upload, report_key: str, ids: dict[str, str]) -> IngestOutcome:
     return IngestOutcome("duplicate", up.event.key, "this object version was already processed",
-                         up.uid, dataset=ids["dataset"], producer=ids["producer"],
+                         up.uid, dataset=ids.get("dataset"), producer=ids.get("producer"),
                          report_key=report_key)
+
+
+def _reuse(store: Store, settings: Settings, registry: Registry, up: _Upload) -> IngestOutcome:
+    """A reuse registration (``opendepot.reuses``): refused unread (unsafe or unroutable key,
+    too large, gone), else checked and, when accepted, stored and indexed; the report last."""
+    key, event = up.event.key, up.event
+    report_key, ids = reuses.report_target(key, up.uid)
+    if ids and _reported(store, settings, report_key):
+        return _duplicate(up, report_key, ids)
+    context = {**up.context, **ids}
+    refusal = None
+    try:
+        reuses.route_reuse(key)
+    except KeyRejected as exc:
+        refusal = issue(exc.reason, detail=str(exc), cell=key)
+    if refusal is None and event.size > reuses.MAX_BYTES:
+        refusal = reuses.too_large(key, event.size)
+    if refusal is None:
+        try:
+            body = store.get(event.bucket, key, version_id=event.version_id)
+        except NotFound:
+            refusal = issue("object-gone", cell=key, what=f"s3://{event.bucket}/{key}")
+    if refusal is not None:
+        report = refusal_report(refusal, context)
+        status: Status = "rejected"
+    else:
+        done = reuses.register(store, settings, registry, body, context)
+        v = done.validation
+        if done.record is not None:
+            context["reuse"] = {"id": done.record["id"], "datasets": len(done.record["datasets"])}
+        report = build_report(v, body, context)
+        status = "accepted" if v.accepted else "rejected"
+    _write_report(store, settings, report_key, report)
+    message = report["opendepot"].get("rejection") or "accepted"
+    return IngestOutcome(status, key, message, up.uid, producer=ids.get("producer"),
+                         report_key=report_key, report=report)
 
 
 @dataclass(frozen=True)

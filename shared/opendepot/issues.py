@@ -87,6 +87,14 @@ CATALOGUE: dict[str, IssueType] = {t.slug: t for t in (
        "({previous}, {received_at}); more than the {limit}% the dataset allows, so it is held, "
        "not published. If it is right, upload it again with '.confirm' before the extension: "
        "{confirm}", note="{what}: {before} -> {now}"),
+    # reuse registrations, reuses/{reuser}/{file} (opendepot.reuses)
+    _t("reuse-field", "Reuse Field Error", "field {field!r}: {problem}", note="{rule}"),
+    _t("unknown-dataset", "Unknown Dataset",
+       "field 'datasets': {values} {verb} not a dataset of this catalogue (name datasets by "
+       "slug or id; registered: {known})", note="{count} unknown"),
+    _t("reuse-no-image", "Reuse Without Image",
+       "field 'image' is absent: the reuse is listed without an image (its image and "
+       "image_thumbnail are null)", severity="warning"),
     # header
     _t("blank-label", "Blank Label", "Line 1, column {number}: the header label is blank{more}",
        tags=LABEL_TAGS),

@@ -58,6 +58,9 @@ STATUS_FR = {
 """French label of each ``opendepot.status``."""
 
 TITLES_FR = {
+    "reuse-field": "Champ de réutilisation invalide",
+    "unknown-dataset": "Jeu de données inconnu",
+    "reuse-no-image": "Réutilisation sans image",
     "source-error": "Fichier illisible",
     "format-error": "Format non reconnu",
     "encoding-error": "Encodage des caractères",
