@@ -8,6 +8,7 @@ the physical names of the template's buckets and queues.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -355,3 +356,138 @@ def event_sources(template: Mapping[str, Any], resolver: Resolver) -> list[Event
             if isinstance(fn_id, str) and fn_id in resources:
                 add(fn_id, props, props.get("EventSourceArn"))
     return out
+
+
+# --- the Athena tables, generated from the dataset registry ------------------------------------
+
+GLUE_BEGIN = "  # >>> Athena tables"
+GLUE_END = "  # <<< Athena tables"
+GLUE_DATABASE = "AthenaDatabase"
+"""Logical id of the Glue database holding the tables."""
+
+
+def _camel(text: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text))
+
+
+def glue_table_id(dataset: str, level: str) -> str:
+    """Logical id of a dataset level's Glue table: ``AthenaTable`` + CamelCase(dataset, level)
+    (``AthenaTableDonneesHospitalieresCovid19Dep``)."""
+    return f"AthenaTable{_camel(dataset)}{_camel(level)}"
+
+
+def glue_resources(registry: Any) -> dict[str, dict[str, Any]]:
+    """The Glue database and one symlink table per published dataset level (long-form
+    intrinsics), as ``load_template`` reads them from ``template.yaml``: see
+    ``opendepot.athena``. ``registry``: an ``opendepot.registry.Registry``."""
+    from opendepot import athena, layout
+
+    out: dict[str, dict[str, Any]] = {GLUE_DATABASE: {
+        "Type": "AWS::Glue::Database",
+        "Properties": {"CatalogId": {"Ref": "AWS::AccountId"}, "DatabaseInput": {
+            "Name": {"Ref": "AthenaDatabaseName"},
+            "Description": "opendepot: every published version of each dataset level",
+        }},
+    }}
+    for d in sorted(registry, key=lambda d: d.name):
+        for level in athena.published_levels(d):
+            location = f"s3://${{PublishedBucket}}/{layout.athena_prefix(d.name, level)}"
+            out[glue_table_id(d.name, level)] = {
+                "Type": "AWS::Glue::Table",
+                "Properties": {
+                    "CatalogId": {"Ref": "AWS::AccountId"},
+                    "DatabaseName": {"Ref": GLUE_DATABASE},
+                    "TableInput": {
+                        "Name": athena.table_name(d.name, level),
+                        "Description": f"{d.name}, level {level}: every published version",
+                        "TableType": "EXTERNAL_TABLE",
+                        "Parameters": {"classification": "parquet", "opendepot.dataset": d.name,
+                                       "opendepot.level": level},
+                        "StorageDescriptor": {
+                            "Columns": [{"Name": n, "Type": t}
+                                        for n, t in athena.level_columns(d, level)],
+                            "Location": {"Fn::Sub": location},
+                            "InputFormat": athena.SYMLINK_INPUT_FORMAT,
+                            "OutputFormat": athena.OUTPUT_FORMAT,
+                            "SerdeInfo": {"SerializationLibrary": athena.PARQUET_SERDE},
+                        },
+                    },
+                },
+            }
+    return out
+
+
+def _yaml_value(value: Any, indent: int) -> list[str]:
+    """``value`` as block YAML lines at ``indent`` spaces, ``Ref``/``Fn::Sub`` in short form."""
+    pad = " " * indent
+    if _inline(value):
+        if isinstance(value, dict):
+            ((fn, arg),) = value.items()
+            return [f"{pad}!{fn.removeprefix('Fn::')} {_scalar(arg)}"]
+        return [pad + _scalar(value)]
+    lines: list[str] = []
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and all(_inline(v) and not isinstance(v, dict)
+                                              for v in item.values()):  # a column: one line
+                pairs = ", ".join(f"{k}: {_scalar(v)}" for k, v in item.items())
+                lines.append(f"{pad}- {{{pairs}}}")
+                continue
+            inner = _yaml_value(item, indent + 2)
+            lines += [f"{pad}- {inner[0].strip()}", *inner[1:]]
+        return lines
+    for k, v in value.items():
+        key = k if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", k) else json.dumps(k)
+        if _inline(v):
+            lines.append(f"{pad}{key}: {_yaml_value(v, 0)[0]}")
+        else:
+            lines += [f"{pad}{key}:", *_yaml_value(v, indent + 2)]
+    return lines
+
+
+def _scalar(value: Any) -> str:
+    """A YAML scalar: plain when it cannot be read as anything but that string, else JSON."""
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:/-]*", value) and (
+            value.lower() not in ("true", "false", "yes", "no", "on", "off", "null", "y", "n")):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _inline(value: Any) -> bool:
+    """A scalar, or a ``Ref``/``Fn::Sub``: written on its key's line."""
+    if isinstance(value, dict):
+        return len(value) == 1 and next(iter(value)) in ("Ref", "Fn::Sub")
+    return not isinstance(value, list)
+
+
+def glue_yaml(registry: Any) -> str:
+    """The generated block of ``template.yaml`` (between ``GLUE_BEGIN`` and ``GLUE_END``)."""
+    lines = [GLUE_BEGIN,
+             "  # generated from shared/opendepot/datasets/*.json by `python -m infra.template`:",
+             "  # do not edit by hand (tests/test_template.py checks it against the registry)"]
+    for lid, res in glue_resources(registry).items():
+        lines += [f"  {lid}:", *_yaml_value(res, 4)]
+    return "\n".join([*lines, GLUE_END]) + "\n"
+
+
+def write_glue(registry: Any, path: Path = DEFAULT_TEMPLATE) -> bool:
+    """Replace the generated block of ``path`` with ``glue_yaml(registry)``; True if it changed.
+
+    Raises:
+        TemplateError: the file has no ``GLUE_BEGIN`` ... ``GLUE_END`` block.
+    """
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(GLUE_BEGIN), text.find(GLUE_END)
+    if start < 0 or end < start:
+        raise TemplateError(f"{path} has no generated Athena block ({GLUE_BEGIN.strip()})")
+    new = text[:start] + glue_yaml(registry) + text[end + len(GLUE_END) + 1:]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    from opendepot.registry import load_registry
+
+    changed = write_glue(load_registry())
+    print(f"{DEFAULT_TEMPLATE}: Athena tables {'regenerated' if changed else 'up to date'}")

@@ -152,7 +152,8 @@ def check_invariants(store: MemoryStore, settings: Settings) -> None:
 def named_objects(store: MemoryStore, settings: Settings) -> set[str]:
     """Every published key a reader can reach from ``catalog.json`` and the manifests: the
     catalog, each manifest, the files, data package and changes of every version it lists (and
-    its pages of older versions, if any), its ``latest/`` copies and Parquet prefixes."""
+    its pages of older versions, if any), its ``latest/`` copies and Parquet prefixes, and the
+    Athena tables' symlink file of each version's Parquet files (``opendepot.athena``)."""
     bucket = store.buckets[settings.published_bucket]
     catalog = Catalog.from_json(json.loads(bucket[layout.CATALOG_KEY].body))
     named = {layout.CATALOG_KEY}
@@ -163,7 +164,10 @@ def named_objects(store: MemoryStore, settings: Settings) -> set[str]:
         named |= {p for r in m.resources for p in (r.path, r.latest_path)}
         named |= {layout.parquet_key(m.dataset, r.level) for r in m.resources if r.format == "parquet"}
         named |= {str(page.path) for page in getattr(m, "version_pages", ())}
+        levels = {r.name: r.level for r in m.resources}
         for v in m.versions:
+            named |= {layout.athena_symlink_key(m.dataset, levels[f.name], v.version)
+                      for f in v.resources if f.format == "parquet"}
             named.add(layout.datapackage_key(m.dataset, v.version))
             named |= {f.path for f in v.resources}
             if v.changes is not None:
@@ -187,8 +191,8 @@ def test_crash_at_every_write__retry_converges_to_the_crash_free_state(cases_dir
     assert expected["versions"] == 2  # the invalid upload published nothing
     check_nothing_public_unnamed(clean, settings, "no crash")
     # catalog, manifest; 2 versions of 6 files, a data package and changes.json, the second's
-    # changes.csv; 6 latest/ copies, 3 Parquet prefixes
-    assert len(named_objects(clean, settings)) == 2 + 2 * (6 + 1 + 1) + 1 + 6 + 3
+    # changes.csv; 6 latest/ copies, 3 Parquet prefixes; 2 versions of 3 Athena symlinks
+    assert len(named_objects(clean, settings)) == 2 + 2 * (6 + 1 + 1) + 1 + 6 + 3 + 2 * 3
     writes = faults.count
     assert writes > 20 and {w.split()[0] for w in faults.log} == WRITES
 

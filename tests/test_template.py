@@ -453,13 +453,14 @@ def test_published_bucket__public_read_for_objects_list_for_parquet_prefixes_wit
             "Action": "s3:GetObject",
             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PublishedBucket}/*"},
         },
-        {   # listing only under the Parquet prefixes (docs/design.md, "Parquet prefix")
+        {   # listing only under the Parquet prefixes (docs/design.md, "Parquet prefix") and
+            # the Athena tables' locations (opendepot.athena)
             "Sid": "PublicListParquetPrefixes",
             "Effect": "Allow",
             "Principal": "*",
             "Action": "s3:ListBucket",
             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PublishedBucket}"},
-            "Condition": {"StringLike": {"s3:prefix": "*/parquet/*"}},
+            "Condition": {"StringLike": {"s3:prefix": ["*/parquet/*", "*/athena/*"]}},
         },
     ]
     (cors,) = props["CorsConfiguration"]["CorsRules"]
@@ -475,13 +476,14 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     deletes = {fn: _s3_access(transformed, fn, "s3:DeleteObject") for fn in FUNCTIONS}
 
     assert reads == {
-        "ValidateFunction": {"IncomingBucket", "InternalBucket"},
+        "ValidateFunction": {"IncomingBucket", "InternalBucket", "PublishedBucket"},
         "PublishFunction": {"InternalBucket", "PublishedBucket"},
         "IndexApiFunction": {"PublishedBucket"},
     }
-    # one writer per bucket, and no function writes where it is triggered
+    # one writer per prefix, and no function writes where it is triggered: validate writes the
+    # published bucket's reuse catalogue only (opendepot.reuses), publish everything else there
     assert writes == {
-        "ValidateFunction": {"InternalBucket"},
+        "ValidateFunction": {"InternalBucket", "PublishedBucket"},
         "PublishFunction": {"InternalBucket", "PublishedBucket"},  # announced/ markers
         "IndexApiFunction": set(),
     }
@@ -490,6 +492,11 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     # and the files of a version never switched to (opendepot.pending), in version folders only
     assert deletes["PublishFunction"] == {"InternalBucket", "PublishedBucket"}
     assert deletes["ValidateFunction"] == deletes["IndexApiFunction"] == set()
+    published = {(a, _label(r)) for a, r in _grant_resources(transformed, "ValidateFunctionRole")
+                 if _label(r).startswith("PublishedBucket")}
+    assert published == {("s3:GetObject", "PublishedBucket/reuses/*"),
+                         ("s3:PutObject", "PublishedBucket/reuses/*"),
+                         ("s3:ListBucket", "PublishedBucket")}
 
 
 def test_publish_role__deletes_published_files_in_version_folders_only(
@@ -559,6 +566,9 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
               for p in ("reports", "staging", "inbox")),
             ("s3:GetObject", "InternalBucket/index/*"),  # the shrink guard's previous upload
             ("s3:ListBucket", "InternalBucket"),  # the inbox; 404 for a missing report
+            # the reuse catalogue (opendepot.reuses): each reuse and the index of them
+            *((a, "PublishedBucket/reuses/*") for a in ("s3:GetObject", "s3:PutObject")),
+            ("s3:ListBucket", "PublishedBucket"),  # 404, not 403, for a reuse not yet there
             ("sqs:SendMessage", "PublishQueue"),
             *((a, "ValidateLogGroup") for a in logs),
         },
@@ -753,17 +763,19 @@ def test_function_environments__carry_the_settings_the_code_reads(
     }
 
 
-def test_http_api__routes_get_and_head_to_the_index_with_open_cors(
+def test_http_api__routes_every_method_but_options_to_the_index_with_open_cors(
     transformed: dict[str, Any],
 ) -> None:
+    """GET and HEAD, and the methods the index answers with its JSON 405 (API Gateway would
+    answer its own 404 to an unrouted one); OPTIONS stays with API Gateway's CORS."""
     body = _props(transformed, "HttpApi")["Body"]
     routes = {(path, method) for path, ops in body["paths"].items() for method in ops}
+    methods = ("get", "head", "post", "put", "patch", "delete")
 
-    assert routes == {
-        ("/api/1/{proxy+}", "get"),
-        ("/api/1/{proxy+}", "head"),
-        ("/catalog.jsonld", "get"),
-    }
+    assert routes == {(path, m) for path in ("/api/{proxy+}", "/catalog.jsonld") for m in methods}
+    behaviours = _props(transformed, "SiteDistribution")["DistributionConfig"]["CacheBehaviors"]
+    (api,) = [b for b in behaviours if b["PathPattern"] == "api/*"]
+    assert set(api["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
     for ops in body["paths"].values():
         for op in ops.values():
             uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
@@ -822,3 +834,41 @@ def test_versions_topic__standard_announced_by_publish_only_with_an_alarm_on_fai
         "opendepot", [{"Name": "service", "Value": "publish"}])
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
         "Sum", 0, "GreaterThanThreshold")
+
+
+def test_athena_tables__generated_from_the_registry_one_per_published_level() -> None:
+    """The Glue block of template.yaml is what ``infra.template.glue_resources`` makes of
+    today's registry: a dataset added (or a column) without `python -m infra.template` fails."""
+    from infra.template import glue_resources, glue_table_id
+    from opendepot import athena
+    from opendepot.registry import load_registry
+
+    registry = load_registry()
+    glue = {lid: r for lid, r in _load()["Resources"].items() if r["Type"].startswith("AWS::Glue")}
+    hosp = glue["AthenaTableDonneesHospitalieresCovid19Reg"]["Properties"]["TableInput"]
+
+    assert glue == glue_resources(registry), "run: python -m infra.template"
+    assert set(glue) == {"AthenaDatabase"} | {
+        glue_table_id(d.name, lv) for d in registry for lv in athena.published_levels(d)}
+    assert len(glue) == 33  # the database, 32 levels of 18 datasets
+    assert hosp["Name"] == "donnees_hospitalieres_covid19_reg"
+    assert hosp["StorageDescriptor"]["Location"] == {
+        "Fn::Sub": "s3://${PublishedBucket}/donnees-hospitalieres-covid19/athena/reg/"}
+    assert hosp["StorageDescriptor"]["Columns"][:3] == [
+        {"Name": "reg", "Type": "string"}, {"Name": "sexe", "Type": "bigint"},
+        {"Name": "jour", "Type": "date"}]
+    # chiffres-cles: its sources and the consolidated table, not rolled up
+    assert {lid for lid in glue if lid.startswith("AthenaTableChiffresCles")} == {
+        "AthenaTableChiffresClesSources", "AthenaTableChiffresClesConsolide"}
+
+
+def test_http_api__every_route_of_the_index_is_routed_to_it(transformed: dict[str, Any]) -> None:
+    """A route the index declares but API Gateway does not send it would answer API Gateway's
+    own 404 once deployed (the local server sends every path to the handler)."""
+    from functions.index_api.app import ROUTES
+
+    routed = [p.replace("{proxy+}", "") for p in _props(transformed, "HttpApi")["Body"]["paths"]]
+    assert len(ROUTES) > 30  # the udata, api-tabular and reuse routes among them
+    assert {"/api/2/datasets/resources/<rid>/", "/api/resources/<rid>/data/"} <= set(ROUTES)
+    for rule in ROUTES:
+        assert any(rule == p or (p.endswith("/") and rule.startswith(p)) for p in routed), rule

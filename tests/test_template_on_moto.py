@@ -14,6 +14,8 @@ listed in ``Stack.applied``:
   set with the S3 API (the notification sends the ``s3:TestEvent`` the validate function skips);
 - ``AWS::CloudWatch::Alarm`` (like ``AWS::ApiGatewayV2::*`` and the queue and bucket policies)
   is skipped with a warning: the alarms are created with the CloudWatch API;
+- ``AWS::Glue::Table`` (and ``AWS::Glue::Database``) are skipped too: the Athena database and
+  tables are created with the Glue API, from the template's ``DatabaseInput`` and ``TableInput``;
 - the event source mappings are created, but moto would run the functions' zips in Docker on
   every message: they are disabled, and the queue pump (``infra.pump``) plays Lambda's part with
   the handlers in process, as on the local stack;
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import HOSP
@@ -56,7 +59,7 @@ from moto.core import enable_iam_authentication  # noqa: E402
 
 from infra.pump import Binding, LambdaContext, Pump  # noqa: E402
 from infra.stack import QueueInfo  # noqa: E402
-from opendepot import runtime  # noqa: E402
+from opendepot import athena, layout, runtime  # noqa: E402
 from opendepot.config import Settings  # noqa: E402
 from opendepot.registry import load_cog, load_registry  # noqa: E402
 from opendepot.storage import S3Store, SqsQueue  # noqa: E402
@@ -73,6 +76,8 @@ SKIPPED_BY_MOTO = {
     "AWS::CloudFront::Distribution",
     "AWS::CloudFront::Function",
     "AWS::CloudWatch::Alarm",
+    "AWS::Glue::Database",  # the Athena tables (opendepot.athena), created with the Glue API
+    "AWS::Glue::Table",
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
 }
@@ -123,7 +128,8 @@ class Resolver:
         }
 
     def ref(self, name: str) -> str:
-        return self.values.get(name) or self.stack.physical[name]
+        default = (self.stack.template.get("Parameters") or {}).get(name, {}).get("Default")
+        return self.values.get(name) or self.stack.physical.get(name) or str(default)
 
     def get_att(self, name: str, attribute: str) -> str:
         kind = self.stack.template["Resources"][name]["Type"]
@@ -261,6 +267,22 @@ def _apply_what_moto_skips(stack: Stack) -> None:
         props = resolve(res["Properties"])
         props.setdefault("AlarmName", f"{STACK}-{lid}")
         cloudwatch.put_metric_alarm(**props)
+        stack.applied.append(lid)
+    _create_glue(stack, resolve)
+
+
+def _create_glue(stack: Stack, resolve: Resolver) -> None:
+    """The Athena database and tables, from the template's values, with the Glue API."""
+    glue = boto3.client("glue")
+    for lid, res in stack.of_type("AWS::Glue::Database").items():
+        if lid not in stack.physical:
+            database = resolve(res["Properties"]["DatabaseInput"])
+            glue.create_database(DatabaseInput=database)
+            stack.physical[lid] = database["Name"]  # a database's physical id is its name
+            stack.applied.append(lid)
+    for lid, res in stack.of_type("AWS::Glue::Table").items():
+        props = resolve(res["Properties"])
+        glue.create_table(DatabaseName=props["DatabaseName"], TableInput=props["TableInput"])
         stack.applied.append(lid)
 def _policy(answer: dict[str, Any]) -> dict[str, Any]:
     """The policy document of a ``get_role_policy`` answer. moto keeps the inline policies of a
@@ -524,6 +546,66 @@ def test_one_upload_through_the_stack__publishes_the_national_figure_as_the_func
         depth = stack.sqs.get_queue_attributes(
             QueueUrl=stack.outputs[q], AttributeNames=["ApproximateNumberOfMessages"])
         assert depth["Attributes"]["ApproximateNumberOfMessages"] == "0", q
+
+
+def _hospital_published(stack: Stack, wired: Wired, cases_dir: Path) -> None:
+    """The real hospital case published through the stack (unless a test did it already)."""
+    published = wired.settings.published_bucket
+    if "Contents" in wired.s3.list_objects_v2(Bucket=published, Prefix=layout.manifest_key(HOSP)):
+        return
+    spf = stack.client("s3", _as_producer(stack, "spf"))
+    name = "C10-duplicate-delivery-object.csv"
+    with enable_iam_authentication():
+        spf.put_object(Bucket=wired.settings.incoming_bucket, Key=f"{HOSP}/spf/{name}",
+                       Body=(cases_dir / name).read_bytes())
+        stats = wired.pump.run(timeout=60)
+    assert stats.errors == [] and stats.failed == 0, stats
+
+
+def test_athena_tables_of_the_stack__one_per_dataset_level_columns_from_the_schema_every_version(
+    stack: Stack, wired: Wired, cases_dir: Path
+) -> None:
+    """Item 5 of issue 16: the Glue database and tables of the template, created on moto, have
+    each level's Table Schema columns and its symlink location; after a real publication the
+    location lists the version's symlink, naming a Parquet file whose columns are the table's."""
+    glue, published = boto3.client("glue"), wired.settings.published_bucket
+    _hospital_published(stack, wired, cases_dir)
+    registry = load_registry()
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName="opendepot")["TableList"]}
+    levels = {athena.table_name(d.name, lv): (d, lv) for d in registry
+              for lv in athena.published_levels(d)}
+
+    # moto leaves out an output naming a resource it skipped: the template's value, resolved
+    assert Resolver(stack)(stack.template["Outputs"]["AthenaDatabase"]["Value"]) == "opendepot"
+    assert len(tables) == 32 and set(tables) == set(levels)  # 18 datasets
+    for name, (d, level) in levels.items():
+        sd = tables[name]["StorageDescriptor"]
+        assert [(c["Name"], c["Type"]) for c in sd["Columns"]] == athena.level_columns(d, level)
+        assert sd["Location"] == f"s3://{published}/{d.name}/athena/{level}/"
+        assert sd["InputFormat"] == "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
+        assert sd["SerdeInfo"]["SerializationLibrary"] == (
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe")
+        assert tables[name]["TableType"] == "EXTERNAL_TABLE"
+    dep = tables["donnees_hospitalieres_covid19_dep"]["StorageDescriptor"]["Columns"]
+    assert [(c["Name"], c["Type"]) for c in dep] == [
+        ("dep", "string"), ("sexe", "bigint"), ("jour", "date"), ("hosp", "bigint"),
+        ("rea", "bigint"), ("hospconv", "bigint"), ("ssr_usld", "bigint"),
+        ("autres", "bigint"), ("rad", "bigint"), ("dc", "bigint")]
+
+    manifest = json.loads(wired.s3.get_object(
+        Bucket=published, Key=layout.manifest_key(HOSP))["Body"].read())
+    for level in ("dep", "reg", "fra"):
+        location = tables[athena.table_name(HOSP, level)]["StorageDescriptor"]["Location"]
+        listed = wired.s3.list_objects_v2(Bucket=published, Prefix=location.split("/", 3)[3])
+        keys = [o["Key"] for o in listed["Contents"]]
+        assert keys == [f"{HOSP}/athena/{level}/{manifest['version']}.txt"]
+        (uri,) = wired.s3.get_object(Bucket=published, Key=keys[0])["Body"].read().decode().split()
+        assert uri == (f"s3://{published}/{HOSP}/{manifest['version']}/"
+                       f"{HOSP}-{level}.parquet")
+        body = wired.s3.get_object(Bucket=published, Key=uri.split("/", 3)[3])["Body"].read()
+        schema = pq.read_schema(io.BytesIO(body))
+        columns = tables[athena.table_name(HOSP, level)]["StorageDescriptor"]["Columns"]
+        assert [f.name.lower() for f in schema] == [c["Name"] for c in columns]
 
 
 def test_roles_of_the_stack__producers_write_only_as_themselves_functions_never_into_incoming(

@@ -17,7 +17,9 @@ Buckets (see docs/design.md, "Keys"):
   ``{dataset}/{version}/datapackage.json``, ``{dataset}/{version}/changes.json|.csv`` (what
   changed against the version before), ``{dataset}/latest/{dataset}-{level}.{fmt}``,
   ``{dataset}/parquet/{level}/{dataset}-{level}.parquet`` (a prefix per level holding only the
-  current version's Parquet file: ``parquet_prefix``), ``{dataset}/manifest.json``,
+  current version's Parquet file: ``parquet_prefix``),
+  ``{dataset}/athena/{level}/{version}.txt`` (the Athena table's symlink to a version's Parquet
+  file: ``athena_symlink_key``), ``{dataset}/manifest.json``,
   ``{dataset}/versions/{first}--{last}.json`` (older versions moved out of the manifest:
   ``versions_page_key``), ``catalog.json``.
 
@@ -61,6 +63,8 @@ LATEST = "latest"
 """The folder of a dataset's stable copies of its current files."""
 PARQUET = "parquet"
 """The folder of a dataset's Parquet-only prefixes, one per level (``parquet_prefix``)."""
+ATHENA = "athena"
+"""The folder of a dataset's Athena table locations, one per level (``athena_prefix``)."""
 VERSIONS = "versions"
 """The folder of a dataset's pages of older versions (``versions_page_key``)."""
 SITE = "site/"
@@ -206,6 +210,18 @@ def parquet_key(dataset: str, level: str) -> str:
     """``{dataset}/parquet/{level}/{dataset}-{level}.parquet``: the one object under
     ``parquet_prefix`` (a fixed name: each switch overwrites it, never adds a second file)."""
     return f"{parquet_prefix(dataset, level)}{published_file_name(dataset, level, 'parquet')}"
+
+
+def athena_prefix(dataset: str, level: str) -> str:
+    """``{dataset}/athena/{level}/``: the location of the level's Athena table, one symlink
+    file per published version (``athena_symlink_key``; see ``opendepot.athena``)."""
+    return f"{dataset}/{ATHENA}/{level}/"
+
+
+def athena_symlink_key(dataset: str, level: str, version: str) -> str:
+    """``{dataset}/athena/{level}/{version}.txt``: one line, the ``s3://`` URI of the version's
+    Parquet file of that level (immutable, written once the version is switched to)."""
+    return f"{athena_prefix(dataset, level)}{version}.txt"
 
 
 def datapackage_key(dataset: str, version: str) -> str:

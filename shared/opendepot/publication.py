@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from opendepot import (
+    athena,
     changes,
     concurrency,
     failures,
@@ -291,7 +292,9 @@ def _render(
     """Every published file of the publication (``levels.render_levels``), with each level's
     Table Schema."""
     out = render_levels(dataset, uploads, fed, cog, work, tuning)
-    schemas = {lv: level_schema(s, dataset.schema, published_key(dataset, lv))
+    rollups = dataset.geography.rollups
+    schemas = {lv: level_schema(s, dataset.schema, published_key(dataset, lv),
+                                summed=dataset.measures if lv in rollups else ())
                for lv, s in out.schemas.items()}
     return Rendered(out.files, schemas, out.rows, out.coverage)
 
@@ -562,7 +565,8 @@ def _refresh_latest(store: Store, settings: Settings, manifest: Manifest) -> Non
     """Make ``latest/`` hold the manifest's files, and each level's Parquet prefix
     (``layout.parquet_key``: one object of a fixed name, overwritten by one copy, so a reader
     listing the prefix sees the old table or the new, never both) its Parquet file. Copies only
-    what differs."""
+    what differs. Then the version's symlink files of the Athena tables (``athena.symlinks``).
+    """
     bucket = settings.published_bucket
     copies: list[tuple[Resource, str]] = [(r, r.latest_path) for r in manifest.resources]
     copies += [(r, layout.parquet_key(manifest.dataset, r.level)) for r in manifest.resources
@@ -576,4 +580,6 @@ def _refresh_latest(store: Store, settings: Settings, manifest: Manifest) -> Non
     copies = [c for c, old in zip(copies, _map(stale, copies), strict=True) if old]
     _each(lambda c: store.copy(bucket, c[0].path, c[1], cache_control=REVALIDATE),
           copies, lambda c: c[0].bytes)
+    for key, body in athena.symlinks(bucket, manifest):  # the version in the Athena tables
+        put_immutable(store, bucket, key, body, athena.SYMLINK_MIME)
 
