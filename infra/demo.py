@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.http_server import LocalHttpApi, SiteFiles
+from infra.http_server import LocalHttpApi, SiteFiles, index_worker
 from infra.pump import Binding, Pump, bindings_for
 from infra.real_files import (
     InputFile,
@@ -66,6 +66,10 @@ from infra.summary import (
     say_report,
     short_function,
 )
+
+HTTP_WORKERS = 2
+"""Worker processes of the demo's HTTP server (``LocalHttpApi(workers=...)``): reusers' requests
+are answered side by side (issue 16, item 7)."""
 
 __all__ = [
     "DemoOptions",
@@ -251,7 +255,10 @@ def _run_on_stack(
     status = Status()
     pump = _watched_pump(stack, bindings, status)
     site = SiteFiles(_store(stack), stack.published_bucket)
-    api = LocalHttpApi(index_handler, port=port, access_log=options.verbose, site=site)
+    # worker processes answer side by side (one request at a time each, as Lambda instances)
+    api = LocalHttpApi(index_handler, port=port, access_log=options.verbose, site=site,
+                       workers=HTTP_WORKERS,
+                       worker_init=index_worker(stack.env, stack.published_bucket))
     try:
         api.start()
     except OSError as exc:
@@ -261,6 +268,7 @@ def _run_on_stack(
         _say_stack(stack, api.url, options.verbose)
         outcomes = _drop_all(stack, pump, status, files, options)
         crashed = _say_outcomes(stack, outcomes, options.verbose)
+        crashed = not _drop_reuses(stack, pump, api.url) or crashed
         crashed = _say_published(stack, api.url, outcomes, options) or crashed
         crashed = not _build_site(stack, api.url) or crashed
         if options.once:
@@ -452,6 +460,29 @@ def _drop_all(
         outcomes.append(outcome)
     out()
     return outcomes
+
+
+REUSE_SEEDS = Path(__file__).resolve().parent / "reuses"
+"""Real reuses of 2020 (``infra/reuses/{reuser}/{file}``, sources in its SOURCES.md)."""
+
+
+def _drop_reuses(stack: LocalStack, pump: Any, api_url: str) -> bool:
+    """Register the seed reuses: each file dropped at ``reuses/{reuser}/{file}``, validated by
+    the validate function like any registration; False when one was not accepted."""
+    seeds = sorted(p for p in REUSE_SEEDS.glob("*/*") if p.suffix in (".json", ".yaml", ".yml"))
+    out(f"Registering {len(seeds)} reuses (infra/reuses/, real reuses of 2020):")
+    ok = True
+    for path in seeds:
+        key = f"reuses/{path.parent.name}/{path.name}"
+        r = stack.s3.put_object(Bucket=stack.incoming_bucket, Key=key, Body=path.read_bytes())
+        pump.run()
+        report = find_report(report_list(stack, "reuses", path.parent.name), key,
+                             r.get("VersionId"))
+        ok = ok and status_of(report) == "accepted"
+        out(f"  {key}: {status_of(report)}")
+    out(f"  curl {api_url}/api/1/reuses/")
+    out()
+    return ok
 
 
 def _dead_letters(stack: LocalStack) -> dict[str, int]:

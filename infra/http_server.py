@@ -12,6 +12,16 @@ response that is not a dict with ``statusCode`` is sent as a 200 JSON body.
     with LocalHttpApi(index_api.lambda_handler, port=8080) as api:
         print(api.url)
 
+Concurrency: the Powertools resolver keeps the request being resolved in class attributes
+(``BaseRouter.current_event``, ``lambda_context``) and the app's ``context``, shared by every
+resolver app of a process, so two requests never run the handler at once in one process (the
+``invoke_lock``, like one warm Lambda instance). With ``workers=N`` the listening socket is
+bound here, then N processes are forked that each accept on it and run their own copy of the
+handler (one request at a time each, as N Lambda instances): ``worker_init``, when given, runs
+first in each worker and returns the handler and site it serves, built with fresh clients (a
+boto3 client's pooled sockets must not be shared across processes). ``workers=0`` (the
+default) serves from threads of this process, as before.
+
 With ``site=SiteFiles(store, published_bucket)`` it also serves the static site beside the API,
 as CloudFront does in production: a GET or HEAD whose path is not under ``/api/`` is read from
 the published bucket at ``layout.site_key(path)`` (``/`` -> ``site/index.html``,
@@ -25,10 +35,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import multiprocessing
+import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -259,6 +271,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
 
+    def __getattr__(self, name: str) -> Any:
+        # any other method (TRACE, PROPFIND...) reaches the handler too, as on API Gateway's
+        # $default route: the index answers its JSON 405 (known path) or 404, never http.server's
+        # 501 HTML page
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request the server cannot parse (400, 414, 431, 505...) answers the index's JSON
+        envelope ``{"status", "message"}`` and closes the connection, not an HTML page."""
+        text = message or self.responses.get(code, ("Error",))[0]
+        self.log_error("code %d, message %s", code, text)
+        payload = json.dumps({"status": code, "message": text}).encode("utf-8")
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("connection", "close")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(payload)
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.access_log:
             super().log_message(format, *args)
@@ -279,6 +313,17 @@ class _Server(ThreadingHTTPServer):
         self.invoke_lock = threading.Lock()
 
 
+WorkerInit = Callable[[], tuple[Handler, SiteFiles | None]]
+"""Run in each worker process after the fork: the handler and site that worker serves."""
+
+
+def _serve_worker(server: _Server, init: WorkerInit | None) -> None:
+    """A worker process: accept on the inherited listening socket until terminated."""
+    if init is not None:
+        server.handler, server.site = init()
+    server.serve_forever(0.1)
+
+
 class LocalHttpApi:
     """Serves a Lambda HTTP handler on localhost from a background thread (context manager)."""
 
@@ -291,10 +336,17 @@ class LocalHttpApi:
         function_name: str = "opendepot-IndexApiFunction",
         access_log: bool = False,
         site: SiteFiles | None = None,
+        workers: int = 0,
+        worker_init: WorkerInit | None = None,
     ) -> None:
         """``port`` 0 picks a free port; ``access_log`` prints one line per request; ``site``:
-        serve the static site beside the API (see the module docstring)."""
+        serve the static site beside the API; ``workers``: forked worker processes serving
+        requests side by side (0: threads of this process), ``worker_init`` building each one's
+        handler and site (see the module docstring)."""
         self.handler = handler
+        self.workers = max(0, workers)
+        self.worker_init = worker_init
+        self._processes: list[Any] = []
         self.site = site
         self.host = host
         self.port = port
@@ -314,6 +366,16 @@ class LocalHttpApi:
             self.site,
         )
         self.port = self._server.server_address[1]
+        if self.workers:
+            fork = multiprocessing.get_context("fork")
+            self._processes = [
+                fork.Process(target=_serve_worker, args=(self._server, self.worker_init),
+                             name=f"local-http-api-{i}", daemon=True)
+                for i in range(self.workers)
+            ]
+            for process in self._processes:
+                process.start()
+            return
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="local-http-api", daemon=True
         )
@@ -321,6 +383,13 @@ class LocalHttpApi:
 
     def stop(self) -> None:
         """Stop serving and close the socket (idempotent)."""
+        for process in self._processes:
+            process.terminate()
+            process.join(timeout=5)
+        if self._server is not None and self._processes:
+            self._server.server_close()
+            self._server = None
+        self._processes = []
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -340,3 +409,28 @@ class LocalHttpApi:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def index_worker(
+    stack_env: Mapping[str, str], site_bucket: str | None = None
+) -> WorkerInit:
+    """A ``worker_init`` for ``LocalHttpApi(workers=N)``: in each worker, the index function
+    (``functions.index_api.app``) over a fresh S3 client of the local stack whose environment
+    is ``stack_env`` (``LocalStack.env``), and the static site of ``site_bucket`` (None: no
+    site)."""
+    env = dict(stack_env)
+
+    def init() -> tuple[Handler, SiteFiles | None]:
+        import boto3
+
+        from functions.index_api import app as index_app
+        from opendepot.config import Settings
+        from opendepot.storage import S3Store
+
+        os.environ.update(env)
+        store = S3Store(boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]))
+        index_app.configure(store, Settings.from_env())
+        site = SiteFiles(store, site_bucket) if site_bucket else None
+        return index_app.lambda_handler, site
+
+    return init
