@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from opendepot import layout, reuses, reuses_http
 from opendepot.config import Settings
 from opendepot.ingest import ObjectEvent
 from opendepot.registry import load_registry
+from opendepot.storage import MemoryStore
 from test_index_api import body, call, event
 
 SEEDS = Path(__file__).resolve().parents[1] / "infra" / "reuses"
@@ -302,3 +304,175 @@ def test_openapi_declares_the_reuse_routes_with_their_enums(published: Pipeline)
     assert set(listing["responses"]) == {"200", "304", "400", "500"}
     assert "/api/1/reuses/{reuse}/" in doc["paths"]
     assert "/api/1/datasets/{dataset}/reuses/" in doc["paths"]
+
+
+# --- review 16: Last-Modified of reuse counts, slugs, organizations, deliveries out of order ----
+
+SPF = "sante-publique-france"
+
+
+def answer(path: str, query: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return call(event(path=path, query=query,
+                      headers={"accept-encoding": "identity", **(headers or {})}))
+
+
+def _reuse_count(doc: dict[str, Any]) -> int:
+    one = doc["data"][0] if "data" in doc else doc
+    return int(one["metrics"]["reuses"])
+
+
+CARRYING = [(f"/api/1/datasets/{HOSP}/", ""), ("/api/1/datasets/", ""),
+            ("/api/1/datasets/", "sort=-reuses"), (f"/api/1/organizations/{SPF}/datasets/", ""),
+            (f"/api/2/datasets/{HOSP}/", "")]
+
+
+@pytest.mark.parametrize(("path", "query"), CARRYING, ids=[p + q for p, q in CARRYING])
+def test_reuse_registered_then_updated__last_modified_and_etag_of_reuse_counts_move(
+    published: Pipeline, path: str, query: str
+) -> None:
+    before = answer(path, query)
+    assert before["statusCode"] == 200 and _reuse_count(body(before)) == 0
+    published.drop("reuses/covidtracker/covidtracker.yaml", COVIDTRACKER.read_bytes())
+    after = answer(path, query)
+    assert _reuse_count(body(after)) == 1
+    assert after["headers"]["ETag"] != before["headers"]["ETag"]
+    since = parsedate_to_datetime(before["headers"]["Last-Modified"])
+    assert parsedate_to_datetime(after["headers"]["Last-Modified"]) > since
+    polled = answer(path, query, {"if-modified-since": before["headers"]["Last-Modified"]})
+    assert polled["statusCode"] == 200 and _reuse_count(body(polled)) == 1
+    assert answer(path, query, {"if-modified-since": after["headers"]["Last-Modified"]})[
+        "statusCode"] == 304
+    doc = seed_doc(COVIDTRACKER)
+    doc["title"] = "CovidTracker France"  # an update: the count stays, the index changed
+    published.drop("reuses/covidtracker/covidtracker.yaml", yaml.safe_dump(doc).encode())
+    updated = answer(path, query, {"if-modified-since": after["headers"]["Last-Modified"]})
+    assert updated["statusCode"] == 200
+    assert parsedate_to_datetime(updated["headers"]["Last-Modified"]) > parsedate_to_datetime(
+        after["headers"]["Last-Modified"])
+
+
+def _file(title: str, organization: str | None = None) -> bytes:
+    doc = seed_doc(COVIDTRACKER)
+    doc.update(title=title, url="https://evil.example/")
+    if organization:
+        doc["organization"] = organization
+    return yaml.safe_dump(doc, allow_unicode=True).encode()
+
+
+def test_reuse_titled_with_an_id__never_takes_over_that_ids_url(published: Pipeline) -> None:
+    victim = reuses.reuse_id("covidtracker", "covidtracker.yaml")
+    # registered before the victim (ids are predictable), and after it
+    assert published.drop("reuses/aaa/early.yaml", _file(victim)).status == "accepted"
+    published.drop("reuses/covidtracker/covidtracker.yaml", COVIDTRACKER.read_bytes())
+    assert published.drop("reuses/aab/late.yaml", _file(victim.upper())).status == "accepted"
+    status, found = get(f"/api/1/reuses/{victim}/")
+    assert status == 200 and found["url"] == "https://covidtracker.fr/"
+    slugs = {r["reuser"]: r["slug"] for r in index_of(published)}
+    early, late = reuses.reuse_id("aaa", "early.yaml"), reuses.reuse_id("aab", "late.yaml")
+    assert slugs == {"covidtracker": "covidtracker", "aaa": f"{victim}-{early[:8]}",
+                     "aab": f"{victim}-{late[:8]}"}
+    assert get(f"/api/1/reuses/{slugs['aaa']}/")[1]["id"] == early
+
+
+def test_reuse_slug_equal_to_an_existing_reuses_id__gets_another_slug(published: Pipeline) -> None:
+    published.drop("reuses/covidtracker/covidtracker.yaml", COVIDTRACKER.read_bytes())
+    victim = reuses.reuse_id("covidtracker", "covidtracker.yaml")
+    published.drop("reuses/aaa/x.yaml", _file(f"{victim} "))  # slugified to the id
+    mine = next(r for r in index_of(published) if r["reuser"] == "aaa")
+    assert mine["slug"] != victim and mine["slug"].startswith(victim + "-")
+    assert get(f"/api/1/reuses/{victim}/")[1]["extras"]["reuser"] == "covidtracker"
+
+
+def test_organization_named_from_another_folder__an_unverified_claim_never_resolved(
+    published: Pipeline,
+) -> None:
+    spf_id = get(f"/api/1/organizations/{SPF}/")[1]["id"]
+    out = published.drop("reuses/aaa/fake.yaml", _file("Faux tableau", "Santé publique France"))
+    assert out.status == "accepted"
+    [doc] = get("/api/1/reuses/")[1]["data"]
+    assert doc["organization"] is None and spf_id not in json.dumps(doc)
+    assert doc["owner"]["slug"] == "aaa"
+    assert doc["extras"]["organization_claimed"] == "Santé publique France"
+    for value in (SPF, spf_id):
+        assert get("/api/1/reuses/", f"organization={value}")[1]["total"] == 0
+    assert get("/api/1/reuses/", "owner=aaa")[1]["total"] == 1
+    reuses_http.ReusePage.model_validate(get("/api/1/reuses/")[1])
+    # the same name from the organization's own folder is its reference
+    published.drop(f"reuses/{SPF}/real.yaml", _file("Vrai tableau", "Santé publique France"))
+    status, page = get("/api/1/reuses/", f"organization={SPF}")
+    assert status == 200 and [d["title"] for d in page["data"]] == ["Vrai tableau"]
+    assert page["data"][0]["organization"]["id"] == spf_id
+    assert page["data"][0]["extras"]["organization_claimed"] is None
+
+
+class RacingStore(MemoryStore):
+    """A store that runs ``hooks[key]`` once, just before the first write of ``key``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooks: dict[str, Any] = {}
+
+    def put(self, bucket: str, key: str, body: Any, content_type: str, **kw: Any) -> str:
+        hook = self.hooks.pop(key, None)
+        if hook is not None:
+            hook()
+        return super().put(bucket, key, body, content_type, **kw)
+
+
+def _record(title: str, received: str, sequencer: str, upload: str) -> dict[str, Any]:
+    doc = seed_doc(COVIDTRACKER)
+    doc["title"] = title
+    checked = reuses.check(yaml.safe_dump(doc).encode(), "covidtracker.yaml", load_registry())
+    context = {"key": "reuses/covidtracker/covidtracker.yaml", "received_at": received,
+               "sequencer": sequencer, "upload_id": upload}
+    return reuses.record_of(checked, "covidtracker", "covidtracker.yaml", context)
+
+
+@pytest.mark.parametrize("first", ["00000000000000A0", "00000000000000a0"])
+def test_two_deliveries_out_of_order__index_and_object_keep_the_later(
+    pipeline: Pipeline, first: str
+) -> None:
+    """D1 reads the index, then D2 (same file, later sequencer: ``B0`` after ``A0``, and
+    after ``a0`` once upper-cased and padded as S3 documents) is indexed whole, then D1
+    writes."""
+    store, settings = RacingStore(), pipeline.settings
+    at = "2026-11-29T08:00:00.000Z"  # one event time: the sequencer orders them
+    d1 = _record("First title", at, first, "u1")
+    d2 = _record("Second title", at, "00000000000000B0", "u2")
+    assert reuses.order_key(d1["order"]) < reuses.order_key(d2["order"])
+    key = reuses.published_key(d1["id"])
+    store.hooks[key] = lambda: reuses.index_reuse(store, settings, d2, at)
+    assert reuses.index_reuse(store, settings, d1, at) is False
+    [entry], _ = reuses.read_index(store, settings)
+    assert entry["title"] == "Second title"
+    assert json.loads(store.get(settings.published_bucket, key)) == entry
+    assert reuses.index_reuse(store, settings, d1, at) is False  # redelivered: still older
+    assert json.loads(store.get(settings.published_bucket, key))["title"] == "Second title"
+
+
+def test_order_key__sequencers_padded_and_upper_cased() -> None:
+    assert reuses.order_key(["t", "9F", "u"]) == reuses.order_key(["t", "9f000", "u"])
+    assert reuses.order_key(["t", "a0", "u"]) < reuses.order_key(["t", "B0", "u"])
+    assert reuses.order_key(["t1", "FF", "u"]) < reuses.order_key(["t2", "00", "u"])
+
+
+def test_older_delivery_of_another_reuse_indexed_last__the_index_change_is_later(
+    published: Pipeline,
+) -> None:
+    store, settings = published.store, published.settings
+    newer = _record("CovidTracker", "2026-11-29T09:00:00.000Z", "0B", "u2")
+    assert reuses.index_reuse(store, settings, newer, "2026-11-29T09:00:00.000Z")
+    first = answer("/api/1/reuses/")["headers"]["Last-Modified"]
+    doc = seed_doc(COVIDTRACKER)
+    checked = reuses.check(yaml.safe_dump(doc).encode(), "other.yaml", load_registry())
+    older = reuses.record_of(checked, "aaa", "other.yaml", {
+        "key": "reuses/aaa/other.yaml", "received_at": "2026-11-29T08:59:00.000Z",
+        "sequencer": "0A", "upload_id": "u1"})
+    assert reuses.index_reuse(store, settings, older, "2026-11-29T08:59:00.000Z")
+    _, _, changed = reuses.read_index_state(store, settings)
+    assert changed == "2026-11-29T09:00:01.000Z"  # a second past the previous change
+    second = answer("/api/1/reuses/", headers={"if-modified-since": first})
+    assert second["statusCode"] == 200 and body(second)["total"] == 2
+    assert second["headers"]["Last-Modified"] == "Sun, 29 Nov 2026 09:00:01 GMT"
+    d = answer(f"/api/1/datasets/{HOSP}/", headers={"if-modified-since": first})
+    assert d["statusCode"] == 200 and body(d)["metrics"]["reuses"] == 2

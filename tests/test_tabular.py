@@ -16,13 +16,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import HOSP, REAL, Pipeline
 from functions.index_api import app as index_api
-from opendepot import openapi, tabular
+from opendepot import openapi, tabular, tabular_http
 from opendepot.config import Settings
+from opendepot.index import BadRequest
 from opendepot.storage import MemoryQueue, MemoryStore
 from test_index_api import FILES, body, call, event, raw
 
@@ -170,6 +172,38 @@ def test_page_past_the_end__empty_data_with_total(published: dict[str, Any]) -> 
     assert doc["data"] == [] and doc["meta"]["total"] == 1 and doc["links"]["next"] is None
 
 
+@pytest.mark.parametrize(("query", "total"), [
+    ("dep__exact=ZZ&rea__sort=asc", 0),
+    ("rea__sort=asc&page=99999", 110595),
+    ("dep__exact=2A&rea__sort=desc&columns=dep,rea&page=99", 1095),
+])
+def test_sorted_query_with_no_row_to_show__200_empty_with_total(
+    published: dict[str, Any], query: str, total: int
+) -> None:
+    frame = published["frame"]
+    want = frame[frame.dep == "2A"] if "dep__exact=2A" in query else frame[frame.dep == "ZZ"] \
+        if "ZZ" in query else frame
+    assert len(want) == total
+    r = data(published["rids"]["parquet"], query)
+    assert r["statusCode"] == 200, r["body"]
+    doc = body(r)
+    assert doc["data"] == [] and doc["meta"]["total"] == total and doc["links"]["next"] is None
+
+
+def test_sorted_walk__last_page_of_a_multiple_of_page_size_then_past_it(
+    published: dict[str, Any],
+) -> None:
+    frame = published["frame"]
+    want = frame[frame.dep == "2A"].sort_values(["hosp", "__id"], ascending=[False, True])
+    q = "dep__exact=2A&hosp__sort=desc&page_size=5"
+    assert len(want) % 5 == 0
+    last = len(want) // 5
+    doc = body(data(published["rids"]["csv"], f"{q}&page={last}"))
+    assert [row["__id"] for row in doc["data"]] == want["__id"].tolist()[-5:]
+    assert doc["links"]["next"] is None
+    assert body(data(published["rids"]["csv"], f"{q}&page={last + 1}"))["data"] == []
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 BAD = [
@@ -187,17 +221,70 @@ BAD = [
     ("page=" + "9" * 20, "page='99999999999999999999' must be at least 1 and at most 9007199254740991"),
     ("page_size=", "page_size='' is not an integer"),
     ("columns=dep,nope", "columns: no column 'nope'"),
+    ("columns=,", "columns=',' names no column (columns: __id, dep, sexe, jour, hosp, rea, "
+                  "HospConv, SSR_USLD, autres, rad, dc)"),
+    ("rea__exact=99999999999999999999", "rea__exact: '99999999999999999999' is out of range for "
+     "column rea (integer, int64: -9223372036854775808 to 9223372036854775807)"),
+    ("rea__in=1,99999999999999999999", "rea__in: '99999999999999999999' is out of range"),
+    ("rea__less=-99999999999999999999", "rea__less: '-99999999999999999999' is out of range"),
+    ("rea__greater=9223372036854775808", "rea__greater: '9223372036854775808' is out of range"),
+    ("rea__notin=" + "9" * 5000, "rea__notin: '" + "9" * 40 + "'... is out of range"),
+    ("rea__exact=١٢", "rea__exact: '١٢' is not a valid integer (column rea is integer)"),
+    ("rea__strictly_less=１２", "rea__strictly_less: '１２' is not a valid integer"),
+    ("hosp__exact=1e3", "hosp__exact: '1e3' is not a valid integer"),
+    ("hosp__exact= 3", "hosp__exact: ' 3' is not a valid integer"),
+    ("jour__less=20210316", "jour__less: '20210316' is not a valid date"),
+    ("jour__exact=2021-W11-2", "jour__exact: '2021-W11-2' is not a valid date"),
+    ("jour__in=2021-03-16,٢٠٢١-03-16", "jour__in: '٢٠٢١-03-16' is not a valid date"),
     ("dep=2A", "argument dep='2A' could not be parsed"),
 ]
 
 
-@pytest.mark.parametrize(("query", "message"), BAD, ids=[q for q, _ in BAD])
+@pytest.mark.parametrize(("query", "message"), BAD, ids=[q[:60] for q, _ in BAD])
 def test_bad_parameters__400_naming_them(published: dict[str, Any], query: str,
                                          message: str) -> None:
     r = data(published["rids"]["csv"], query)
     assert r["statusCode"] == 400
     doc = body(r)
     assert doc["status"] == 400 and doc["message"].startswith(message), doc
+
+
+@pytest.mark.parametrize(("query", "mask"), [
+    ("rea__less=9223372036854775807", lambda f: f.rea.notna()),
+    ("rea__greater=-9223372036854775808&sexe__exact=%2B0", lambda f: f.rea.notna() & (f.sexe == 0)),
+    ("rea__in=-0,007", lambda f: f.rea.isin([0, 7])),
+])
+def test_integers_at_the_type_bounds_and_signs__as_pandas(
+    published: dict[str, Any], query: str, mask: Any
+) -> None:
+    frame = published["frame"]
+    doc = body(data(published["rids"]["csv"], query + "&page_size=50"))
+    want = frame[mask(frame)]
+    assert doc["meta"]["total"] == len(want) > 0
+    assert doc["data"] == as_json_rows(want.iloc[:50])
+
+
+def test_parse_value__numbers_ascii_and_in_their_types_range() -> None:
+    schema = pa.schema([("x", pa.float32()), ("y", pa.float64()), ("n", pa.int8()),
+                        ("u", pa.uint16())])
+    plan = tabular.parse_query([("x__less", "2.5"), ("y__in", "-1e3,.5,7."), ("n__exact", "-128"),
+                                ("u__exact", "65535")], schema)
+    assert [f.values for f in plan.filters] == [(2.5,), (-1000.0, 0.5, 7.0), (-128,), (65535,)]
+    for param, value, message in [
+        ("x__less", "1e39", "x__less: '1e39' is out of range for column x (number, float: "),
+        ("y__less", "1e999", "y__less: '1e999' is out of range for column y (number, double: "),
+        ("y__exact", "nan", "y__exact: 'nan' is not a valid number"),
+        ("y__exact", "inf", "y__exact: 'inf' is not a valid number"),
+        ("y__exact", "1_000", "y__exact: '1_000' is not a valid number"),
+        ("y__exact", "١٢", "y__exact: '١٢' is not a valid number"),
+        ("n__exact", "128", "n__exact: '128' is out of range for column n (integer, int8: -128 "
+                            "to 127)"),
+        ("u__greater", "-1", "u__greater: '-1' is out of range for column u (integer, uint16: 0 "
+                             "to 65535)"),
+    ]:
+        with pytest.raises(BadRequest) as caught:
+            tabular.parse_query([(param, value)], schema)
+        assert str(caught.value).startswith(message), caught.value
 
 
 def test_unknown_resource__404_on_every_route() -> None:
@@ -243,6 +330,44 @@ def test_exports__empty_selection_and_the_row_limit(published: dict[str, Any]) -
     r = data(rid, "hosp__greater=0", tail="data/json/")
     assert r["statusCode"] == 403  # as api-tabular answers an export too large
     assert body(r)["message"].startswith("the selection has more than 50000 rows")
+
+
+BIG = "sexe__differs=2&jour__less=2020-11-10"
+"""The review's selection: 48,076 rows, under the row limit; as JSON, over 6 MB."""
+
+
+def test_json_export_over_the_answer_limit__403_naming_its_size(published: dict[str, Any]) -> None:
+    frame = published["frame"]
+    want = frame[(frame.sexe != 2) & (frame[JOUR].astype(str) <= "2020-11-10")]
+    assert len(want) == 48076 < tabular.EXPORT_MAX_ROWS
+    rows = json.dumps(as_json_rows(want), ensure_ascii=False, separators=(",", ":"))
+    size = tabular_http.answer_bytes(rows)
+    assert size > 6 * 2**20 > tabular_http.EXPORT_MAX_BYTES  # would not fit in a Lambda answer
+    r = data(published["rids"]["csv"], BIG, tail="data/json/")
+    assert r["statusCode"] == 403
+    assert body(r)["message"] == (
+        f"the JSON export of this selection is {size} bytes, over the 5000000 bytes an answer "
+        "may carry (AWS Lambda answers at most 6 MB): filter it further, choose fewer columns, "
+        "or download the whole file")
+
+
+def test_csv_export_of_the_same_selection_fits__and_the_limit_is_exact(
+    published: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = published["rids"]["csv"]
+    r = data(rid, BIG, tail="data/csv/")
+    assert r["statusCode"] == 200
+    text = raw(r).decode()
+    assert len(pd.read_csv(io.StringIO(text))) == 48076
+    size = tabular_http.answer_bytes(text)
+    assert len(text.encode()) < size < tabular_http.EXPORT_MAX_BYTES  # quotes, newlines escaped
+    monkeypatch.setattr(tabular_http, "EXPORT_MAX_BYTES", size)
+    assert raw(data(rid, BIG, tail="data/csv/")).decode() == text
+    monkeypatch.setattr(tabular_http, "EXPORT_MAX_BYTES", size - 1)
+    refused = data(rid, BIG, tail="data/csv/")
+    assert refused["statusCode"] == 403
+    assert body(refused)["message"].startswith(
+        f"the CSV export of this selection is {size} bytes, over the {size - 1} bytes")
 
 
 # --- profile, resource, swagger -----------------------------------------------------------------

@@ -258,7 +258,7 @@ def test_xfields_parse__flask_restx_syntax() -> None:
         ("temporal_coverage=2021-03-15-2021-12-31", [REA, COVID]),
         ("temporal_coverage=2021-03-16/2021-12-31", [COVID]),
         ("temporal_coverage=2021-04-01-2021-12-31", []),
-        ("temporal_coverage=2021-12-31-2021-01-01", []),
+        ("temporal_coverage=2021-03-15-2021-03-15", [REA, COVID]),  # one day
         (f"schema={COVID}", [COVID]), ("schema=irve", []),
         ("featured=false", [REA, COVID]), ("featured=true", []), ("private=0", [REA, COVID]),
         ("archived=TRUE", []), ("deleted=false&organization=drees", [REA]),
@@ -285,6 +285,11 @@ def test_schema_version_filter__the_resources_schema_version() -> None:
         ("followed_by=x", "followed_by is not a supported filter: opendepot has no users nor followers"),
         ("featured=maybe", "featured='maybe' is not a boolean (true or false)"),
         ("temporal_coverage=2020", "temporal_coverage='2020' is not a period YYYY-MM-DD-YYYY-MM-DD (first day, then last day)"),
+        ("temporal_coverage=2021-12-31-2021-01-01", "temporal_coverage='2021-12-31-2021-01-01': the period ends (2021-01-01) before it starts (2021-12-31)"),
+        ("temporal_coverage=2020-03-20-2020-03-19", "temporal_coverage='2020-03-20-2020-03-19': the period ends (2020-03-19) before it starts (2020-03-20)"),
+        ("temporal_coverage=2020-02-30-2020-03-31", "temporal_coverage='2020-02-30-2020-03-31': 2020-02-30 is not a date"),
+        ("temporal_coverage=2020-13-45-2021-99-99", "temporal_coverage='2020-13-45-2021-99-99': 2020-13-45 is not a date"),
+        ("temporal_coverage=2020-01-01-2021-02-29", "temporal_coverage='2020-01-01-2021-02-29': 2021-02-29 is not a date"),
         ("page_size=", "page_size='' is not an integer"),
     ],
 )  # fmt: skip

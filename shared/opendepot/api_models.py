@@ -94,7 +94,7 @@ FlagParam = Annotated[
 PeriodParam = Annotated[
     str,
     Query(
-        pattern=r"^\d{4}-\d{2}-\d{2}[-/]\d{4}-\d{2}-\d{2}$",
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[-/]\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$",
         description="A period `YYYY-MM-DD-YYYY-MM-DD` (first day, last day): datasets whose "
         "temporal coverage shares at least a day with it.",
     ),

@@ -8,7 +8,9 @@ answers are sent, how errors become the envelope, how query strings are read.
   is the cached reader over the runtime's settings, store and clock.
 - ``send``: the body with ``ETag``, ``Cache-Control``, ``Vary`` and, for answers built from
   published state, ``Last-Modified``; ``304`` when ``If-None-Match`` holds (or, without
-  ``If-None-Match``, when ``If-Modified-Since`` is not before ``Last-Modified``); gzip when
+  ``If-None-Match``, when ``If-Modified-Since`` is not before ``Last-Modified``: the later of
+  the published state's time and, for answers carrying ``metrics.reuses``, the reuse index's
+  last change, ``later``); gzip when
   asked and worth it (the ETag is then weak, as nginx does). ``send_json`` first applies the
   request's ``X-Fields`` mask (``opendepot.xfields``) to a 200's document.
 - ``error_response``: the one place an exception becomes ``{"status", "message"}``.
@@ -169,6 +171,13 @@ def http_date(moment: str | None) -> str | None:
     """An ISO 8601 time as an HTTP date (``Sun, 29 Nov 2026 07:30:12 GMT``); None if none."""
     parsed = index.parse_time(moment)
     return format_datetime(parsed.astimezone(UTC), usegmt=True) if parsed else None
+
+
+def later(*moments: str | None) -> str | None:
+    """The latest of ISO 8601 ``moments`` (None and unreadable ones skipped; None if none): the
+    ``Last-Modified`` of an answer built from more than one source."""
+    dated = [(t, m) for m in moments if (t := index.parse_time(m)) is not None]
+    return max(dated)[1] if dated else None
 
 
 def not_modified_since(event: BaseProxyEvent, last_modified: str | None) -> bool:
@@ -344,6 +353,13 @@ class Site:
     def now(self) -> datetime:
         return self.reader().clock()
 
+    def reuse_counts(self) -> tuple[dict[str, int], str | None]:
+        """``(reuses per dataset id, the reuse index's last change)``
+        (``reuses.reuse_metrics``): an answer carrying ``metrics.reuses`` is modified at the
+        later of its published state's time and that change (``later``)."""
+        r = self.reader()
+        return reuses.reuse_metrics(r.store, r.settings)
+
     def json(
         self, doc: Any, cache: str = JSON_CACHE, modified: str | None = None
     ) -> Response[str]:
@@ -451,16 +467,17 @@ class Handlers:
         """Datasets (udata pager)."""
         s = self.site
         catalog = s.catalog()
-        counts = reuses.counts_by_dataset_id(s.reader().store, s.reader().settings)
+        counts, changed = s.reuse_counts()
         doc = paging.list_datasets(catalog, query, s.links(), s.now(), reuses=counts)
-        return s.json(doc, modified=catalog.generated_at)
+        return s.json(doc, modified=later(catalog.generated_at, changed))
 
     def get_dataset(self, dataset: str) -> Response[str]:
         """One dataset with its resources."""
         s = self.site
         d = index.get_dataset(s.catalog(), dataset)
-        counts = reuses.counts_by_dataset_id(s.reader().store, s.reader().settings)
-        return s.json(paging.served(d, s.now(), counts), modified=d["last_modified"])
+        counts, changed = s.reuse_counts()
+        return s.json(paging.served(d, s.now(), counts),
+                      modified=later(d["last_modified"], changed))
 
     def get_resource(self, dataset: str, rid: str) -> Response[str]:
         """One resource of a dataset."""

@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -88,16 +88,15 @@ class ListQuery(PageQuery):
 
 
 MAX_INTEGER = 2**53 - 1
-"""The largest page number (the largest integer a JSON number holds exactly everywhere)."""
-"""Largest ``page`` (OpenAPI's ``integer``, int64): a larger number is a 400, and a number of
-more digits than this one is refused without being parsed (Python refuses ``int()`` of more than
-4,300 digits: that was a 500)."""
+"""Largest ``page`` (the largest integer a JSON number holds exactly everywhere): a larger
+number is a 400, and a number of more digits than this one is refused without being parsed
+(Python refuses ``int()`` of more than 4,300 digits: that was a 500)."""
 INTEGER_PARAMS = ("page", "page_size")
+"""Parameters read as integers: an empty value is a 400 (udata's ``int`` parser)."""
 NOT_EMPTY_PARAMS = ("temporal_coverage", "sort", "level", "featured", "archived", "deleted",
                     "private", "at")
 """Parameters whose declared values (a pattern, a list, a boolean) exclude the empty text: an
 empty one is a 400, where udata's free-text filters (``q=``, ``tag=``) are ignored when empty."""
-"""Parameters read as integers: an empty value is a 400 (udata's ``int`` parser)."""
 ECHO_CHARS = 40
 """Characters of a refused value repeated in the 400 message (the rest is cut: ``...``)."""
 
@@ -187,7 +186,7 @@ UNSUPPORTED_FILTERS: Mapping[str, str] = {
 """udata dataset-list filters opendepot answers with a 400 naming them (and why)."""
 FLAGS = ("featured", "archived", "deleted", "private")
 """udata's boolean filters (every opendepot dataset is public, live and not featured)."""
-_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})[-/](\d{4}-\d{2}-\d{2})$")
+_PERIOD = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[-/]([0-9]{4}-[0-9]{2}-[0-9]{2})$")
 
 
 def _boolean(name: str, raw: str) -> bool:
@@ -201,10 +200,21 @@ def _boolean(name: str, raw: str) -> bool:
 
 
 def _period(raw: str) -> tuple[str, str]:
-    found = _PERIOD.match(raw)  # dates compared as text: a period ending first meets nothing
+    """``(first day, last day)`` of a ``temporal_coverage`` value. Raises BadRequest: not two
+    dates ``YYYY-MM-DD``, an impossible date (``2020-02-30``), or the last day before the
+    first."""
+    found = _PERIOD.match(raw)
     if not found:
         raise BadRequest(f"temporal_coverage={shown(raw)} is not a period "
                          "YYYY-MM-DD-YYYY-MM-DD (first day, then last day)")
+    for day in (found[1], found[2]):
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise BadRequest(f"temporal_coverage={shown(raw)}: {day} is not a date") from None
+    if found[2] < found[1]:
+        raise BadRequest(f"temporal_coverage={shown(raw)}: the period ends ({found[2]}) before "
+                         f"it starts ({found[1]})")
     return found[1], found[2]
 
 
@@ -221,8 +231,8 @@ def parse_list_query(params: Iterable[tuple[str, str]]) -> ListQuery:
 
     Raises:
         BadRequest: ``page`` or ``page_size`` not a positive integer, ``page_size`` above 100,
-            an unknown ``sort``, a flag not a boolean, a ``temporal_coverage`` not a period, an
-            unsupported filter.
+            an unknown ``sort``, a flag not a boolean, a ``temporal_coverage`` not a period
+            (two real dates, the first not after the last), an unsupported filter.
     """
     pairs, values, tags = _values(params)
     for name, why in UNSUPPORTED_FILTERS.items():

@@ -12,9 +12,10 @@ updates the reuse (``created_at`` kept) instead of adding one.
 An accepted reuse is stored in the published bucket as ``reuses/{id}.json`` (``Reuse`` record)
 and in ``reuses/index.json``, every reuse in one object, switched with ``If-Match`` as
 ``catalog.json`` is (``catalog.ATTEMPTS`` tries, then ``PreconditionFailed`` and the queue
-retries). A delivery older than the entry already indexed (``order``: arrival time, S3
-sequencer, upload id) leaves the entry as it is. The index serves ``/api/1/reuses/``
-(``opendepot.reuses_http``); ``ReuseReader`` keeps it in memory, revalidated by ETag.
+retries). A delivery older than the entry already indexed (``order_key``: arrival time, S3
+sequencer padded, upload id) leaves the entry and the object as they are. The index serves
+``/api/1/reuses/`` (``opendepot.reuses_http``); ``ReuseReader`` keeps it in memory,
+revalidated by ETag.
 
 Write order (a crash is repaired by the queue's retry): the reuse's object, the index, then the
 report (the "done" marker, written by ``ingest``).
@@ -31,6 +32,7 @@ import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -41,7 +43,7 @@ from opendepot import layout
 from opendepot.catalog import ATTEMPTS, RETRY_SLEEP
 from opendepot.config import Settings
 from opendepot.issues import Issue, Issues, issue
-from opendepot.keys import KeyRejected, check_safe
+from opendepot.keys import KeyRejected, check_safe, sequencer_key
 from opendepot.registry import Registry
 from opendepot.storage import NotFound, PreconditionFailed, Store
 
@@ -302,17 +304,51 @@ def read_index(store: Store, settings: Settings) -> tuple[list[dict[str, Any]], 
     """``(reuses, etag)`` of ``reuses/index.json`` (``([], None)`` when there is none).
 
     Raises: StorageError; ValueError when the index is not JSON of the expected shape."""
+    reuses, etag, _ = read_index_state(store, settings)
+    return reuses, etag
+
+
+def read_index_state(
+    store: Store, settings: Settings
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """``(reuses, etag, generated_at)`` of ``reuses/index.json`` (``([], None, None)`` when
+    there is none); ``generated_at`` is the index's last change (``changed_at``).
+
+    Raises: StorageError; ValueError when the index is not JSON of the expected shape."""
     bucket = settings.published_bucket
     head = store.head(bucket, INDEX_KEY)
     if head is None:
-        return [], None
+        return [], None, None
     try:
         doc = json.loads(store.get(bucket, INDEX_KEY))
     except NotFound:
-        return [], None
+        return [], None, None
     if not isinstance(doc, dict) or not isinstance(doc.get("reuses"), list):
         raise ValueError(f"{INDEX_KEY} is not {{'reuses': [...]}}")
-    return list(doc["reuses"]), head.etag
+    changed = doc.get("generated_at")
+    return list(doc["reuses"]), head.etag, str(changed) if changed else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=moment.tzinfo or UTC) if moment else None
+
+
+def changed_at(now: str, previous: str | None) -> str:
+    """The index's ``generated_at`` for a change made at ``now`` (ISO 8601) when the index says
+    ``previous``: ``now``, or the second after ``previous`` when ``now`` is not in a later
+    second (deliveries out of order, clock skew). Each change thus moves ``generated_at`` to a
+    later second, so a ``Last-Modified`` made from it changes with every change
+    (``YYYY-MM-DDTHH:MM:SS.mmmZ``)."""
+    moment, before = _moment(now), _moment(previous)
+    if moment is None:
+        moment = datetime.now(UTC)
+    if before is not None and moment.replace(microsecond=0) <= before.replace(microsecond=0):
+        moment = before.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _settled(record: dict[str, Any], others: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -322,30 +358,73 @@ def _settled(record: dict[str, Any], others: Sequence[dict[str, Any]]) -> dict[s
     if mine is not None:
         out["created_at"] = mine.get("created_at") or out["created_at"]
     taken = {r["slug"] for r in others if r["id"] != record["id"]}
-    if out["slug"] in taken:
+    ids = {str(r["id"]) for r in others}
+    if out["slug"] in taken or out["slug"] in ids or UUID_SHAPED.fullmatch(out["slug"]):
         out["slug"] = f"{out['slug']}-{record['id'][:8]}"
     return out
 
 
+UUID_SHAPED = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                         r"[0-9a-fA-F]{12}")
+"""A slug of this shape (any UUID's text) is never given: ``/api/1/reuses/{x}/`` reads ids."""
+
+
+def order_key(order: Sequence[Any] | None) -> tuple[str, str, str]:
+    """Comparable form of a record's ``order`` (``[received_at, sequencer, upload_id]``): the
+    S3 sequencer padded (``keys.sequencer_key``), so sequencers of different lengths or case
+    compare as S3 documents them."""
+    received, sequencer, upload = (list(order or []) + ["", "", ""])[:3]
+    return str(received), sequencer_key(str(sequencer)), str(upload)
+
+
+def _put_if_newer(store: Store, bucket: str, record: dict[str, Any]) -> bool:
+    """Write ``record`` as ``reuses/{id}.json`` unless the object there is of a later delivery
+    (``order_key``), conditionally on the object read (``If-Match``/``If-None-Match``), so the
+    object never goes back to an older delivery. Returns whether it was written.
+
+    Raises: PreconditionFailed after ``ATTEMPTS`` lost races; StorageError."""
+    key = published_key(record["id"])
+    for attempt in range(1, ATTEMPTS + 1):
+        head = store.head(bucket, key)
+        if head is not None:
+            try:
+                stored = json.loads(store.get(bucket, key))
+            except (NotFound, ValueError):
+                stored = {}
+            if order_key(stored.get("order")) > order_key(record["order"]):
+                return False
+        try:
+            store.put(bucket, key, _json(record), JSON_MIME, cache_control=REVALIDATE,
+                      if_match=head.etag if head else None, if_none_match=head is None)
+            return True
+        except PreconditionFailed:
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(random.uniform(*RETRY_SLEEP) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def index_reuse(store: Store, settings: Settings, record: dict[str, Any], now: str) -> bool:
-    """Store ``record`` (``record_of``) as ``reuses/{id}.json`` and put it into
-    ``reuses/index.json`` with ``If-Match`` (``If-None-Match`` when there is no index), read
-    again and retried on a lost race; an entry of a later delivery is left as it is. Returns
-    True when the index changed.
+    """Store ``record`` (``record_of``) as ``reuses/{id}.json`` (only over an older delivery's
+    object: ``_put_if_newer``) and put it into ``reuses/index.json`` with ``If-Match``
+    (``If-None-Match`` when there is no index), read again and retried on a lost race; an entry
+    of a later delivery (``order_key``) is left as it is. The index's ``generated_at`` is
+    ``changed_at(now, its previous one)``. The object is written first and never goes back, so
+    it is never older than the index's entry. Returns True when the index changed.
 
     Raises:
         PreconditionFailed: ``catalog.ATTEMPTS`` writes in a row lost the race.
         StorageError: other storage failures."""
     bucket = settings.published_bucket
     for attempt in range(1, ATTEMPTS + 1):
-        reuses, etag = read_index(store, settings)
+        reuses, etag, previous = read_index_state(store, settings)
         mine = next((r for r in reuses if r["id"] == record["id"]), None)
-        if mine is not None and list(mine.get("order") or []) > list(record["order"]):
+        if mine is not None and order_key(mine.get("order")) > order_key(record["order"]):
             return False  # a later registration of this file is already indexed
         settled = _settled(record, reuses)
-        store.put(bucket, published_key(settled["id"]), _json(settled), JSON_MIME,
-                  cache_control=REVALIDATE)
-        body = {"generated_at": now,
+        if not _put_if_newer(store, bucket, settled):
+            return False  # a later delivery is being indexed: it writes the index
+        body = {"generated_at": changed_at(now, previous),
                 "reuses": sorted([*(r for r in reuses if r["id"] != settled["id"]), settled],
                                  key=lambda r: str(r["id"]))}
         try:
@@ -428,24 +507,42 @@ class ReuseReader:
     only when its ETag changed). Not thread-safe beyond reading an object twice."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[int, str], tuple[str | None, tuple[dict[str, Any], ...]]] = {}
+        self._kept: dict[tuple[int, str], tuple[str | None, IndexState]] = {}
 
     def reuses(self, store: Store, settings: Settings) -> tuple[dict[str, Any], ...]:
         """Every indexed reuse record, by id.
+
+        Raises: StorageError; ValueError (an index not of the expected shape)."""
+        return self.state(store, settings).reuses
+
+    def state(self, store: Store, settings: Settings) -> IndexState:
+        """The index's records and its last change (``IndexState``; empty when none).
 
         Raises: StorageError; ValueError (an index not of the expected shape)."""
         where = (id(store), settings.published_bucket)
         head = store.head(settings.published_bucket, INDEX_KEY)
         if head is None:
             self._kept.pop(where, None)
-            return ()
+            return IndexState()
         kept = self._kept.get(where)
         if kept is not None and kept[0] == head.etag:
             return kept[1]
-        found, etag = read_index(store, settings)
-        self._kept[where] = (etag, tuple(found))
+        found, etag, changed = read_index_state(store, settings)
+        state = IndexState(tuple(found), changed)
+        self._kept[where] = (etag, state)
         log.info("reuse index loaded", extra={"etag": etag, "reuses": len(found)})
-        return tuple(found)
+        return state
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What ``reuses/index.json`` holds."""
+
+    reuses: tuple[dict[str, Any], ...] = ()
+    """Every indexed reuse record, by id."""
+    changed_at: str | None = None
+    """Its ``generated_at`` (ISO 8601): a later second at each change (``changed_at``); None
+    when there is no index."""
 
 
 READER = ReuseReader()
@@ -457,5 +554,15 @@ def counts_by_dataset_id(store: Store, settings: Settings) -> dict[str, int]:
     documents says (``opendepot.paging.served``), read through ``READER``.
 
     Raises: StorageError; ValueError (an index not of the expected shape)."""
-    counts = dataset_counts(READER.reuses(store, settings))
-    return {layout.dataset_id(slug): n for slug, n in counts.items()}
+    return reuse_metrics(store, settings)[0]
+
+
+def reuse_metrics(store: Store, settings: Settings) -> tuple[dict[str, int], str | None]:
+    """``(reuses per dataset id, the index's last change)``: ``metrics.reuses`` and what the
+    ``Last-Modified`` of an answer carrying it must not be before (None: no index), read
+    through ``READER``.
+
+    Raises: StorageError; ValueError (an index not of the expected shape)."""
+    state = READER.state(store, settings)
+    counts = dataset_counts(state.reuses)
+    return {layout.dataset_id(slug): n for slug, n in counts.items()}, state.changed_at

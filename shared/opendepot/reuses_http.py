@@ -8,9 +8,11 @@ Documents (``reuse_document``) follow udata's ``Reuse`` (``udata/core/reuse/api_
 ``image_thumbnail`` (the reuser's image URL, both, never resized; null without one), ``topic``,
 ``created_at``/``last_modified`` (first and last registration), ``datasets`` (references:
 ``id``, ``title``, ``slug``, ``uri``, ``page``), ``organization`` or ``owner`` (a reference made
-from the registration: the organization named, else the reuser), ``metrics`` (``datasets``
-counted; ``discussions``, ``followers``, ``views`` 0: opendepot has none), ``extras``
-(``reuser``, ``registered_as``: the incoming key), ``uri`` and ``page`` (this API's URL).
+from the registration: the organization named when the reuser's folder is that name's slug,
+else the reuser), ``metrics`` (``datasets`` counted; ``discussions``, ``followers``, ``views``
+0: opendepot has none), ``extras`` (``reuser``, ``registered_as``: the incoming key,
+``organization_claimed``: an organization name the folder does not vouch for, shown as the
+file says and never resolved), ``uri`` and ``page`` (this API's URL).
 
 Lists are udata pagers, newest first by default. Query parameters follow udata's rules (empty
 values are absent, the last value wins except ``tag``, which repeats and must all match), but a
@@ -33,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opendepot import layout, paging
 from opendepot.index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, BadRequest, Links, NotFound
-from opendepot.index_http import Site, raw_query
+from opendepot.index_http import Site, later, raw_query
 from opendepot.reuses import READER, TOPICS, TYPES, counts_by_dataset_id, slugify
 
 Document = dict[str, Any]
@@ -62,7 +64,8 @@ DatasetP = Annotated[str, Query(description="A dataset's slug or id the reuse us
 TagP = Annotated[list[str], Query(description="A tag the reuse carries (repeat: all must match).")]
 TypeP = Annotated[Literal[TYPES], Query(description="Reuse type (udata's).")]  # type: ignore[valid-type]
 TopicP = Annotated[Literal[TOPICS], Query(description="Reuse topic (udata's).")]  # type: ignore[valid-type]
-OrgP = Annotated[str, Query(description="The publishing organization's slug or id.")]
+OrgP = Annotated[str, Query(description="The organization's slug or id (a name the reuser's "
+                                        "folder vouches for).")]
 OwnerP = Annotated[str, Query(description="The owner's (the reuser's) slug or id.")]
 SortP = Annotated[Literal[SORT_VALUES], Query(  # type: ignore[valid-type]
     description="Sort key, `-` prefix for descending (default: `-created`, newest first).")]
@@ -146,8 +149,16 @@ def owner_id(reuser: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opendepot:reuser:{reuser}"))
 
 
-def _organization(name: str | None) -> Document | None:
-    if not name:
+def verified_organization(name: str | None, reuser: str) -> bool:
+    """Whether a registration's ``organization`` name is vouched for by where it was dropped:
+    the reuser's folder (``reuses/{reuser}/``, writable by that principal alone) is the
+    name's slug (``Etalab`` from ``reuses/etalab/``). Any other name is a claim: it never
+    becomes an organization reference (a reuser would pose as a publisher)."""
+    return bool(name) and slugify(str(name)) == reuser
+
+
+def _organization(name: str | None, reuser: str) -> Document | None:
+    if not name or not verified_organization(name, reuser):
         return None
     slug = slugify(name)
     return {"id": layout.organization_id(slug), "name": name, "acronym": None, "slug": slug,
@@ -171,7 +182,8 @@ def reuse_document(r: Mapping[str, Any], links: Links) -> Document:
     datasets = [{"id": layout.dataset_id(d["slug"]), "title": d["title"], "slug": d["slug"],
                  "uri": links.dataset(d["slug"]), "page": links.dataset(d["slug"])}
                 for d in r["datasets"]]
-    organization = _organization(r.get("organization"))
+    organization = _organization(r.get("organization"), r["reuser"])
+    claimed = None if organization else r.get("organization")
     uri = reuse_uri(r["slug"], links)
     return {
         "id": r["id"], "slug": r["slug"], "title": r["title"], "type": r["type"],
@@ -182,7 +194,8 @@ def reuse_document(r: Mapping[str, Any], links: Links) -> Document:
         "datasets": datasets, "organization": organization,
         "owner": None if organization else _owner(r["reuser"], r.get("author")),
         "metrics": {"datasets": len(datasets), "discussions": 0, "followers": 0, "views": 0},
-        "extras": {"reuser": r["reuser"], "registered_as": r.get("key")},
+        "extras": {"reuser": r["reuser"], "registered_as": r.get("key"),
+                   "organization_claimed": claimed},
         "uri": uri, "page": uri,
     }
 
@@ -204,7 +217,7 @@ def _matches(d: Document, query: ReuseQuery, dataset: str = "") -> bool:
         return False
     if query.q:
         text = " ".join([d["title"], d["description"], *d["tags"], d["extras"]["reuser"],
-                         org.get("name") or ""])
+                         org.get("name") or d["extras"]["organization_claimed"] or ""])
         return all(word in paging.fold(text) for word in paging.fold(query.q).split())
     return True
 
@@ -229,17 +242,22 @@ def list_reuses(docs: Sequence[Document], query: ReuseQuery, url: str,
     return {"data": data, **page}
 
 
-def last_modified(docs: Sequence[Document]) -> str | None:
-    """The newest ``last_modified`` of ``docs`` (None: no reuse): a list's ``Last-Modified``."""
-    return max((str(d["last_modified"]) for d in docs if d["last_modified"]), default=None)
+def last_modified(docs: Sequence[Document], changed: str | None = None) -> str | None:
+    """A list's ``Last-Modified``: the later of the newest ``last_modified`` of ``docs`` and
+    ``changed``, the reuse index's last change (``reuses.IndexState.changed_at``, which moves
+    at every change, also one an older delivery makes); None: no reuse."""
+    newest = max((str(d["last_modified"]) for d in docs if d["last_modified"]), default=None)
+    return later(newest, changed)
 
 
 def get_reuse(docs: Sequence[Document], key: str) -> Document:
-    """The reuse whose slug or id is ``key``. Raises NotFound."""
-    for d in docs:
-        if key in (d["id"], d["slug"]):
-            return d
-    raise NotFound(f"reuse {key!r} not found")
+    """The reuse whose id is ``key``, else the one whose slug is ``key`` (an id always wins,
+    as udata looks ids up first). Raises NotFound."""
+    found = next((d for d in docs if d["id"] == key), None) or next(
+        (d for d in docs if d["slug"] == key), None)
+    if found is None:
+        raise NotFound(f"reuse {key!r} not found")
+    return found
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -258,6 +276,11 @@ class ReuseHandlers:
         links = self.site.links()
         return [reuse_document(x, links) for x in READER.reuses(r.store, r.settings)]
 
+    def changed_at(self) -> str | None:
+        """The reuse index's last change (None: no index)."""
+        r = self.site.reader()
+        return READER.state(r.store, r.settings).changed_at
+
     def counts_by_dataset_id(self) -> dict[str, int]:
         """Reuses per dataset id (``metrics.reuses`` of the dataset documents)."""
         r = self.site.reader()
@@ -267,7 +290,7 @@ class ReuseHandlers:
         """Reuses (udata pager)."""
         s, docs = self.site, self.documents()
         doc = list_reuses(docs, query, s.links().api(REUSES_PATH))
-        return s.json(doc, modified=last_modified(docs))
+        return s.json(doc, modified=last_modified(docs, self.changed_at()))
 
     def get_reuse(self, reuse: str) -> Response[str]:
         """One reuse, by id or slug."""
@@ -280,7 +303,7 @@ class ReuseHandlers:
         slug = s.slug(dataset)
         url = s.links().dataset(slug, "reuses/")
         doc = list_reuses(docs, query, url, dataset=slug)
-        return s.json(doc, modified=last_modified(docs))
+        return s.json(doc, modified=last_modified(docs, self.changed_at()))
 
 
 # --- OpenAPI models -----------------------------------------------------------------------------
@@ -337,6 +360,7 @@ class ReuseMetrics(_Closed):
 class ReuseExtras(_Closed):
     reuser: str
     registered_as: str | None
+    organization_claimed: str | None
 
 
 class Reuse(_Closed):

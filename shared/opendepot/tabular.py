@@ -7,9 +7,10 @@ here the same query string runs over the Parquet copy of a resource's current ve
   Arrow schema: ``{column}__{operator}={value}`` filters (``exact``, ``differs``, ``isnull``,
   ``isnotnull``, ``contains``, ``notcontains``, ``in``, ``notin``, ``less``, ``greater``,
   ``strictly_less``, ``strictly_greater``; values parsed to the column's type: ISO dates,
-  integers, numbers, ``true``/``false``), ``{column}__sort=asc|desc`` (in the order given),
-  ``columns=a,b``, ``page`` (from 1) and ``page_size`` (1 to ``PAGE_SIZE_MAX``). Anything else,
-  an unknown column, a value of the wrong type: ``index.BadRequest`` naming it.
+  integers, numbers in ASCII digits within the column's range, ``true``/``false``:
+  ``parse_value``), ``{column}__sort=asc|desc`` (in the order given), ``columns=a,b`` (at least
+  one name), ``page`` (from 1) and ``page_size`` (1 to ``PAGE_SIZE_MAX``). Anything else, an
+  unknown column, a value of the wrong type or out of range: ``index.BadRequest`` naming it.
 - ``ParquetSource``: one published object read through the storage port. Up to
   ``WHOLE_READ_MAX_BYTES`` the object is read with one GET and kept (``CACHE_BYTES`` in all,
   least recently used out: a version's file never changes); larger ones are read by ranges (the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -41,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from opendepot.index import BadRequest, TooLarge
-from opendepot.paging import positive_integer
+from opendepot.paging import positive_integer, shown
 from opendepot.storage import Store
 
 PAGE_SIZE_DEFAULT = 20
@@ -165,6 +167,9 @@ def parse_query(pairs: Sequence[tuple[str, str]], schema: pa.Schema, paged: bool
             page, size = (n, size) if name == "page" else (page, n)
         elif name == "columns":
             columns = _columns(value, schema) if value.strip() else (ROW_ID, *schema.names)
+            if not columns:
+                raise BadRequest(f"columns={shown(value)} names no column (columns: "
+                                 f"{', '.join([ROW_ID, *schema.names])})")
         elif "__" in name:
             column, op = name.rsplit("__", 1)
             _known(column, schema, name)
@@ -226,24 +231,69 @@ def type_name(t: pa.DataType) -> str:
     return "string"
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+)?(Z|[+-][0-9]{2}:?[0-9]{2})?")
+
+
+def type_range(t: pa.DataType) -> tuple[Any, Any] | None:
+    """The smallest and largest value of a numeric Arrow type (None: not an integer or
+    floating type): ``int8`` -128..127, ``uint32`` 0..4294967295, ``float64`` +-1.797e308."""
+    if pa.types.is_integer(t):
+        info = np.iinfo(t.to_pandas_dtype())
+        return int(info.min), int(info.max)
+    if pa.types.is_floating(t):
+        finfo = np.finfo(t.to_pandas_dtype())
+        return float(finfo.min), float(finfo.max)
+    return None
+
+
 def parse_value(param: str, column: str, raw: str, t: pa.DataType) -> Any:
-    """``raw`` as a value of type ``t``. Raises BadRequest naming ``param`` and ``column``."""
+    """``raw`` as a value of type ``t``: integers and numbers in ASCII digits (``+``/``-``,
+    numbers with ``.`` and an exponent; no ``nan``/``inf``, no other script's digits) within
+    the type's range (``type_range``), dates ``YYYY-MM-DD``, times ISO 8601, ``true``/``false``.
+
+    Raises:
+        BadRequest: naming ``param``, the value (cut to ``paging.ECHO_CHARS``) and ``column``:
+            not of the type, or out of the type's range.
+    """
+    name = type_name(t)
     try:
-        if pa.types.is_integer(t):
-            if not raw.strip().lstrip("+-").isdigit():
-                raise ValueError(raw)
-            return int(raw)
-        if pa.types.is_floating(t) or pa.types.is_decimal(t):
-            return float(raw)
-        if pa.types.is_boolean(t):
-            return {"true": True, "false": False}[raw.lower()]
-        if pa.types.is_date(t):
-            return date.fromisoformat(raw)
-        if pa.types.is_timestamp(t):
-            return pa.scalar(datetime.fromisoformat(raw.replace("Z", "+00:00")), t)
-    except (ValueError, KeyError):
-        raise BadRequest(f"{param}: {raw!r} is not a valid {type_name(t)} (column {column} is "
-                         f"{type_name(t)})") from None
+        value = _parsed(raw, t)
+    except (ValueError, KeyError, OverflowError, pa.ArrowException):
+        raise BadRequest(f"{param}: {shown(raw)} is not a valid {name} (column {column} is "
+                         f"{name})") from None
+    bounds = type_range(t)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise BadRequest(f"{param}: {shown(raw)} is out of range for column {column} ({name}, "
+                         f"{t}: {bounds[0]} to {bounds[1]})")
+    return value
+
+
+def _parsed(raw: str, t: pa.DataType) -> Any:
+    """``raw`` as a Python value of type ``t`` (unchecked range). Raises ValueError, KeyError."""
+    if pa.types.is_integer(t):
+        if not _INTEGER.fullmatch(raw):
+            raise ValueError(raw)
+        digits = raw.lstrip("+-").lstrip("0")
+        if len(digits) > 20:  # beyond any 64-bit integer: never int() of thousands of digits
+            return -(10**21) if raw.startswith("-") else 10**21
+        return int(raw)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        if not _NUMBER.fullmatch(raw):
+            raise ValueError(raw)
+        return float(raw)  # 1e999 is inf: out of range
+    if pa.types.is_boolean(t):
+        return {"true": True, "false": False}[raw.lower()]
+    if pa.types.is_date(t):
+        if not _DATE.fullmatch(raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    if pa.types.is_timestamp(t):
+        if not _DATETIME.fullmatch(raw):
+            raise ValueError(raw)
+        return pa.scalar(datetime.fromisoformat(raw.replace("Z", "+00:00")), t)
     return raw
 
 
@@ -474,8 +524,10 @@ def query(source: ParquetSource, plan: Plan) -> Result:
     groups = _Groups.of(source, expr)
     if plan.sorts:
         ids, total = _sorted_ids(groups, plan, expr, plan.offset + plan.page_size)
-        rows, _ = _rows_by_id(groups, ids.slice(plan.offset, plan.page_size), plan.columns)
-        return Result(rows.select(list(plan.columns)), total, len(groups.kept), groups.total)
+        page = ids.slice(plan.offset, plan.page_size)
+        rows = _rows_by_id(groups, page, plan.columns)[0].select(list(plan.columns)) \
+            if len(page) else _concat([], plan)  # no match, or a page past the end
+        return Result(rows, total, len(groups.kept), groups.total)
     lo, hi = plan.offset, plan.offset + plan.page_size
     parts: list[pa.Table] = []
     seen = read = 0

@@ -11,7 +11,9 @@ Routes (declared in ``functions/index_api/app.py`` with ``Site.read``; paths as 
   columns (or those of ``columns=``), typed (dates ISO 8601, null as null).
 - ``/api/resources/{rid}/data/csv/`` and ``/data/json/``: the whole selection (filters, sort,
   ``columns``; no paging), CSV (``,``, header, formula-like text cells escaped as in the
-  published CSV) or a JSON array, built batch by batch (``tabular.export``).
+  published CSV) or a JSON array, built batch by batch (``tabular.export``); a body over
+  ``EXPORT_MAX_BYTES`` in the Lambda answer is a 403 (``bounded``), as more than
+  ``tabular.EXPORT_MAX_ROWS`` rows is.
 - ``/api/resources/{rid}/profile/`` and ``/swagger/``: ``tabular_docs``.
 
 ``rid`` is any resource id of the catalog (CSV or Parquet): the query runs on the Parquet file
@@ -42,6 +44,9 @@ from opendepot import index_http as http
 from opendepot.tabular import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, ParquetSource
 
 RESOURCES_PATH = "/api/resources/"
+EXPORT_MAX_BYTES = 5_000_000
+"""Bytes an export's body may take in the Lambda answer (``answer_bytes``, before compression):
+AWS Lambda's synchronous answers are at most 6 MB, envelope and headers included."""
 """api-tabular's prefix; a resource is ``RESOURCES_PATH + "{rid}/"``."""
 
 # --- query parameters (declared for the OpenAPI document; read from the raw query string) ------
@@ -209,13 +214,15 @@ class Handlers:
     def tabular_data_csv(self, rid: str, query: ExportQuery) -> Response[str]:
         """Every selected row of a resource, as CSV (api-tabular)."""
         at = self.locate(rid)
-        body = "".join(csv_chunks(tabular.export(at.source, self._plan(at, query, False))))
+        batches = tabular.export(at.source, self._plan(at, query, False))
+        body = bounded("CSV", csv_chunks(batches))
         return self._file(body, "text/csv; charset=utf-8", f"{rid}.csv")
 
     def tabular_data_json(self, rid: str, query: ExportQuery) -> Response[str]:
         """Every selected row of a resource, as a JSON array (api-tabular)."""
         at = self.locate(rid)
-        body = "".join(json_chunks(tabular.export(at.source, self._plan(at, query, False))))
+        batches = tabular.export(at.source, self._plan(at, query, False))
+        body = bounded("JSON", json_chunks(batches))
         return self._file(body, http.JSON, f"{rid}.json")
 
     def tabular_profile(self, rid: str) -> Response[str]:
@@ -252,6 +259,39 @@ def data_document(plan: tabular.Plan, result: tabular.Result, resource_url: str)
                   "prev": page(plan.page - 1) if plan.page > 1 else None},
         "meta": {"page": plan.page, "page_size": plan.page_size, "total": result.total},
     }
+
+
+def answer_bytes(text: str) -> int:
+    """Bytes ``text`` takes in the Lambda answer's JSON ``body`` (quotes, backslashes, control
+    and non-ASCII characters escaped, as ``json.dumps`` writes them), before any compression:
+    at least its UTF-8 size."""
+    return len(json.dumps(text)) - 2
+
+
+def bounded(kind: str, chunks: Iterator[str], limit: int | None = None) -> str:
+    """The export body made of ``chunks``, if it takes at most ``limit`` bytes in the Lambda
+    answer (``answer_bytes``; ``EXPORT_MAX_BYTES`` when None). Past the limit the chunks are
+    only counted (memory stays bounded) to name the whole size.
+
+    Raises:
+        index.TooLarge: the body would be larger (api-tabular's 403); the message names the
+            size, the limit and what to do.
+    """
+    limit = EXPORT_MAX_BYTES if limit is None else limit
+    kept: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += answer_bytes(chunk)
+        if size <= limit:
+            kept.append(chunk)
+        elif kept:
+            kept.clear()  # past the limit: count the rest, keep nothing
+    if size > limit:
+        raise index.TooLarge(
+            f"the {kind} export of this selection is {size} bytes, over the {limit} bytes an "
+            "answer may carry (AWS Lambda answers at most 6 MB): filter it further, choose "
+            "fewer columns, or download the whole file")
+    return "".join(kept)
 
 
 def csv_chunks(batches: Iterator[pa.Table]) -> Iterator[str]:

@@ -9,7 +9,9 @@ as handlers over an ``index_http.Site`` (declared in ``functions/index_api/app.p
 - ``/api/1/site/resources.csv``.
 
 Documents come from ``opendepot.udata_orgs`` and ``opendepot.paging``; every answer carries
-``Last-Modified`` (the catalog's generation, or the dataset's publication) and honours
+``Last-Modified`` (the catalog's generation, or the dataset's publication; for the answers
+carrying ``metrics.reuses``, org datasets and the v2 dataset, the later of that and the reuse
+index's last change) and honours
 ``X-Fields`` (JSON) as ``index_http.send_json`` does.
 """
 
@@ -33,7 +35,7 @@ from opendepot.api_models import (
     V2PageSizeParam,
 )
 from opendepot.index import DEFAULT_PAGE_SIZE
-from opendepot.index_http import ListQuery, Site, raw_query
+from opendepot.index_http import ListQuery, Site, later, raw_query
 
 RESOURCES_CSV_PATH = "/api/1/site/resources.csv"
 CSV = "text/csv; charset=utf-8"
@@ -104,8 +106,9 @@ class UdataHandlers:
         found = udata_orgs.get_organization(catalog, s.links(), org)
         query = dataclasses.replace(query, organization=found["id"])
         url = f"{found['uri']}datasets/"
-        doc = paging.list_datasets(catalog, query, s.links(), s.now(), url=url)
-        return s.json(doc, modified=catalog.generated_at)
+        counts, changed = s.reuse_counts()
+        doc = paging.list_datasets(catalog, query, s.links(), s.now(), url=url, reuses=counts)
+        return s.json(doc, modified=later(catalog.generated_at, changed))
 
     def organization_datasets_csv(self, org: str) -> Response[str]:
         """An organization's datasets, one `;`-separated row each."""
@@ -133,8 +136,9 @@ class UdataHandlers:
         """One dataset (API v2: its resources are a link to their pager)."""
         s = self.site
         d = index.get_dataset(s.catalog(), dataset)
-        doc = udata_orgs.dataset_v2(paging.served(d, s.now()), s.links())
-        return s.json(doc, modified=d["last_modified"])
+        counts, changed = s.reuse_counts()
+        doc = udata_orgs.dataset_v2(paging.served(d, s.now(), counts), s.links())
+        return s.json(doc, modified=later(d["last_modified"], changed))
 
     def list_resources_v2(self, dataset: str, query: ResourceQuery) -> Response[str]:
         """A dataset's resources (API v2 pager)."""
