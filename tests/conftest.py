@@ -101,6 +101,23 @@ def pipeline() -> Pipeline:
     )
 
 
+@pytest.fixture(scope="session")
+def every_real_published() -> Pipeline:
+    """Every real file mapped to a dataset (``infra.real_files.collect_real``), dropped in
+    publication order, then every dataset published: built once per session (and per xdist
+    worker), for tests that only read what was published."""
+    from infra.real_files import collect_real
+
+    p = Pipeline(MemoryStore(), MemoryQueue(), Settings(publish_queue_url="memory://publish.fifo"),
+                 datetime(2026, 11, 29, 8, 0, tzinfo=UTC))
+    files, _ = collect_real(REAL)
+    for f in files:
+        p.drop(f"{f.dataset}/{f.producer}/{f.name}", f.read())
+    for d in load_registry():
+        p.publish(d.name)
+    return p
+
+
 class CountingStore(MemoryStore):
     """A MemoryStore that counts ``get``s per key (what a test reads through it)."""
 

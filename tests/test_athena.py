@@ -16,8 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REAL, Pipeline
-from infra.real_files import collect_real
+from conftest import Pipeline
 from opendepot import athena, layout
 from opendepot.config import Settings
 from opendepot.contracts import Manifest
@@ -31,15 +30,9 @@ ARROW_TO_GLUE = {pa.string(): "string", pa.int64(): "bigint", pa.float64(): "dou
 
 
 @pytest.fixture(scope="module")
-def everything() -> Pipeline:
-    """Every real file mapped to a dataset, dropped, then every dataset published."""
-    p = Pipeline(MemoryStore(), MemoryQueue(), SETTINGS, datetime(2026, 11, 29, 8, 0, tzinfo=UTC))
-    files, _ = collect_real(REAL)
-    for f in files:
-        p.drop(f"{f.dataset}/{f.producer}/{f.name}", f.read())
-    for d in load_registry():
-        p.publish(d.name)
-    return p
+def everything(every_real_published: Pipeline) -> Pipeline:
+    """Every real file published (the session's, ``conftest.every_real_published``)."""
+    return every_real_published
 
 
 def test_every_real_level__parquet_columns_are_the_glue_tables_and_the_symlink_names_the_file(

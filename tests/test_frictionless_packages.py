@@ -22,12 +22,10 @@ import pytest
 
 from conftest import HOSP, REAL, Pipeline
 from functions.index_api import app as index_api
-from infra.real_files import collect_real
 from opendepot import layout
 from opendepot.config import Settings
 from opendepot.registry import load_registry
 from opendepot.render import PARQUET_RESOURCE_TYPE
-from opendepot.storage import MemoryQueue, MemoryStore
 from test_index_api import API, FILES, body, call, event
 
 FONDS = "fonds-solidarite-regional"
@@ -173,17 +171,11 @@ def test_served_datapackage__valid_descriptor_parquet_still_described(small: Pip
 
 
 @pytest.fixture(scope="module")
-def everything(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, Path]:
-    """Every real file mapped to a dataset, dropped, then every dataset published; the folder
-    the current versions are written to."""
-    p = Pipeline(MemoryStore(), MemoryQueue(), Settings(publish_queue_url="memory://publish.fifo"),
-                 datetime(2026, 11, 29, 8, 0, tzinfo=UTC))
-    files, _ = collect_real(REAL)
-    for f in files:
-        p.drop(f"{f.dataset}/{f.producer}/{f.name}", f.read())
-    for d in load_registry():
-        p.publish(d.name)
-    return p, tmp_path_factory.mktemp("published")
+def everything(every_real_published: Pipeline,
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, Path]:
+    """Every real file published (the session's, ``conftest.every_real_published``); the
+    folder the current versions are written to."""
+    return every_real_published, tmp_path_factory.mktemp("published")
 
 
 @pytest.mark.e2e

@@ -31,7 +31,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REAL, Pipeline
-from infra.real_files import collect_real
 from opendepot import layout
 from opendepot.config import Settings
 from opendepot.contracts import Manifest
@@ -255,16 +254,9 @@ def test_crash_after_the_switch__the_prefix_shows_the_old_table_until_the_retry_
 
 
 @pytest.fixture(scope="module")
-def everything() -> Pipeline:
-    """Every real file mapped to a dataset, dropped, then every dataset published."""
-    p = Pipeline(MemoryStore(), MemoryQueue(), Settings(publish_queue_url="memory://publish.fifo"),
-                 datetime(2026, 11, 29, 8, 0, tzinfo=UTC))
-    files, _ = collect_real(REAL)
-    for f in files:
-        p.drop(f"{f.dataset}/{f.producer}/{f.name}", f.read())
-    for d in load_registry():
-        p.publish(d.name)
-    return p
+def everything(every_real_published: Pipeline) -> Pipeline:
+    """Every real file published (the session's, ``conftest.every_real_published``)."""
+    return every_real_published
 
 
 def test_every_real_dataset__each_level_prefix_holds_its_parquet_dates_date32_readers_agree(
