@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -499,3 +501,17 @@ def test_bench__done_when_latency_measured_and_merged(tmp_path: Any) -> None:
     index_bench.merge_into_bench_results({"real": doc}, out)
     merged = json.loads(out.read_text())
     assert merged["workloads"] == [] and merged["index_bench"]["tabular"]["real"] == doc
+
+
+def test_index_function_import__no_pyarrow_nor_pandas_until_a_row_query() -> None:
+    """The index's cold start (issue 17): the row-level engine is imported by the first row
+    query, not with the function."""
+    import subprocess
+    import sys
+
+    code = ("import sys, functions.index_api.app; "
+            "print(sorted(m for m in ('pyarrow', 'pandas', 'rdflib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1],
+                         env={**os.environ, "PYTHONPATH": "shared:."})
+    assert out.stdout.strip() == "[]"

@@ -45,19 +45,15 @@ import pyarrow.dataset as ds
 from opendepot.index import BadRequest, TooLarge
 from opendepot.paging import positive_integer, shown
 from opendepot.storage import Store
+from opendepot.tabular_params import EXPORT_MAX_ROWS as EXPORT_MAX_ROWS  # the API's terms
+from opendepot.tabular_params import FILTERS as FILTERS
+from opendepot.tabular_params import PAGE_SIZE_DEFAULT as PAGE_SIZE_DEFAULT
+from opendepot.tabular_params import PAGE_SIZE_MAX as PAGE_SIZE_MAX
 
-PAGE_SIZE_DEFAULT = 20
-PAGE_SIZE_MAX = 50
-"""api-tabular's ``PAGE_SIZE_DEFAULT`` and ``PAGE_SIZE_MAX``."""
-EXPORT_MAX_ROWS = 50_000
-"""Rows an export may hold (api-tabular's ``BATCH_SIZE``; more: 400, download the file)."""
 EXPORT_BATCH_ROWS = 10_000
 """Rows formatted at once in an export."""
 ROW_ID = "__id"
 """The row number column (api-tabular's, from 1, in the file's order)."""
-FILTERS = ("exact", "differs", "isnull", "isnotnull", "contains", "notcontains", "in", "notin",
-           "less", "greater", "strictly_less", "strictly_greater")
-"""The filter operators, as api-tabular names them."""
 NO_VALUE = ("isnull", "isnotnull")
 AGGREGATORS = ("groupby", "count", "avg", "min", "max", "sum")
 """api-tabular's aggregators (on an allow-list of resources there): refused here."""

@@ -28,20 +28,24 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.request import Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from opendepot import index, render, tabular, tabular_docs
+from opendepot import index, tabular_params
 from opendepot import index_http as http
-from opendepot.tabular import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, ParquetSource
+from opendepot.tabular_params import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+
+if TYPE_CHECKING:  # the engine (pyarrow) is imported by the first row query, not by the index
+    import pyarrow as pa
+
+    from opendepot import tabular
+    from opendepot.tabular import ParquetSource
 
 RESOURCES_PATH = "/api/resources/"
 EXPORT_MAX_BYTES = 5_000_000
@@ -57,12 +61,13 @@ TabularPageSizeParam = Annotated[int, Query(
     description=f"Rows per page (default {PAGE_SIZE_DEFAULT}, at most {PAGE_SIZE_MAX}).")]
 ColumnsParam = Annotated[str, Query(
     description="Columns to return, comma-separated (`__id` included); default: every one.")]
-FILTER_NAME = f"^.+__({'|'.join(sorted({*tabular.FILTERS, 'sort'}))})$"
+FILTER_NAME = f"^.+__({'|'.join(sorted({*tabular_params.FILTERS, 'sort'}))})$"
 """The name of a filter or sort parameter (the columns are the resource's: ``/swagger/``)."""
 FiltersParam = Annotated[dict[str, str], Query(
     description="Filters and sorts, one query parameter each (form, exploded): "
     "`{column}__{operator}={value}` with operator one of "
-    f"{', '.join(f'`{op}`' for op in tabular.FILTERS)} (`in`/`notin`: comma-separated values; "
+    f"{', '.join(f'`{op}`' for op in tabular_params.FILTERS)} "
+    "(`in`/`notin`: comma-separated values; "
     "`isnull`/`isnotnull`: no value), and `{column}__sort=asc|desc`. Values are parsed to the "
     "column's type (dates `YYYY-MM-DD`); an unknown column, operator or a bad value is a 400. "
     "See `/api/resources/{rid}/swagger/` for one resource's columns.",
@@ -186,6 +191,8 @@ class Handlers:
                         if r.level == level and r.format == "parquet"), None)
         if parquet is None:
             raise index.NotFound(f"resource {rid!r} has no Parquet copy to query")
+        from opendepot.tabular import ParquetSource
+
         source = ParquetSource(reader.store, reader.settings.published_bucket, parquet.path,
                                parquet.bytes, parquet.sha256)
         return Located(dataset, resource, source)
@@ -194,6 +201,8 @@ class Handlers:
         return f"{self.site.base()}{RESOURCES_PATH}{rid}/{tail}"
 
     def _plan(self, at: Located, pairs: list[tuple[str, str]], paged: bool) -> tabular.Plan:
+        from opendepot import tabular
+
         return tabular.parse_query(pairs, at.source.fragment().physical_schema, paged)
 
     def tabular_resource(self, rid: str) -> Response[str]:
@@ -208,11 +217,15 @@ class Handlers:
         """Rows of a resource: filters, sort, page (api-tabular)."""
         at = self.locate(rid)
         plan = self._plan(at, query, paged=True)
+        from opendepot import tabular
+
         result = tabular.query(at.source, plan)
         return self.site.json(data_document(plan, result, self._url(rid)))
 
     def tabular_data_csv(self, rid: str, query: ExportQuery) -> Response[str]:
         """Every selected row of a resource, as CSV (api-tabular)."""
+        from opendepot import tabular
+
         at = self.locate(rid)
         batches = tabular.export(at.source, self._plan(at, query, False))
         body = bounded("CSV", csv_chunks(batches))
@@ -220,6 +233,8 @@ class Handlers:
 
     def tabular_data_json(self, rid: str, query: ExportQuery) -> Response[str]:
         """Every selected row of a resource, as a JSON array (api-tabular)."""
+        from opendepot import tabular
+
         at = self.locate(rid)
         batches = tabular.export(at.source, self._plan(at, query, False))
         body = bounded("JSON", json_chunks(batches))
@@ -227,6 +242,8 @@ class Handlers:
 
     def tabular_profile(self, rid: str) -> Response[str]:
         """Profile of a resource: types, min, max, nulls, distinct values (api-tabular)."""
+        from opendepot import tabular_docs
+
         at = self.locate(rid)
         return self.site.json(tabular_docs.profile_document(at.source, str(at.dataset["id"])))
 
@@ -235,6 +252,8 @@ class Handlers:
         at = self.locate(rid)
         schema = at.source.fragment().physical_schema
         data_path = f"{RESOURCES_PATH}{rid}/data/"
+        from opendepot import tabular_docs
+
         return self.site.json(tabular_docs.swagger_document(rid, schema, data_path))
 
     def _file(self, body: str, media: str, name: str) -> Response[str]:
@@ -245,7 +264,9 @@ class Handlers:
 def data_document(plan: tabular.Plan, result: tabular.Result, resource_url: str) -> dict[str, Any]:
     """api-tabular's ``/data/`` answer; ``resource_url`` is ``.../api/resources/{rid}/``. The
     pager links keep the query as received, ``page`` and ``page_size`` put last."""
-    kept = [(k, v) for k, v in plan.params if not k.startswith("page")]
+    from opendepot import tabular
+
+    kept = [(k, v) for k, v in plan.params if k not in ("page", "page_size")]
 
     def page(n: int) -> str:
         query = urlencode([*kept, ("page", n), ("page_size", plan.page_size)])
@@ -297,6 +318,10 @@ def bounded(kind: str, chunks: Iterator[str], limit: int | None = None) -> str:
 def csv_chunks(batches: Iterator[pa.Table]) -> Iterator[str]:
     """CSV text batch by batch: a header line, then rows (``,``; text quoted when needed;
     formula-like text cells escaped with ``'`` as in the published CSV; dates ISO)."""
+    import pyarrow.csv as pacsv
+
+    from opendepot import render
+
     header = True
     for batch in batches:
         sink = io.BytesIO()
@@ -308,6 +333,8 @@ def csv_chunks(batches: Iterator[pa.Table]) -> Iterator[str]:
 
 def json_chunks(batches: Iterator[pa.Table]) -> Iterator[str]:
     """A JSON array of row objects, batch by batch (``tabular.jsonable`` values)."""
+    from opendepot import tabular
+
     yield "["
     first = True
     for batch in batches:
