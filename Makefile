@@ -35,7 +35,7 @@ ruff: $(STAMP) ## ruff on every Python file (rules in pyproject.toml)
 mypy: $(STAMP) ## mypy: strict on shared/opendepot; functions, infra and bench where annotated
 	$(BIN)/mypy
 
-bench: $(STAMP) ## benchmark vs the Arrow floor and Frictionless: table + bench/results.json (ARGS="--quick")
+bench: $(STAMP) ## benchmark vs DuckDB (with checks), Polars, the Arrow floor and Frictionless; cold starts: table + bench/results.json (ARGS="--quick")
 	$(BIN)/python -m bench.run $(ARGS)
 
 browser: ## Debian's headless Chromium for tests/browser (apt-get, as root or through sudo, when missing)

@@ -15,14 +15,19 @@ Modes (each writes one JSON document to ``--result``; the driver reads it):
   same Parquet (zstd) and CSV (``;``);
 - ``peer --file F --cap S``: Frictionless validates ``F`` with the registry's Table Schema, stopped
   after ``S`` seconds (rows per second from the rows it got through);
+- ``duckdb --file F`` / ``polars --file F``: the peers a data engineer would pick (``bench.peers``):
+  the same six files as opendepot's publication of ``F`` (DuckDB with the core checks in SQL,
+  Polars without), measured as the handlers are (imports and a warm-up first, peak reset), then
+  the digests of their rows (``bench.peers.level_digests``); ``publish --store file --digest``
+  gives the same digests of opendepot's published files;
 - ``server --file F``: validate + publish of ``F`` through the local server stack
   (``infra.stack.LocalStack`` + ``infra.pump.Pump``);
 - ``increment --file HISTORY --increment F``: the daily increment on the local server stack;
 - ``profile --file F --out P``: cProfile of validate + publish on ``F`` (moto in process).
 
 Memory: ``baseline_rss_mib`` is the resident size after the imports; ``peak_rss_mib`` the peak
-(``ru_maxrss``) while the measured call ran (the peak is reset just before it, see
-``bench.memory``; nothing is subtracted: it includes the interpreter, the libraries and moto);
+(``VmHWM``) while the measured call ran (the peak is reset just before it, see ``bench.memory``;
+nothing is subtracted: it includes the interpreter, the libraries and moto);
 ``process_peak_rss_mib`` the peak over the child's whole life, set-up included. With
 ``--store file`` the same figures hold, over the directory store.
 ``--mem-gib`` caps the child's address space (``RLIMIT_AS``) so a workload too large for memory
@@ -92,6 +97,32 @@ class PeakWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class SiteTimer:
+    """Seconds inside the publish handler's ``refresh_site`` (the static site regenerated after
+    a new version: home, the dataset's page, its dashboards) while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> SiteTimer:
+        from functions.publish import app
+
+        self._app, self._original = app, app.refresh_site
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return self._original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        app.refresh_site = timed  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._app.refresh_site = self._original  # type: ignore[method-assign]
 
 
 def _batch_failure(response: Any) -> str | None:
@@ -207,7 +238,7 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         out["setup_peak_rss_mib"] = memory.peak()
         out["peak_reset"] = memory.reset_peak()
         try:
-            with PeakWatch(args.result), Timers(store_only=True) as store:
+            with PeakWatch(args.result), Timers(store_only=True) as store, SiteTimer() as site:
                 seconds, response = p.publish(messages)
         except BaseException as exc:  # noqa: BLE001
             out.update(peak_rss_mib=memory.peak(), failed=_failure(exc))
@@ -215,6 +246,7 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         out["peak_rss_mib"] = memory.peak()
         out["seconds"] = seconds
         out["storage_seconds"] = store.total("store")
+        out["site_seconds"] = site.seconds
         manifest = p.manifest()
         problem = _batch_failure(response)
         if problem or manifest is None:
@@ -223,7 +255,22 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         out.update(version=manifest["version"], published_rows=manifest["rows"],
                    files=len(manifest["resources"]),
                    published_bytes=sum(r["bytes"] for r in manifest["resources"]))
+        if args.digest and args.store == "file":  # after the measurement
+            out["digests"] = _published_digests(p, manifest)
     return out
+
+
+def _published_digests(p: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """``bench.peers.level_digests`` of the published department, region and national files."""
+    from bench import peers
+
+    files: dict[str, dict[str, Path]] = {}
+    for r in manifest["resources"]:
+        level = r["name"].rsplit("-", 1)[-1]
+        if level in peers.LEVELS:
+            fmt = r["path"].rsplit(".", 1)[-1]
+            files.setdefault(level, {})[fmt] = p.store.path(p.settings.published_bucket, r["path"])
+    return peers.level_digests(files, peers.Spec.load())
 
 
 def run_stage(args: argparse.Namespace) -> dict[str, Any]:
@@ -461,6 +508,20 @@ def run_peer(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def run_duckdb(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.peers import run_tool
+
+    return run_tool("duckdb", args.file, args.tmp, _warmup_file(args.tmp), PeakWatch(args.result),
+                    digest=args.digest)
+
+
+def run_polars(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.peers import run_tool
+
+    return run_tool("polars", args.file, args.tmp, _warmup_file(args.tmp), PeakWatch(args.result),
+                    digest=args.digest)
+
+
 # ------------------------------------------------------------------------------ server stack
 
 
@@ -695,7 +756,7 @@ def run_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 MODES = {"validate": run_validate, "publish": run_publish, "stage": run_stage,
-         "floor": run_floor, "peer": run_peer,
+         "floor": run_floor, "peer": run_peer, "duckdb": run_duckdb, "polars": run_polars,
          "server": run_server, "increment": run_increment, "profile": run_profile}
 
 
@@ -715,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=float, default=120.0)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--digest", action="store_true",
+                    help="publish (file store), duckdb, polars: digests of the published rows")
     ap.add_argument("--mem-gib", type=float, default=0.0, help="RLIMIT_AS cap (0: none)")
     args = ap.parse_args(argv)
     faulthandler.enable()  # a native crash still leaves a Python traceback in the log

@@ -7,11 +7,18 @@ memory while it ran); (b) the floor, pyarrow alone; (c) the peer, Frictionless. 
 reported (peaks: the largest). After the repetitions, validate and publish run once more each
 with ``--store file``: the same handler code over a local directory (``bench.filestore``) instead
 of moto, whose in-process copies of the objects (a whole object read to serve a GET, each PUT body
-held) inflate the moto peak; the file-store peak is opendepot's own memory. The real file also
-goes through the local server stack (moto server + queue pump), and the daily increment is
-measured end to end on it. ×10 is profiled once. The history workload (``bench.history``, its
-own process) times the publish of upload N+1 after N daily uploads (N = 10, 100, 1,000;
-``--quick``: up to 100) and counts its storage calls.
+held) inflate the moto peak; the file-store peak is opendepot's own memory. Those file-store runs
+are repeated as many times as the workload, each followed by the peers a data engineer would
+pick instead (issue 17, ``bench.peers``, ``bench.comparison``): DuckDB making the same six files
+WITH the core checks in SQL, and Polars WITHOUT checks, each in a child process measured as the
+handlers are; opendepot's ratio to each (``ratio_to_duckdb_checked``, ``ratio_to_polars``) and
+whether the three published the same rows (``same_rows``, a mismatch printed loudly). Each
+function's cold start (import time and memory) and package size are measured once
+(``bench.coldstart``). ``--peers-only`` runs just that comparison and the cold start.
+The real file also goes through the local server stack (moto server + queue pump), and the
+daily increment is measured end to end on it. ×10 is profiled once. The history workload
+(``bench.history``, its own process) times the publish of upload N+1 after N daily uploads
+(N = 10, 100, 1,000; ``--quick``: up to 100) and counts its storage calls.
 
 Output: a table on stdout, ``bench/results.json``, ``bench/profile.txt``. Targets are reported,
 never asserted. A measurement that fails (memory cap, time cap, crash) is recorded as
@@ -37,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import workloads
+from bench import comparison, workloads
 from bench.aws import CHECKSUMS
 
 HERE = Path(__file__).resolve().parent
@@ -83,8 +90,12 @@ class Collected:
     floor: list[Child] = field(default_factory=list)
     peer: list[Child] = field(default_factory=list)
     file_validate: Child | None = None
-    """validate over the directory store (``--store file``), once."""
+    """validate over the directory store (``--store file``), its first run."""
     file_publish: Child | None = None
+    file_runs: list[tuple[Child, Child]] = field(default_factory=list)
+    """(validate, publish) over the directory store, each repetition."""
+    duckdb: list[Child] = field(default_factory=list)
+    polars: list[Child] = field(default_factory=list)
     server: Child | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -201,9 +212,10 @@ def _ok(children: list[Child]) -> list[Child]:
 # ------------------------------------------------------------------------------ measuring
 
 
-def measure(w: Workload, run: Runner, tmp: Path, *, server_reps: int) -> Collected:
+def measure(w: Workload, run: Runner, tmp: Path, *, server_reps: int,
+            peers_only: bool = False) -> Collected:
     c = Collected()
-    for rep in range(w.reps):
+    for rep in range(0 if peers_only else w.reps):
         stage = tmp / f"stage-{w.name}-{rep}"
         label = f"{w.name} #{rep + 1}"
         v = run("validate", "--file", str(w.path), "--stage-dir", str(stage),
@@ -229,17 +241,31 @@ def measure(w: Workload, run: Runner, tmp: Path, *, server_reps: int) -> Collect
         if rep < w.peer_runs:
             c.peer.append(run("peer", "--file", str(w.path), "--cap", str(w.peer_cap),
                               timeout=w.peer_cap + 120, label=f"{label} peer (frictionless)"))
-    c.file_validate, c.file_publish = measure_file_store(w, run, tmp, c)
-    if server_reps:
+    measure_peers(w, run, tmp, c)
+    if server_reps and not peers_only:
         c.server = run("server", "--file", str(w.path), "--reps", str(server_reps),
                        "--timeout", str(w.timeout), timeout=w.timeout * (server_reps + 1) + 60,
                        label=f"{w.name} local server stack x{server_reps}")
     return c
 
 
-def measure_file_store(w: Workload, run: Runner, tmp: Path,
-                       c: Collected) -> tuple[Child, Child]:
-    """validate, then publish, once each over the directory store (``--store file``)."""
+def measure_peers(w: Workload, run: Runner, tmp: Path, c: Collected) -> None:
+    """``w.reps`` times, in turn: opendepot's validate then publish over the directory store,
+    DuckDB (with its checks), Polars; the first repetition also takes the digests of the rows
+    each published (``bench.peers``)."""
+    for rep in range(w.reps):
+        first = ["--digest"] if rep == 0 else []
+        c.file_runs.append(measure_file_store(w, run, tmp, c, digest=rep == 0))
+        for tool, what in (("duckdb", "DuckDB, checks in SQL"), ("polars", "Polars, no checks")):
+            getattr(c, tool).append(run(tool, "--file", str(w.path), *first, timeout=w.timeout,
+                                        label=f"{w.name} #{rep + 1} {what}"))
+    c.file_validate, c.file_publish = c.file_runs[0]
+
+
+def measure_file_store(w: Workload, run: Runner, tmp: Path, c: Collected,
+                       digest: bool = False) -> tuple[Child, Child]:
+    """validate, then publish, once each over the directory store (``--store file``);
+    ``digest``: publish also gives the digests of the published rows."""
     stage = tmp / f"stage-{w.name}-file"
     v = run("validate", "--store", "file", "--file", str(w.path), "--stage-dir", str(stage),
             timeout=w.timeout, label=f"{w.name} opendepot validate (file store)")
@@ -253,7 +279,8 @@ def measure_file_store(w: Workload, run: Runner, tmp: Path,
             c.notes.append("validate failed on the file store, so publish (file store) ran on "
                            "rows staged by the bench")
     if publish is None and (stage / "staging.json").exists():
-        publish = run("publish", "--store", "file", "--stage-dir", str(stage), timeout=w.timeout,
+        publish = run("publish", "--store", "file", "--stage-dir", str(stage),
+                      *(["--digest"] if digest else []), timeout=w.timeout,
                       label=f"{w.name} opendepot publish (file store)")
     shutil.rmtree(stage, ignore_errors=True)
     return v, publish or Child("publish", {}, 0.0, "failed: nothing staged")
@@ -385,7 +412,14 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
         out["failures"] = failures
     if c.notes:
         out["notes"] = sorted(set(c.notes))
+    out.update(comparison.summarise(c.file_runs, c.duckdb, c.polars))
     return out
+
+
+def summarise_peers_only(w: Workload, c: Collected) -> dict[str, Any]:
+    """One workload's line of results.json under ``--peers-only``: the comparison alone."""
+    return {"name": w.name, "rows": w.rows, "bytes": w.path.stat().st_size,
+            "repetitions": w.reps, **comparison.summarise(c.file_runs, c.duckdb, c.polars)}
 
 
 def _file_figure(child: Child | None, key: str, digits: int,
@@ -513,6 +547,8 @@ def _rate(x: Any) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
+    if results.get("peers_only"):
+        return "\n".join(_issue17_lines(results)).lstrip("\n")
     head = ["workload", "rows", "validate s", "publish s", "opendepot s", "server s", "floor s",
             "×floor", "×floor w/o S3", "opendepot rows/s", "peer rows/s", "×peer",
             "peak MiB val/pub", "file store s val/pub", "peak RSS, file store"]
@@ -575,16 +611,28 @@ def table(results: dict[str, Any]) -> str:
 
         out.append("")
         out.append(history.table(results["history"]))
-    out.append("")
-    out.append("targets (reported, not asserted):")
+    out.extend(_issue17_lines(results))
+    return "\n".join(out)
+
+
+def _issue17_lines(results: dict[str, Any]) -> list[str]:
+    """The comparison with DuckDB and Polars, the cold start and the targets."""
+    out = ["", comparison.table(results["workloads"])]
+    if results.get("cold_start"):
+        from bench import coldstart
+
+        out += ["", coldstart.table(results["cold_start"], results.get("package_size") or {})]
+    out += ["", "targets (reported, not asserted):"]
     for t in results["targets"]:
         out.append(f"  [{'met' if t['met'] else 'NOT met' if t['met'] is False else 'n/a'}] "
                    f"{t['target']}: {t['value']}")
-    return "\n".join(out)
+    return out
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     by = {w["name"]: w for w in results["workloads"]}
+    if results.get("peers_only"):
+        return comparison.targets(by)
     out = []
 
     def num(x: Any) -> float | None:
@@ -601,7 +649,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"target": f">= 25 x the peer's rows/s ({name})",
                         "value": by[name].get("speedup_over_peer"),
                         "met": None if s is None else s >= TARGETS["speedup_over_peer"]})
-    if "x100" in by:
+    if "x100" in by and "peak_rss_mib" in by["x100"]:
         for fn in ("validate", "publish"):
             p = by["x100"]["peak_rss_mib"][fn]
             ok = None if num(p) is None else p <= TARGETS["peak_rss_mib_x100"]
@@ -621,6 +669,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": f"history: {what} at N = 1,000 <= 1.2 x N = 10 (both modes)",
                     "value": history.get(f"{what}_ratio_1000_to_10", history.get("failed")),
                     "met": None if h is None else h <= TARGETS["history_ratio_1000_to_10"]})
+    out.extend(comparison.targets(by))
     return out
 
 
@@ -703,6 +752,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile-out", type=Path, default=HERE / "profile.txt")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-index", action="store_true", help="do not run bench/index_bench.py")
+    ap.add_argument("--peers-only", action="store_true",
+                    help="only issue 17's comparison: opendepot on the file store, DuckDB with "
+                         "its checks, Polars, and the cold start (no moto, floor, Frictionless, "
+                         "server stack, increment, history, index bench)")
+    ap.add_argument("--no-cold-start", action="store_true",
+                    help="do not measure the functions' cold start and package size")
     ap.add_argument("--no-history", action="store_true", help="do not run bench/history.py")
     ap.add_argument("--history-timeout", type=float, default=3600.0,
                     help="seconds allowed to the history workload (3600)")
@@ -727,6 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "quick": args.quick,
+        "peers_only": args.peers_only,
         "machine": machine(),
         "settings": {
             "repetitions": args.reps, "peer_cap_seconds": args.peer_cap,
@@ -739,12 +795,12 @@ def main(argv: list[str] | None = None) -> int:
                                "caller does with each chunk it writes (validate hashes the upload "
                                "with SHA-256 on the way); opendepot_seconds_without_storage "
                                "subtracts it",
-            "peak_rss_mib": "ru_maxrss while the handler ran (reset just before it; includes the "
+            "peak_rss_mib": "VmHWM while the handler ran (reset just before it; includes the "
                             "interpreter, libraries and moto, and moto's in-process copies of the "
                             "objects: moto reads a whole object into memory to serve a GET and "
                             "holds each PUT body, e.g. about 430 MB for the x100 CSV); the "
                             "largest over the repetitions",
-            "peak_rss_mib_file_store": "ru_maxrss while the handler ran, measured as peak_rss_mib "
+            "peak_rss_mib_file_store": "VmHWM while the handler ran, measured as peak_rss_mib "
                                        "but with the same validate / publish handler code over "
                                        "bench.filestore.DirectoryStore (a local directory, "
                                        "bodies streamed in 8 MiB chunks both ways) and an "
@@ -765,6 +821,22 @@ def main(argv: list[str] | None = None) -> int:
                                           "three levels as CSV and Parquet, in memory",
             "peer": "frictionless Resource.validate with the registry's Table Schema minus "
                     "opendepot's keys (dateFormats, optional), time-capped",
+            "opendepot_file_store_seconds": "validate + publish handlers over the directory "
+                                            "store (no moto), each in its own child process; "
+                                            "median over the repetitions (issue 17's figure)",
+            "duckdb_checked": "DuckDB (bench.peers.duckdb_publish): typed read, the core checks "
+                              "in SQL, then the same six files as opendepot (dep, reg, fra; "
+                              "Parquet zstd and ; CSV, sorted by key); child processes like "
+                              "opendepot's",
+            "polars": "Polars (bench.peers.polars_publish): the same six files, no checks",
+            "ratio_to_duckdb_checked": "opendepot_file_store_seconds / DuckDB's median seconds",
+            "ratio_to_polars": "opendepot_file_store_seconds / Polars's median seconds",
+            "same_rows": "bench.peers.compare: digests of every published row, each level, both "
+                         "formats, of the three tools (first repetition)",
+            "cold_start": "bench.coldstart.measure: each handler module imported in a fresh "
+                          "interpreter (median of the repetitions) and -X importtime by package",
+            "package_size": "bench.coldstart.package_sizes: installed size of opendepot and its "
+                            "runtime dependencies (what_counts says what is counted)",
         },
     }
     try:
@@ -791,17 +863,29 @@ def main(argv: list[str] | None = None) -> int:
                         for w in items))
         results["workloads"] = []
         for w in items:
-            c = measure(w, run, tmp, server_reps=args.reps if w.name == "real" else 0)
-            results["workloads"].append(summarise(w, c))
-        inc = measure_increment(run, tmp, args.reps)
-        results["increment"] = inc
-        results["increment_seconds"] = inc["increment_seconds"]
-        if not args.no_history:
+            c = measure(w, run, tmp, server_reps=args.reps if w.name == "real" else 0,
+                        peers_only=args.peers_only)
+            line = summarise_peers_only(w, c) if args.peers_only else summarise(w, c)
+            results["workloads"].append(line)
+            if line["same_rows"].get("equal") is False:  # loud, at once and in the table
+                say(f"!!! {w.name}: opendepot, DuckDB and Polars did NOT publish the same rows: "
+                    + "; ".join(line["same_rows"]["mismatches"][:6]))
+        if not args.no_cold_start:
+            from bench import coldstart
+
+            say("cold start: each function's handler module imported in a fresh interpreter ...")
+            results["cold_start"] = coldstart.measure(reps=args.reps)
+            results["package_size"] = coldstart.package_sizes()
+        if not args.peers_only:
+            inc = measure_increment(run, tmp, args.reps)
+            results["increment"] = inc
+            results["increment_seconds"] = inc["increment_seconds"]
+        if not args.no_history and not args.peers_only:
             say("history workload (daily uploads; bench.history) ...")
             results["history"] = run_history(args.quick, tmp, args.history_timeout)
             h = results["history"]
             say(f"  {h['failed']}" if h.get("failed") else f"  {h['process_seconds']} s")
-        if not args.no_profile:
+        if not args.no_profile and not args.peers_only:
             p = run("profile", "--file", str(x10), "--out", str(args.profile_out), timeout=300,
                     label="profile x10 (cProfile)")
             out_path = args.profile_out
@@ -816,8 +900,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print(f"\n{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
               f"written in {results['bench_seconds']:.0f} s"
-              + (f"; profile in {args.profile_out.name}" if not args.no_profile else ""))
-        if not args.no_index:
+              + (f"; profile in {args.profile_out.name}"
+                 if not (args.no_profile or args.peers_only) else ""))
+        if not args.no_index and not args.peers_only:
             index = run_index_bench(timeout=300)
             if index is not None:
                 results["index_bench"] = index
