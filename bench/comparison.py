@@ -126,7 +126,8 @@ def summarise(file_runs: list[tuple[Any, Any]], duckdb: list[Any],
     }
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
+def fmt(x: Any, digits: int = 2) -> str:
+    """A figure of the printed table: '-' for none, 'FAILED' for a failure, floats rounded."""
     if x is None:
         return "-"
     if isinstance(x, str):
@@ -156,14 +157,14 @@ def table(workloads: list[dict[str, Any]]) -> str:
         pk = od["peak_rss_mib"]
         lines.append([
             w["name"], f"{w['rows']:,}",
-            f"{_fmt(od['seconds'], 3)} ({_fmt(od['validate_seconds'])} + "
-            f"{_fmt(od['publish_seconds'])})", _fmt(od.get("site_seconds")),
-            _fmt(dk["seconds"], 3), _fmt(dk.get("steps_seconds", {}).get("checks_seconds")),
-            _fmt(pl["seconds"], 3), _fmt(w["ratio_to_duckdb_checked"]), _fmt(w["ratio_to_polars"]),
-            f"{_fmt(w.get('ratio_to_duckdb_checked_without_site'))} / "
-            f"{_fmt(w.get('ratio_to_polars_without_site'))}",
-            f"{_fmt(pk['validate'], 0)} / {_fmt(pk['publish'], 0)}",
-            _fmt(dk["peak_rss_mib"], 0), _fmt(pl["peak_rss_mib"], 0), _same(w)])
+            f"{fmt(od['seconds'], 3)} ({fmt(od['validate_seconds'])} + "
+            f"{fmt(od['publish_seconds'])})", fmt(od.get("site_seconds")),
+            fmt(dk["seconds"], 3), fmt(dk.get("steps_seconds", {}).get("checks_seconds")),
+            fmt(pl["seconds"], 3), fmt(w["ratio_to_duckdb_checked"]), fmt(w["ratio_to_polars"]),
+            f"{fmt(w.get('ratio_to_duckdb_checked_without_site'))} / "
+            f"{fmt(w.get('ratio_to_polars_without_site'))}",
+            f"{fmt(pk['validate'], 0)} / {fmt(pk['publish'], 0)}",
+            fmt(dk["peak_rss_mib"], 0), fmt(pl["peak_rss_mib"], 0), _same(w)])
     out = []
     if lines:
         widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]

@@ -46,6 +46,7 @@ from typing import Any
 
 from bench import comparison, workloads
 from bench.aws import CHECKSUMS
+from bench.comparison import fmt
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -530,20 +531,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, str):
-        return "FAILED" if x.startswith("failed") else x
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
 def _rate(x: Any) -> str:
     if isinstance(x, (int, float)):
         return f"{x / 1000:,.0f}k"
-    return _fmt(x)
+    return fmt(x)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -558,15 +549,15 @@ def table(results: dict[str, Any]) -> str:
         fs = w.get("seconds_file_store") or {}
         fp = w.get("peak_rss_mib_file_store") or {}
         lines.append([
-            w["name"], f"{w['rows']:,}", _fmt(w["validate_seconds"]), _fmt(w["publish_seconds"]),
-            _fmt(w["opendepot_seconds"]), _fmt(w.get("opendepot_server_seconds")),
-            _fmt(w["floor_seconds"]), _fmt(w["ratio_to_floor"], 1),
-            _fmt(w.get("ratio_to_floor_without_storage"), 1),
+            w["name"], f"{w['rows']:,}", fmt(w["validate_seconds"]), fmt(w["publish_seconds"]),
+            fmt(w["opendepot_seconds"]), fmt(w.get("opendepot_server_seconds")),
+            fmt(w["floor_seconds"]), fmt(w["ratio_to_floor"], 1),
+            fmt(w.get("ratio_to_floor_without_storage"), 1),
             _rate(w["opendepot_rows_per_second"]), _rate(w["peer_rows_per_second"]),
-            _fmt(w["speedup_over_peer"], 1),
-            f"{_fmt(pk['validate'], 0)} / {_fmt(pk['publish'], 0)}",
-            f"{_fmt(fs.get('validate'))} / {_fmt(fs.get('publish'))}",
-            f"{_fmt(fp.get('validate'), 0)} / {_fmt(fp.get('publish'), 0)}",
+            fmt(w["speedup_over_peer"], 1),
+            f"{fmt(pk['validate'], 0)} / {fmt(pk['publish'], 0)}",
+            f"{fmt(fs.get('validate'))} / {fmt(fs.get('publish'))}",
+            f"{fmt(fp.get('validate'), 0)} / {fmt(fp.get('publish'), 0)}",
         ])
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
     out = ["  ".join(h.rjust(widths[i]) if i else h.ljust(widths[i]) for i, h in enumerate(head))]
@@ -582,20 +573,20 @@ def table(results: dict[str, Any]) -> str:
     out.append("peak MiB = peak resident memory of the handler's process, moto in process (moto's "
                "own copies of the objects included); file store = the same handlers over a local "
                "directory (bench.filestore), once: opendepot's own memory and time")
-    alone = [f"{w['name']} {_fmt(w.get('validate_speedup_over_peer'), 1)}x"
+    alone = [f"{w['name']} {fmt(w.get('validate_speedup_over_peer'), 1)}x"
              for w in results["workloads"] if w.get("validate_speedup_over_peer")]
     if alone:
         out.append("×peer counts validate + publish; the validate handler alone against the peer "
                    "(which only validates): " + ", ".join(alone))
-    same = [f"{w['name']} {_fmt(w.get('floor_same_outputs_seconds'))} s "
-            f"({_fmt(w.get('ratio_to_floor_same_outputs'), 1)}x)"
+    same = [f"{w['name']} {fmt(w.get('floor_same_outputs_seconds'))} s "
+            f"({fmt(w.get('ratio_to_floor_same_outputs'), 1)}x)"
             for w in results["workloads"] if w.get("floor_same_outputs_seconds")]
     if same:
         out.append("floor for the same outputs (pyarrow alone: read, stage, sort, roll up, "
                    "3 levels as CSV + Parquet; no check), and opendepot's ratio to it: "
                    + ", ".join(same))
     out.append(f"daily increment (real history + 1 day, upload -> new manifest readable, local "
-               f"server stack): {_fmt(results.get('increment_seconds'))} s")
+               f"server stack): {fmt(results.get('increment_seconds'))} s")
     for w in results["workloads"]:
         for what, reason in (w.get("failures") or {}).items():
             out.append(f"{w['name']} {what}: {reason}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import http.client
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from opendepot import layout
 from opendepot.contracts import PublishMessage
 from opendepot.registry import load_registry
 from opendepot.site import Page, build, pages
+from test_http_server import call
 from test_notify import publishing
 
 HOSP_FILES = sorted((REAL / HOSP).glob(f"{HOSP}-*.csv"))  # 2020-11-07, then 2021-03-17
@@ -376,13 +376,7 @@ def test_local_server__serves_the_site_beside_the_api(published: Published) -> N
 
     with LocalHttpApi(api, site=SiteFiles(p.store, p.settings.published_bucket)) as server:
         def get(path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-            conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-            try:
-                conn.request(method, path)
-                r = conn.getresponse()
-                return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-            finally:
-                conn.close()
+            return call(server, method, path)
 
         home = get("/")
         page = get(f"/datasets/{HOSP}/")

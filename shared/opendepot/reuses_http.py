@@ -34,6 +34,7 @@ from aws_lambda_powertools.event_handler.request import Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from opendepot import layout, paging
+from opendepot.api_models import PageParam, PageSizeParam
 from opendepot.index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, BadRequest, Links, NotFound
 from opendepot.index_http import Site, later, raw_query
 from opendepot.reuses import READER, TOPICS, TYPES, counts_by_dataset_id, slugify
@@ -55,9 +56,6 @@ absent, as udata reads them)."""
 
 # --- query parameters ---------------------------------------------------------------------------
 
-PageP = Annotated[int, Query(ge=1, le=2**53 - 1, description="Page number (from 1).")]
-PageSizeP = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=(
-    f"Items per page (default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE})."))]
 TextP = Annotated[str, Query(description="Words that must all appear in title, description, "
                                          "tags, reuser or organization (accents, case ignored).")]
 DatasetP = Annotated[str, Query(description="A dataset's slug or id the reuse uses.")]
@@ -120,7 +118,7 @@ def parse_reuse_query(params: Iterable[tuple[str, str]],
 
 
 def reuse_query(
-    request: Request, page: PageP = 1, page_size: PageSizeP = DEFAULT_PAGE_SIZE,
+    request: Request, page: PageParam = 1, page_size: PageSizeParam = DEFAULT_PAGE_SIZE,
     q: TextP = "", dataset: DatasetP = "", tag: TagP | None = None, type: TypeP | None = None,
     topic: TopicP | None = None, organization: OrgP = "", owner: OwnerP = "",
     sort: SortP | None = None,
@@ -130,7 +128,7 @@ def reuse_query(
 
 
 def dataset_reuse_query(
-    request: Request, page: PageP = 1, page_size: PageSizeP = DEFAULT_PAGE_SIZE,
+    request: Request, page: PageParam = 1, page_size: PageSizeParam = DEFAULT_PAGE_SIZE,
     q: TextP = "", tag: TagP | None = None, type: TypeP | None = None,
     topic: TopicP | None = None, sort: SortP | None = None,
 ) -> ReuseQuery:

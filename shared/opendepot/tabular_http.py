@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opendepot import index, tabular_params
 from opendepot import index_http as http
+from opendepot.api_models import PageParam
 from opendepot.tabular_params import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 if TYPE_CHECKING:  # the engine (pyarrow) is imported by the first row query, not by the index
@@ -55,7 +56,6 @@ AWS Lambda's synchronous answers are at most 6 MB, envelope and headers included
 
 # --- query parameters (declared for the OpenAPI document; read from the raw query string) ------
 
-TabularPageParam = Annotated[int, Query(ge=1, le=2**53 - 1, description="Page number (from 1).")]
 TabularPageSizeParam = Annotated[int, Query(
     ge=1, le=PAGE_SIZE_MAX,
     description=f"Rows per page (default {PAGE_SIZE_DEFAULT}, at most {PAGE_SIZE_MAX}).")]
@@ -76,7 +76,7 @@ FiltersParam = Annotated[dict[str, str], Query(
 
 def data_query(
     request: Request,
-    page: TabularPageParam = 1,
+    page: PageParam = 1,
     page_size: TabularPageSizeParam = PAGE_SIZE_DEFAULT,
     columns: ColumnsParam = "",
     filters: FiltersParam | None = None,
