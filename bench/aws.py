@@ -148,12 +148,14 @@ class MotoPipeline:
         import boto3
         from moto import mock_aws
 
+        from infra import moto_disk
         from opendepot import runtime
         from opendepot.config import Settings
         from opendepot.registry import load_cog, load_registry
         from opendepot.storage import S3Store, SqsQueue
 
         fake_credentials()
+        moto_disk.apply()  # moto keeps large objects on disk, as on the local stack
         self._mock = mock_aws()
         self._mock.start()
         self.s3 = boto3.client("s3", region_name=REGION)

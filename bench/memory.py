@@ -14,6 +14,7 @@ least the driver's). ``ru_maxrss`` is the fallback where ``/proc`` is missing.
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 
 MIB = 1024.0
 
@@ -60,3 +61,96 @@ def limit_address_space(gib: float) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def store_peaks(size_mib: int, workdir: str, *, patch_moto: bool = True,
+                seed: str | None = None) -> dict[str, object]:
+    """Move one ``size_mib`` MiB file through ``opendepot.storage.S3Store`` on the local stack
+    (``infra.stack.LocalStack``, moto's server in this process) and measure each operation.
+
+    Returns ``{"size_mib", "baseline_mib", "peak_above_baseline_mib": {op: MiB}, "sha256":
+    {op: hex}, "patched"}``: ``put`` (from an open file), ``get_file`` (into a file), ``copy``
+    (to a second key, then ``get_file`` of the copy checked), ``ranges`` (``get_range`` in 8 MiB
+    pieces). Each peak is ``VmHWM`` over that operation alone (``reset_peak`` before it) minus
+    the resident size just before it, so client and server copies both count. ``patch_moto``
+    False leaves moto unpatched (to measure what ``infra.moto_disk`` saves). ``seed``: a file
+    whose content, repeated, makes the object (else a synthetic 1 MiB block). Linux only.
+    """
+    import hashlib
+    import os
+
+    from infra.stack import LocalStack
+    from opendepot.storage import S3Store
+
+    src = os.path.join(workdir, "src.bin")
+    block = hashlib.sha256(b"opendepot").digest() * (1 << 15)  # 1 MiB, not all one byte
+    if seed is not None:
+        with open(seed, "rb") as seed_file:
+            block = seed_file.read()
+    with open(src, "wb") as dst:
+        left = size_mib << 20
+        while left > 0:
+            dst.write(block[:left])
+            left -= min(len(block), left)
+
+    def sha(path: str) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+
+    peaks: dict[str, float] = {}
+    sums: dict[str, str] = {"source": sha(src)}
+    with LocalStack(api_port=None) as stack:
+        if not patch_moto:
+            from infra import moto_disk
+
+            moto_disk.restore()
+        store, bucket = S3Store(stack.s3), stack.published_bucket
+
+        def measure(op: str, fn: Callable[[], object]) -> None:
+            reset_peak()
+            base = current()
+            fn()
+            peaks[op] = round(peak() - base, 1)
+
+        def put() -> None:
+            with open(src, "rb") as f:
+                store.put(bucket, "big.bin", f, "application/octet-stream")
+
+        def get(key: str, name: str) -> None:
+            with open(os.path.join(workdir, name), "wb") as out:
+                store.get_file(bucket, key, out)
+
+        def ranges() -> None:
+            h, size, piece = hashlib.sha256(), size_mib << 20, 8 << 20
+            for start in range(0, size, piece):
+                h.update(store.get_range(bucket, "big.bin", start, piece))
+            sums["ranges"] = h.hexdigest()
+
+        measure("put", put)
+        measure("get_file", lambda: get("big.bin", "got.bin"))
+        sums["get_file"] = sha(os.path.join(workdir, "got.bin"))
+        measure("copy", lambda: store.copy(bucket, "big.bin", "copy.bin"))
+        get("copy.bin", "copy.bin")
+        sums["copy"] = sha(os.path.join(workdir, "copy.bin"))
+        measure("ranges", ranges)
+        baseline = current()
+    return {"size_mib": size_mib, "baseline_mib": round(baseline, 1),
+            "peak_above_baseline_mib": peaks, "sha256": sums, "patched": patch_moto}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="peak memory of S3Store on the local stack")
+    parser.add_argument("--size-mib", type=int, default=300)
+    parser.add_argument("--unpatched", action="store_true", help="leave moto as it is")
+    parser.add_argument("--seed", help="a file whose content, repeated, makes the object")
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(store_peaks(opts.size_mib, tmp, patch_moto=not opts.unpatched,
+                                     seed=opts.seed)))
