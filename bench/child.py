@@ -4,7 +4,10 @@ Modes (each writes one JSON document to ``--result``; the driver reads it):
 
 - ``validate --file F --stage-dir D``: the validate handler on ``F`` with moto in process; the
   staged upload and the publish request are saved to ``D`` for ``publish``;
-- ``publish --stage-dir D``: the publish handler on what ``validate`` staged;
+- ``publish --stage-dir D``: the publish handler on what ``validate`` staged, then, measured
+  on its own (its seconds and peak: ``site_seconds``, ``site_peak_rss_mib``; not in the
+  publish figures), the site function on the new version's site request, as Lambda would invoke
+  it after publish (the home, the dataset's page, its dashboards);
 - ``validate``/``publish`` with ``--store file``: the same handler code over a local directory
   (``bench.filestore.FilePipeline``) instead of moto (``--store moto``, the default), so the peak
   is opendepot's own memory, without moto's in-process copies of the objects (moto reads a whole
@@ -99,32 +102,6 @@ class PeakWatch:
         self._thread.join()
 
 
-class SiteTimer:
-    """Seconds inside the publish handler's ``refresh_site`` (the static site regenerated after
-    a new version: home, the dataset's page, its dashboards) while the ``with`` block runs."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __enter__(self) -> SiteTimer:
-        from functions.publish import app
-
-        self._app, self._original = app, app.refresh_site
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return self._original(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - started
-
-        app.refresh_site = timed  # type: ignore[assignment]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._app.refresh_site = self._original  # type: ignore[method-assign]
-
-
 def _batch_failure(response: Any) -> str | None:
     failed = (response or {}).get("batchItemFailures") or []
     return f"{len(failed)} record(s) failed in the handler" if failed else None
@@ -165,13 +142,51 @@ def _pipeline(store: str, tmp: Path) -> Any:
     return MotoPipeline()
 
 
-def _warm_pipeline(tmp: Path, store: str = "moto") -> None:
-    """One small validate + publish in a store state of its own: first-call costs (lazy imports,
-    client set-up, Arrow kernels) are paid here, as a warm Lambda would have paid them."""
+def _warm_pipeline(tmp: Path, store: str = "moto", *, site: bool = False) -> None:
+    """One small validate + publish (and, with ``site``, the site function after it) in a store
+    state of its own: first-call costs (lazy imports, client set-up, Arrow kernels, templates)
+    are paid here, as a warm Lambda would have paid them."""
     with _pipeline(store, tmp) as p:
         event = p.upload(p.key_for("warmup.csv"), _warmup_file(tmp).read_bytes())
         p.validate(event)
         p.publish(p.publish_messages())
+        manifest = p.manifest()
+        if site and manifest is not None:
+            _run_site(manifest["version"])
+
+
+def _run_site(version: str) -> tuple[float, Any]:
+    """The site function on the request publish sends after ``version`` (the installed
+    runtime's store): (seconds, response)."""
+    from bench.aws import DATASET, REGION, Context, sqs_event
+    from functions.site import app
+    from opendepot.contracts import SiteMessage
+
+    body = json.dumps(SiteMessage(DATASET, version).to_json())
+    event = sqs_event([body], f"arn:aws:sqs:{REGION}:123456789012:opendepot-site")
+    started = time.perf_counter()
+    response = app.lambda_handler(event, Context(function_name="opendepot-site"))
+    return time.perf_counter() - started, response
+
+
+def _measure_site(out: dict[str, Any], version: str) -> None:
+    """The site function after publish, measured on its own: ``site_seconds``,
+    ``site_peak_rss_mib`` (peak reset first), ``site_rss_before_mib``; ``site_failed``."""
+    import functions.site.app  # noqa: F401 - its init phase, outside the measure
+    import opendepot.site.build  # noqa: F401
+    import opendepot.site.dashboards_timeseries  # noqa: F401
+
+    gc.collect()
+    out["site_rss_before_mib"] = memory.current()
+    memory.reset_peak()
+    try:
+        seconds, response = _run_site(version)
+    except BaseException as exc:  # noqa: BLE001 - a result, as the handlers' failures are
+        out.update(site_peak_rss_mib=memory.peak(), site_failed=_failure(exc))
+        return
+    out.update(site_seconds=seconds, site_peak_rss_mib=memory.peak())
+    if problem := _batch_failure(response):
+        out["site_failed"] = problem
 
 
 # ------------------------------------------------------------------------------ opendepot
@@ -229,7 +244,7 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
 
     _import_pipeline(args.store)
     out: dict[str, Any] = {"baseline_rss_mib": memory.current(), "store": args.store}
-    _warm_pipeline(args.tmp, args.store)
+    _warm_pipeline(args.tmp, args.store, site=True)
     with _pipeline(args.store, args.tmp) as p:
         p.load_staging(args.stage_dir)
         messages = p.publish_messages()
@@ -238,7 +253,7 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         out["setup_peak_rss_mib"] = memory.peak()
         out["peak_reset"] = memory.reset_peak()
         try:
-            with PeakWatch(args.result), Timers(store_only=True) as store, SiteTimer() as site:
+            with PeakWatch(args.result), Timers(store_only=True) as store:
                 seconds, response = p.publish(messages)
         except BaseException as exc:  # noqa: BLE001
             out.update(peak_rss_mib=memory.peak(), failed=_failure(exc))
@@ -246,7 +261,6 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         out["peak_rss_mib"] = memory.peak()
         out["seconds"] = seconds
         out["storage_seconds"] = store.total("store")
-        out["site_seconds"] = site.seconds
         manifest = p.manifest()
         problem = _batch_failure(response)
         if problem or manifest is None:
@@ -257,6 +271,7 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
                    published_bytes=sum(r["bytes"] for r in manifest["resources"]))
         if args.digest and args.store == "file":  # after the measurement
             out["digests"] = _published_digests(p, manifest)
+        _measure_site(out, manifest["version"])
     return out
 
 

@@ -1,6 +1,6 @@
 """Cold start of each Lambda function and the size of what it is deployed with.
 
-``measure``: for each function (``functions/{validate,publish,index_api}/app.py``), a fresh
+``measure``: for each function (``functions/{validate,publish,site,index_api}/app.py``), a fresh
 interpreter imports the handler module, ``reps`` times: ``import_seconds`` around the import
 (``time.perf_counter``, in the child), ``rss_mib`` the resident size after it and
 ``peak_rss_mib`` (``VmHWM``, see ``bench.memory``) over the child's life, and the
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("validate", "publish", "index_api")
+FUNCTIONS = ("validate", "publish", "site", "index_api")
 MIB = 1024 * 1024
 LAMBDA_UNZIPPED_LIMIT_MB = 250
 PROBE = """

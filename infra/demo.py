@@ -6,13 +6,16 @@
    the checkout, each under the dataset and producer that ``infra/real_sources/*.json`` give it
    (only ``--dataset``'s folder when one is named); else a generated sample (said on screen).
 3. Drop each file into ``s3://INCOMING/{dataset}/{producer}/{name}``, oldest publication first,
-   and pump the queues into the validate and publish functions after each drop.
+   and pump the queues into the validate and publish functions after each drop; the site queue
+   is held meanwhile (each new version's site request waits there).
 4. Print what happened to each file (from its validation report), then the published dataset
    (from its manifest) and ``curl`` lines to try.
-5. Build the whole static site once (``opendepot.site.build.refresh``, every dataset: each
-   publication already regenerated its own pages) and print its URL: the site is served at
-   ``http://127.0.0.1:PORT/`` beside the API (``infra.http_server.SiteFiles``).
-6. Keep serving (and pumping new uploads) until Ctrl-C, or exit with ``--once``.
+5. Pump the site queue into the site function: every request of the run in one batch (up to
+   its ``BatchSize``), so the home, every published dataset's page and the dashboards are built
+   once, and print its URL: the site is served at ``http://127.0.0.1:PORT/`` beside the API
+   (``infra.http_server.SiteFiles``).
+6. Keep serving (and pumping new uploads, the site function after them) until Ctrl-C, or exit
+   with ``--once``.
 """
 
 
@@ -55,7 +58,7 @@ from infra.reports import (
     report_list,
     status_of,
 )
-from infra.stack import DEFAULT_TEMPLATE, LocalStack, TemplateError
+from infra.stack import DEFAULT_TEMPLATE, SITE_QUEUE, LocalStack, TemplateError
 from infra.summary import (
     Status,
     human_bytes,
@@ -235,7 +238,8 @@ def run_demo(options: DemoOptions) -> int:
     )
     with _env({"POWERTOOLS_SERVICE_NAME": "opendepot", **quiet}):
         try:
-            stack = LocalStack(options.template, port=options.moto_port, api_port=port)
+            stack = LocalStack(options.template, port=options.moto_port, api_port=port,
+                               site_dashboards=True)
         except TemplateError as exc:
             print(f"opendepot demo: {exc}", file=sys.stderr)
             return 2
@@ -270,7 +274,7 @@ def _run_on_stack(
         crashed = _say_outcomes(stack, outcomes, options.verbose)
         crashed = not _drop_reuses(stack, pump, api.url) or crashed
         crashed = _say_published(stack, api.url, outcomes, options) or crashed
-        crashed = not _build_site(stack, api.url) or crashed
+        crashed = not _build_site(stack, pump, api.url) or crashed
         if options.once:
             out("(--once: the local stack stops now, so those links answer only while "
                 "'make demo' runs without --once)")
@@ -289,25 +293,30 @@ def _store(stack: LocalStack) -> Any:
     return S3Store(stack.s3)
 
 
-def _build_site(stack: LocalStack, api_url: str) -> bool:
-    """Build every page of the static site once (``site.build.refresh``, every dataset) and
-    say where it is; False (said) when it failed."""
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    from opendepot.config import Settings  # noqa: PLC0415
-    from opendepot.registry import load_registry  # noqa: PLC0415
-    from opendepot.site import build  # noqa: PLC0415
-
+def _build_site(stack: LocalStack, pump: Any, api_url: str) -> bool:
+    """Pump the site requests held while the files were dropped into the site function (the
+    home, every published dataset's page, the dashboards: once) and say where the site is;
+    False (said) when it failed."""
+    if stack.site_queue is None:
+        out("WARNING: the template has no site queue: no site was built")
+        return False
     started = time.monotonic()
     try:
-        pages = build.refresh(_store(stack), Settings.from_env(), load_registry(),
-                              datasets=None, now=datetime.now(UTC))
-    except Exception as exc:  # the data is published: say it and go on serving the API
+        stats = pump.run(timeout=1800)
+    except Exception as exc:  # noqa: BLE001 - the data is published: say it and serve the API
         out(f"WARNING: the site could not be built: {type(exc).__name__}: {exc}")
         return False
-    datasets = sum(1 for p in pages if p.path.startswith("datasets/"))
-    boards = sorted({p.path.split("/")[1] for p in pages if p.path.startswith("dashboards/")})
-    out(f"Site: {api_url}/ ({len(pages)} files in {time.monotonic() - started:.1f} s: the home, "
+    handled, failed = stats.per_queue.get(SITE_QUEUE, (0, 0))
+    if failed or stats.errors:
+        out(f"WARNING: the site function failed ({'; '.join(stats.errors) or failed}); "
+            "run with --verbose to see its log")
+        return False
+    keys = [o["Key"] for page in stack.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.published_bucket, Prefix="site/") for o in page.get("Contents", [])]
+    datasets = sum(1 for k in keys if k.startswith("site/datasets/") and k.endswith("index.html"))
+    boards = sorted({k.split("/")[2] for k in keys if k.startswith("site/dashboards/")})
+    out(f"Site: {api_url}/ ({len(keys)} files, built by the site function from {handled} site "
+        f"request{'s' if handled != 1 else ''} in {time.monotonic() - started:.1f} s: the home, "
         f"{datasets} dataset pages" + (f", dashboards {', '.join(boards)}" if boards else "")
         + ")")
     for board in boards:
@@ -332,7 +341,7 @@ def _load_functions(
     except (ImportError, AttributeError) as exc:
         print(
             f"opendepot demo: a function is missing ({exc}); "
-            "functions/{validate,publish,index_api}/app.py must define lambda_handler",
+            "functions/{validate,publish,site,index_api}/app.py must define lambda_handler",
             file=sys.stderr,
         )
         return None
@@ -357,6 +366,7 @@ def _watched_pump(stack: LocalStack, bindings: list[Binding], status: Status) ->
             b.memory_size,
             b.timeout,
             b.report_batch_item_failures,
+            b.batching_window,
         )
 
     return Pump(
@@ -440,7 +450,7 @@ def _drop_all(
         status.begin()
         started = time.monotonic()
         try:
-            stats = pump.run()
+            stats = pump.run(hold=[SITE_QUEUE])  # the site is built once, after the files
         finally:
             status.end()
         outcome.seconds = time.monotonic() - started
@@ -475,7 +485,7 @@ def _drop_reuses(stack: LocalStack, pump: Any, api_url: str) -> bool:
     for path in seeds:
         key = f"reuses/{path.parent.name}/{path.name}"
         r = stack.s3.put_object(Bucket=stack.incoming_bucket, Key=key, Body=path.read_bytes())
-        pump.run()
+        pump.run(hold=[SITE_QUEUE])
         report = find_report(report_list(stack, "reuses", path.parent.name), key,
                              r.get("VersionId"))
         ok = ok and status_of(report) == "accepted"

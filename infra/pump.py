@@ -10,6 +10,13 @@ whole batch, as on Lambda. It runs until every bound queue is idle (no visible, 
 delayed message). Everything is passed through: the validate handler skips ``s3:TestEvent``
 itself, as it must on AWS.
 
+A binding with a batching window (``MaximumBatchingWindowInSeconds``: the site queue) is
+debounced as Lambda does it, without waiting out the window: its queue is received only when
+the others had nothing to do, in batches of up to its ``BatchSize`` (several receives of 10), so
+the requests sent while the others work are handled together. ``run(hold=...)`` leaves queues
+alone for that run (neither received nor waited for): the demo holds the site queue while it
+drops its files, then builds the site from every request at once.
+
     pump = Pump(stack.sqs, bindings_for(stack), on_batch=print)
     stats = pump.run()
 """
@@ -23,11 +30,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.stack import PUBLISH_QUEUE, VALIDATE_QUEUE, LocalStack, QueueInfo
+from infra.stack import PUBLISH_QUEUE, SITE_QUEUE, VALIDATE_QUEUE, LocalStack, QueueInfo
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -37,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HANDLERS = {
     VALIDATE_QUEUE: ("ValidateFunction", "functions.validate.app", 10),
     PUBLISH_QUEUE: ("PublishFunction", "functions.publish.app", 10),
+    SITE_QUEUE: ("SiteFunction", "functions.site.app", 100),
 }
 
 
@@ -90,6 +98,9 @@ class Binding:
     """Timeout given in the context."""
     report_batch_item_failures: bool = True
     """Honour ``batchItemFailures``; else a returned batch is all done."""
+    batching_window: int = 0
+    """``MaximumBatchingWindowInSeconds``: above 0, received only when the other queues had
+    nothing to do (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,7 @@ def _import_handler(module: str, name: str) -> Handler:
 
 
 def bindings_for(stack: LocalStack, handlers: Mapping[str, Handler] | None = None) -> list[Binding]:
-    """The validate and publish bindings, as ``template.yaml`` declares them.
+    """The validate, publish and site bindings, as ``template.yaml`` declares them.
 
     ``handlers`` replaces a handler by the logical id of its queue or function (for tests);
     the others are imported from the template's ``CodeUri`` and ``Handler`` (e.g.
@@ -181,6 +192,8 @@ def bindings_for(stack: LocalStack, handlers: Mapping[str, Handler] | None = Non
     out: list[Binding] = []
     sources = {s.queue: s for s in stack.event_sources}
     for queue_id, (function_id, module, batch) in DEFAULT_HANDLERS.items():
+        if queue_id not in stack.queues:  # an older template: no site queue
+            continue
         src = sources.get(queue_id)
         override = handlers.get(queue_id) or handlers.get(src.function if src else function_id)
         if src is not None:
@@ -194,6 +207,7 @@ def bindings_for(stack: LocalStack, handlers: Mapping[str, Handler] | None = Non
                     src.memory_size,
                     src.timeout,
                     src.report_batch_item_failures,
+                    src.batching_window,
                 )
             )
         else:
@@ -235,17 +249,25 @@ class Pump:
         self._active = 0
         self._done = threading.Event()
         self._seen_errors: set[str] = set()
+        self._held: frozenset[str] = frozenset()
 
     # -- one batch
     def _receive(self, b: Binding) -> list[dict[str, Any]]:
-        r = self.sqs.receive_message(
-            QueueUrl=b.queue.url,
-            MaxNumberOfMessages=max(1, min(10, b.batch_size)),
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-            WaitTimeSeconds=0,
-        )
-        return list(r.get("Messages") or [])
+        """Up to ``b.batch_size`` messages (receives of at most 10, SQS's own limit)."""
+        out: list[dict[str, Any]] = []
+        while len(out) < max(1, b.batch_size):
+            r = self.sqs.receive_message(
+                QueueUrl=b.queue.url,
+                MaxNumberOfMessages=max(1, min(10, b.batch_size - len(out))),
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            )
+            got = list(r.get("Messages") or [])
+            out += got
+            if not got or b.batch_size <= 10:
+                break
+        return out
 
     def _invoke(self, b: Binding, messages: list[dict[str, Any]]) -> BatchResult:
         event = {"Records": [lambda_record(m, b.queue, self.region) for m in messages]}
@@ -320,8 +342,8 @@ class Pump:
 
     # -- the loop
     def idle(self) -> bool:
-        """No visible, in-flight or delayed message in any bound queue."""
-        for b in self.bindings:
+        """No visible, in-flight or delayed message in any bound queue (held ones aside)."""
+        for b in self._active_bindings():
             a = self.sqs.get_queue_attributes(
                 QueueUrl=b.queue.url,
                 AttributeNames=[
@@ -334,22 +356,33 @@ class Pump:
                 return False
         return True
 
+    def _active_bindings(self) -> list[Binding]:
+        return [b for b in self.bindings if b.queue.logical_id not in self._held]
+
+    def _round(self, bindings: list[Binding]) -> bool:
+        """One receive (and invocation) per binding; True when some had messages."""
+        got = False
+        for b in bindings:
+            with self._lock:
+                self._active += 1
+            try:
+                messages = self._receive(b)
+                if messages:
+                    got = True
+                    result = self._invoke(b, messages)
+                    if self.on_batch:
+                        self.on_batch(result)
+            finally:
+                with self._lock:
+                    self._active -= 1
+        return got
+
     def _worker(self, deadline: float | None) -> None:
         while not self._done.is_set():
-            got = False
-            for b in self.bindings:
-                with self._lock:
-                    self._active += 1
-                try:
-                    messages = self._receive(b)
-                    if messages:
-                        got = True
-                        result = self._invoke(b, messages)
-                        if self.on_batch:
-                            self.on_batch(result)
-                finally:
-                    with self._lock:
-                        self._active -= 1
+            active = self._active_bindings()
+            got = self._round([b for b in active if not b.batching_window])
+            if not got:  # the others had nothing: the debounced queues' turn
+                got = self._round([b for b in active if b.batching_window])
             if deadline is not None and time.monotonic() > deadline:  # even while busy: a
                 self._done.set()  # message failing forever on a queue without DLQ must not hang
                 raise PumpTimeout("queues still busy when the pump's time ran out")
@@ -362,13 +395,15 @@ class Pump:
                 return
             time.sleep(self.poll_interval)
 
-    def run(self, timeout: float | None = None) -> PumpStats:
-        """Pump until every bound queue is idle; return the totals of this run.
+    def run(self, timeout: float | None = None, *, hold: Collection[str] = ()) -> PumpStats:
+        """Pump until every bound queue is idle; return the totals of this run. ``hold``:
+        logical ids of queues left alone in this run (their messages wait for a later run).
 
         Raises:
             PumpTimeout: ``timeout`` seconds passed and a queue still holds messages.
         """
         self.stats = PumpStats()
+        self._held = frozenset(hold)
         self._done.clear()
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.workers == 1:

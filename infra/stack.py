@@ -62,6 +62,7 @@ __all__ = [
     "PUBLISHED",
     "PUBLISH_QUEUE",
     "REPO_ROOT",
+    "SITE_QUEUE",
     "VALIDATE_QUEUE",
     "VERSIONS_TOPIC",
     "EventSource",
@@ -80,7 +81,7 @@ HOST = "127.0.0.1"
 
 # Logical ids of template.yaml the local stack gives names to (see docs/design.md).
 INCOMING, INTERNAL, PUBLISHED = "IncomingBucket", "InternalBucket", "PublishedBucket"
-VALIDATE_QUEUE, PUBLISH_QUEUE = "ValidateQueue", "PublishQueue"
+VALIDATE_QUEUE, PUBLISH_QUEUE, SITE_QUEUE = "ValidateQueue", "PublishQueue", "SiteQueue"
 VERSIONS_TOPIC = "VersionsTopic"
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,13 @@ class LocalStack:
         region: str = DEFAULT_REGION,
         parameters: Mapping[str, str] | None = None,
         quiet: bool = True,
+        site_dashboards: bool = False,
     ) -> None:
         """``port`` 0 picks a free port; ``api_port`` is where the HTTP index will be served
-        (it sets ``OPENDEPOT_API_BASE_URL``; None leaves links relative)."""
+        (it sets ``OPENDEPOT_API_BASE_URL``; None leaves links relative). ``site_dashboards``:
+        the site function builds the dashboards too (``OPENDEPOT_SITE_DASHBOARDS``); off by
+        default, as tests pump their files one by one and each pump ends with a refresh (the
+        demo turns them on and holds the site queue until its files are published)."""
         self.template_path = Path(template)
         self.template = load_template(self.template_path)
         self.port = port
@@ -117,6 +122,7 @@ class LocalStack:
         self.region = region
         self.parameters = dict(parameters or {})
         self.quiet = quiet
+        self.site_dashboards = site_dashboards
         self.endpoint = ""
         self.buckets: dict[str, str] = {}
         """Logical id -> bucket name."""
@@ -160,6 +166,11 @@ class LocalStack:
     def versions_topic(self) -> TopicInfo | None:
         """The topic new versions are announced on (None: the template has none)."""
         return self.topics.get(VERSIONS_TOPIC)
+
+    @property
+    def site_queue(self) -> QueueInfo | None:
+        """The queue of site requests (None: the template has none)."""
+        return self.queues.get(SITE_QUEUE)
 
     @property
     def validate_queue_url(self) -> str:
@@ -236,6 +247,9 @@ class LocalStack:
         """Start the server, set the environment, create the resources."""
         from moto.server import ThreadedMotoServer
 
+        from infra import moto_disk
+
+        moto_disk.apply()  # large objects stay on disk: infra/moto_disk.py
         if self.quiet:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
@@ -305,9 +319,8 @@ class LocalStack:
             "OPENDEPOT_PUBLIC_BASE_URL": self.public_base_url,
             "OPENDEPOT_API_BASE_URL": self.api_base_url,
             "OPENDEPOT_VERSIONS_TOPIC_ARN": self.versions_topic.arn if self.versions_topic else "",
-            # dozens of files published one after the other: the dashboards (about 800 files,
-            # 15 to 40 s each time) are built once, when the demo has published them all
-            "OPENDEPOT_SITE_DASHBOARDS": "0",
+            "OPENDEPOT_SITE_QUEUE_URL": self.site_queue.url if self.site_queue else "",
+            "OPENDEPOT_SITE_DASHBOARDS": "1" if self.site_dashboards else "0",
         }
         # a profile would win over the fake keys for clients built without explicit keys
         for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):

@@ -284,6 +284,8 @@ class EventSource:
     """Function memory in MB."""
     report_batch_item_failures: bool
     """``FunctionResponseTypes`` has ``ReportBatchItemFailures``."""
+    batching_window: int = 0
+    """``MaximumBatchingWindowInSeconds``: seconds Lambda gathers records before invoking."""
 
 
 def to_bool(value: Any) -> bool:
@@ -340,6 +342,8 @@ def event_sources(template: Mapping[str, Any], resolver: Resolver) -> list[Event
                 ),
                 report_batch_item_failures="ReportBatchItemFailures"
                 in (resolver.resolve(props.get("FunctionResponseTypes")) or []),
+                batching_window=int(
+                    resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
             )
         )
 

@@ -28,6 +28,7 @@ from opendepot.contracts import (
     Manifest,
     PublishMessage,
     Resource,
+    SiteMessage,
     UploadRecord,
     Version,
     VersionFile,
@@ -158,6 +159,17 @@ def test_missing_key__refused_naming_record_and_key(published: dict[str, bytes])
         Manifest.from_json(manifest)
     with pytest.raises(ContractError, match=r"^PublishMessage\.dataset: missing$"):
         PublishMessage.from_json({"upload_id": "x"})
+    with pytest.raises(ContractError, match=r"^SiteMessage\.dataset: missing$"):
+        SiteMessage.from_json({"version": "2021-03-17-17h03m00s"})
+
+
+def test_site_message__round_trips_and_names_its_dataset_and_version() -> None:
+    doc = {"dataset": HOSP, "version": "2021-03-17-17h03m00s"}
+    assert SiteMessage.from_json(doc) == SiteMessage(HOSP, "2021-03-17-17h03m00s")
+    assert SiteMessage.from_json(doc).to_json() == doc
+    assert SiteMessage.from_json({"dataset": HOSP}).version == ""  # informational only
+    with pytest.raises(ContractError, match=r"^SiteMessage\.version: expected a string"):
+        SiteMessage.from_json({"dataset": HOSP, "version": 7})
 
 
 # ------------------------------------------------------------------ a real publication

@@ -26,11 +26,12 @@ from opendepot.site import Page, assets
 from opendepot.site.dashboards import (
     DashboardError,
     check_against,
+    dashboard_batches,
     dashboard_pages,
     load_dashboards,
     parse_dashboard,
 )
-from opendepot.site.dashboards_data import differences, rolling
+from opendepot.site.dashboards_data import cell, differences, rolling
 from opendepot.storage import MemoryQueue, MemoryStore
 
 HOSP = "donnees-hospitalieres-covid19"
@@ -357,3 +358,38 @@ def test_map_and_area_csvs__hold_the_published_values_by_day(site: dict[str, Pag
     row = dict(zip(area[0], next(r for r in area if r[0] == last), strict=True))
     assert int(row["hosp"]) == expected["75"]
     assert "cas_confirmes_ehpad" not in row  # nursing homes: France only, never made up
+
+
+def test_timeseries_batches__one_area_at_a_time_then_the_map_and_index(
+        published: Pipeline, site: dict[str, Page]) -> None:
+    """The site writes each batch before the next is built: a batch holds one area's pages and
+    files (memory is one area's, not the dashboard's)."""
+    epidemic = (d for d in load_dashboards() if d.slug == "epidemic")
+    batches = list(dashboard_batches(published.store, published.settings, load_registry(),
+                                     {HOSP}, dashboards=tuple(epidemic)))
+    areas = [{p.path.split("/")[2] for p in b if not p.path.startswith("dashboards/epidemic/data/")}
+             for b in batches[:-1]]
+    assert len(batches) == 1 + 18 + 101 + 1  # France, the regions, the departments, then data
+    assert areas[0] == {"", "fra"} and all(len(a) == 1 for a in areas[1:])
+    assert {p.path for p in batches[-1]} >= {"dashboards/epidemic/data/index.json",
+                                             "dashboards/epidemic/data/map-hosp.csv"}
+    assert {p.path: p.body for b in batches for p in b} == {
+        k: p.body for k, p in site.items() if k.startswith("dashboards/epidemic/")}
+
+
+def test_chart_csv__cells_as_the_scalar_formatting_of_the_real_series(
+        site: dict[str, Page]) -> None:
+    """The chart files are written column by column (Arrow); each cell is what ``cell`` gives
+    for the published value, its difference and its 7-day average, day by day."""
+    real = real_stock()
+    paris = real[(real["dep"] == "75") & (real["sexe"] == 0)].set_index("jour")["dc"]
+    days = pd.date_range(paris.index.min(), paris.index.max()).strftime("%Y-%m-%d")
+    values = [float(paris[d]) if d in paris.index else None for d in days]
+    daily = differences(values)
+    expected = [f"{d};{cell(v)};{cell(x)};{cell(m, 1)}"
+                for d, v, x, m in zip(days, values, daily, rolling(daily), strict=True)]
+
+    body = site["dashboards/epidemic/data/dep-75/dc.csv"].body.decode("utf-8")
+
+    assert body.splitlines() == ["date;dc;dc_jour;dc_moy7", *expected]
+    assert len(expected) == 365 and any("." in line.rsplit(";", 1)[1] for line in expected)

@@ -1,7 +1,8 @@
-"""Functional tests: the validate and publish Lambda handlers on moto (in process), fed the
+"""Functional tests: the validate, publish and site Lambda handlers on moto (in process), fed the
 S3 events of cases C09-C14 in ../shared/data/cases, mapped onto opendepot's key layout
 (bucket ``covid-drop`` -> the incoming bucket, ``covid-published`` -> the published bucket,
-``incoming/`` -> ``donnees-hospitalieres-covid19/``, kept URL-encoded as S3 sends it)."""
+``incoming/`` -> ``donnees-hospitalieres-covid19/``, kept URL-encoded as S3 sends it). Publish
+asks the site function for a refresh through the site queue (standard, as in template.yaml)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from test_index_api import LambdaContext as Context
 
 EVENTS = Path(__file__).parent / "events"
 SETTINGS = Settings()
+TXAD = "covid-hosp-txad"
 
 
 class FailingStore:
@@ -72,7 +74,8 @@ def aws(monkeypatch):
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName="opendepot-publish.fifo", Attributes={
             "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
-        settings = Settings(publish_queue_url=url)
+        site = sqs.create_queue(QueueName="opendepot-site")["QueueUrl"]
+        settings = Settings(publish_queue_url=url, site_queue_url=site)
         rt = runtime.Runtime(settings, S3Store(s3), SqsQueue(sqs), load_registry(), load_cog())
         runtime.use(rt)
         yield rt, s3, sqs
@@ -376,3 +379,163 @@ def test_malformed_publish_request__failed_so_the_dead_letter_queue_keeps_it(aws
         for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])  # as the DLQ would
     assert published_state(s3) == {}
+
+
+# ------------------------------------------------------------------------------ the site function
+
+
+def site_requests(rt, sqs) -> list[dict[str, Any]]:
+    """Every message waiting in the site queue (received: invisible until deleted)."""
+    out: list[dict[str, Any]] = []
+    while got := sqs.receive_message(QueueUrl=rt.settings.site_queue_url,
+                                     MaxNumberOfMessages=10).get("Messages", []):
+        out += got
+    return out
+
+
+def site_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    template = json.loads((EVENTS / "sqs_site_request.json").read_text())["Records"][0]
+    records = []
+    for m in messages:
+        rec = copy.deepcopy(template)
+        rec.update(messageId=m["MessageId"], receiptHandle=m["ReceiptHandle"], body=m["Body"])
+        records.append(rec)
+    return {"Records": records}
+
+
+def run_site(rt, event: dict[str, Any], *, store=None, clock=None) -> dict[str, Any]:
+    """The site handler on ``event`` (with ``store`` and ``clock`` instead of the runtime's)."""
+    from functions.site import app
+
+    runtime.use(runtime.Runtime(rt.settings, store or rt.store, rt.queue, rt.registry, rt.cog,
+                                clock=clock or rt.clock))
+    try:
+        return app.lambda_handler(event, Context())
+    finally:
+        runtime.use(rt)
+
+
+def published_first(rt, s3, sqs, cases_dir) -> str:
+    """C10 validated and published (the hospital dataset's first version); its version."""
+    c10 = json.loads((cases_dir / "C10-duplicate-delivery.json").read_text())["invocations"][0]
+    record = put_for(s3, map_event(c10["Records"][0]),
+                     (cases_dir / "C10-duplicate-delivery-object.csv").read_bytes())
+    validate(sqs_event({"Records": [record]}))
+    assert drain_publish(rt, sqs) == {"batchItemFailures": []}
+    manifest = json.loads(s3.get_object(Bucket=SETTINGS.published_bucket,
+                                        Key=f"{HOSP}/manifest.json")["Body"].read())
+    return str(manifest["version"])
+
+
+def site_puts(s3) -> list[str]:
+    """Keys put under site/ from now on (a list the caller reads later)."""
+    keys: list[str] = []
+    s3.meta.events.register("before-parameter-build.s3.PutObject",
+                            lambda params, **kw: keys.append(params["Key"]))
+    return keys
+
+
+def test_publish__one_site_request_per_new_version_none_for_a_no_op(aws, cases_dir):
+    rt, s3, sqs = aws
+    version = published_first(rt, s3, sqs, cases_dir)
+    (request,) = site_requests(rt, sqs)
+    assert json.loads(request["Body"]) == {"dataset": HOSP, "version": version}
+    sqs.delete_message(QueueUrl=rt.settings.site_queue_url, ReceiptHandle=request["ReceiptHandle"])
+
+    sqs.send_message(QueueUrl=rt.settings.publish_queue_url, MessageGroupId=HOSP,
+                     MessageBody=json.dumps({"dataset": HOSP, "upload_id": "again"}))
+    assert drain_publish(rt, sqs) == {"batchItemFailures": []}  # nothing new to publish
+    assert site_requests(rt, sqs) == []
+    assert s3.list_objects_v2(Bucket=SETTINGS.published_bucket, Prefix="site/")["KeyCount"] == 0
+
+
+def test_site_request_that_cannot_be_sent__publication_stands_failure_logged_and_counted(
+        aws, cases_dir, capsys, caplog):
+    rt, s3, sqs = aws
+    sqs.delete_queue(QueueUrl=rt.settings.site_queue_url)  # SQS answers QueueDoesNotExist
+    capsys.readouterr()
+    version = published_first(rt, s3, sqs, cases_dir)
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+           if line.startswith("{")]
+    (failed,) = [r for r in caplog.records if r.getMessage() == "site refresh not requested"]
+    assert failed.levelname == "ERROR" and failed.version == version  # type: ignore[attr-defined]
+    assert "QueueDoesNotExist" in failed.error and failed.exc_info  # type: ignore[attr-defined]
+    assert national(s3, "2020-03-24") == 1692  # published all the same, and announced
+    assert next(d["SiteRequestsFailed"] for d in out if "SiteRequestsFailed" in d) == [1.0]
+    assert next(d["VersionsPublished"] for d in out if "VersionsPublished" in d) == [1.0]
+    assert s3.list_objects_v2(Bucket=SETTINGS.internal_bucket,
+                              Prefix=f"announced/{HOSP}/")["KeyCount"] == 1
+
+
+def test_site_handler__refreshes_the_union_of_a_batch_once(aws, cases_dir, real_dir):
+    rt, s3, sqs = aws
+    published_first(rt, s3, sqs, cases_dir)
+    txad = real_dir / TXAD / "covid-hosp-txad-fra-2022-03-11-19h00.csv"
+    c10 = json.loads((cases_dir / "C10-duplicate-delivery.json").read_text())["invocations"][0]
+    record = map_event(c10["Records"][0])
+    record["s3"]["object"]["key"] = f"{TXAD}/spf/{txad.name}"
+    validate(sqs_event({"Records": [put_for(s3, record, txad.read_bytes())]}))
+    assert drain_publish(rt, sqs) == {"batchItemFailures": []}
+    requests = site_requests(rt, sqs)
+    assert sorted(json.loads(m["Body"])["dataset"] for m in requests) == [TXAD, HOSP]
+    again = dict(requests[0], MessageId="again", ReceiptHandle="again")  # a duplicate delivery
+    puts = site_puts(s3)
+
+    assert run_site(rt, site_event([*requests, again])) == {"batchItemFailures": []}
+
+    counts = {k: puts.count(k) for k in puts}
+    assert set(counts.values()) == {1}, {k: n for k, n in counts.items() if n > 1}
+    assert {"site/index.html", f"site/datasets/{HOSP}/index.html",
+            f"site/datasets/{TXAD}/index.html", "site/dashboards/epidemic/index.html",
+            "site/dashboards/epidemic/dep-75/index.html"} <= set(counts)
+    assert not any(k.startswith("site/dashboards/business-support/") for k in counts)
+    home = s3.get_object(Bucket=SETTINGS.published_bucket, Key="site/index.html")["Body"].read()
+    assert f'data-dataset="{HOSP}"'.encode() in home and f'data-dataset="{TXAD}"'.encode() in home
+
+
+def test_site_handler__identical_pages_not_put_again_changed_ones_are(aws, cases_dir):
+    from datetime import UTC, datetime, timedelta
+
+    rt, s3, sqs = aws
+    published_first(rt, s3, sqs, cases_dir)
+    event = site_event(site_requests(rt, sqs))
+    now = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    puts = site_puts(s3)
+    run_site(rt, event, clock=lambda: now)
+    first = list(puts)
+    css = s3.head_object(Bucket=SETTINGS.published_bucket, Key="site/assets/site.css")
+    puts.clear()
+
+    run_site(rt, event, clock=lambda: now)  # the same pages: nothing put
+    assert puts == [] and len(first) > 100
+    run_site(rt, event, clock=lambda: now + timedelta(days=3))  # the home says "late" now
+    assert sorted(puts) == ["site/datasets/donnees-hospitalieres-covid19/index.html",
+                            "site/index.html"]
+    again = s3.head_object(Bucket=SETTINGS.published_bucket, Key="site/assets/site.css")
+    assert again["LastModified"] == css["LastModified"] and again["ETag"] == css["ETag"]
+
+
+def test_site_handler__a_failed_refresh_fails_the_whole_batch(aws, cases_dir, capsys):
+    rt, s3, sqs = aws
+    published_first(rt, s3, sqs, cases_dir)
+    event = site_event(site_requests(rt, sqs))
+    failing = FailingStore(rt.store, "put", fail_at=1, prefix="site/")
+    capsys.readouterr()
+    with pytest.raises(RuntimeError, match="injected failure at put #1"):
+        run_site(rt, event, store=failing)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+           if line.startswith("{") and '"_aws"' in line]
+    assert next(doc["SiteRefreshesFailed"] for doc in emf if "SiteRefreshesFailed" in doc) == [1.0]
+    assert run_site(rt, event) == {"batchItemFailures": []}  # the queue's retry
+    assert s3.head_object(Bucket=SETTINGS.published_bucket, Key="site/index.html")
+
+
+def test_site_handler__a_malformed_request_fails_alone(aws, cases_dir):
+    rt, s3, sqs = aws
+    published_first(rt, s3, sqs, cases_dir)
+    (request,) = site_requests(rt, sqs)
+    bad = dict(request, MessageId="bad", Body=json.dumps({"version": "x"}))
+    result = run_site(rt, site_event([bad, request]))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert s3.head_object(Bucket=SETTINGS.published_bucket,
+                          Key=f"site/datasets/{HOSP}/index.html")

@@ -21,9 +21,9 @@ from urllib.parse import unquote_plus
 import pytest
 
 from infra.http_server import LocalHttpApi
-from infra.pump import Pump, bindings_for
+from infra.pump import BatchResult, Pump, bindings_for
 from infra.sample import sample_csv, sample_files
-from infra.stack import LocalStack, load_template
+from infra.stack import SITE_QUEUE, LocalStack, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -109,6 +109,9 @@ def test_local_stack__creates_exactly_the_template_buckets_and_queues(stack: Loc
             assert "RedrivePolicy" not in attrs
     assert stack.publish_queue.fifo
     assert stack.env["OPENDEPOT_PUBLISH_QUEUE_URL"] == stack.publish_queue_url
+    assert stack.site_queue is not None and not stack.site_queue.fifo
+    assert stack.env["OPENDEPOT_SITE_QUEUE_URL"] == stack.site_queue.url
+    assert stack.env["OPENDEPOT_SITE_DASHBOARDS"] == "0"  # tests pump file by file
 
 
 @pytest.mark.e2e
@@ -479,6 +482,10 @@ def test_demo_once_on_the_sample__publishes_it_and_exits_0(tmp_path: Path) -> No
     assert "Published: donnees-hospitalieres-covid19" in out
     assert "/api/1/datasets/r/" in out
     assert "--once: the local stack stops now" in out  # the links above are not left dangling
+    # the site requests of the run, held while the files dropped, in one batch of the function
+    (site,) = [line for line in out.splitlines() if line.startswith("Site: ")]
+    assert "built by the site function from 2 site requests" in site, site
+    assert "1 dataset pages, dashboards epidemic" in site, site
 
 
 @pytest.mark.e2e
@@ -507,3 +514,35 @@ def test_served_demo__says_what_happened_to_each_new_upload(
     assert out[0].startswith(f"REJECTED {key}: ") and out[0].endswith("1 error, 0 warnings")
     assert "Line 4, column dep: '20' is not a valid department code" in "\n".join(out)
     assert out[-1] == f"  report: s3://{stack.internal_bucket}/{new[0]}"
+
+
+@pytest.mark.e2e
+def test_site_queue__held_while_files_drop_then_one_batch_of_the_site_function_builds_the_pages(
+    stack: LocalStack,
+) -> None:
+    from conftest import CASES, HOSP
+    from opendepot import runtime
+
+    runtime.use(None)
+    batches: list[BatchResult] = []
+    pump = Pump(stack.sqs, bindings_for(stack), region=stack.region, on_batch=batches.append)
+    pump.run(timeout=30)  # the bucket's s3:TestEvent
+    for name in ("C10-duplicate-delivery-object.csv", "C12-partial-publication-object.csv"):
+        stack.s3.put_object(Bucket=stack.incoming_bucket, Key=f"{HOSP}/spf/{name}",
+                            Body=(CASES / name).read_bytes())
+        pump.run(timeout=60, hold=[SITE_QUEUE])
+    assert stack.site_queue is not None
+    held = stack.queue_depth(stack.site_queue.url)
+    listed = stack.s3.list_objects_v2(Bucket=stack.published_bucket, Prefix="site/")
+    batches.clear()
+
+    stats = pump.run(timeout=120)
+    runtime.use(None)
+
+    assert held == (2, 0, 0) and listed["KeyCount"] == 0  # two versions, two requests, no page
+    assert [(b.queue, b.size, b.failed) for b in batches] == [(SITE_QUEUE, 2, 0)]
+    assert stats.errors == [] and sum(stack.queue_depth(stack.site_queue.url)) == 0
+    home = stack.s3.get_object(Bucket=stack.published_bucket, Key="site/index.html")
+    manifest = json.loads(stack.s3.get_object(
+        Bucket=stack.published_bucket, Key=f"{HOSP}/manifest.json")["Body"].read())
+    assert f'data-version="{manifest["version"]}"'.encode() in home["Body"].read()

@@ -1,8 +1,9 @@
 """The static site's home and dataset pages (issue 15, items 1-6, without a browser): real files
 published through the pipeline, then ``opendepot.site.build.refresh``; the figures on the pages
-are checked against the real files and the published bytes. The publish function regenerates
-the site after a publication, and a site that cannot be built does not fail the publication.
-The local demo's server serves the site beside the API."""
+are checked against the real files and the published bytes. The publish function asks the site
+function for a refresh after a new version (tests/test_handlers.py runs both on moto); a page
+whose stored bytes are the same is not put again. The local demo's server serves the site
+beside the API."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import csv
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,9 +24,11 @@ from conftest import CASES, HOSP, REAL, Pipeline
 from functions.publish import app as publish_app
 from infra.http_server import LocalHttpApi, SiteFiles
 from opendepot import layout
-from opendepot.contracts import PublishMessage
+from opendepot.config import Settings
+from opendepot.contracts import PublishMessage, SiteMessage
 from opendepot.registry import load_registry
-from opendepot.site import Page, build, pages
+from opendepot.site import Page, build, pages, write_pages
+from opendepot.storage import MemoryStore
 from test_http_server import call
 from test_notify import publishing
 
@@ -141,7 +145,8 @@ def refresh(
     and have their own tests)."""
     written = build.refresh(p.store, p.settings, load_registry(), datasets=datasets, now=now,
                             dashboards=dashboards)
-    return {page.path: parse(page.body) for page in written if page.mime.startswith("text/html")}
+    return {page.path: parse(page.body) for page in written.pages
+            if page.mime.startswith("text/html")}
 
 
 def stored(p: Pipeline, path: str) -> bytes:
@@ -191,14 +196,15 @@ def test_refresh__builds_the_dashboards_of_the_datasets_it_renders_after_their_p
 
     asked: list[set[str] | None] = []
 
-    def dashboard_pages(store: Any, settings: Any, registry: Any,
-                        changed: set[str] | None) -> list[Page]:
+    def dashboard_batches(store: Any, settings: Any, registry: Any,
+                          changed: set[str] | None) -> Iterator[list[Page]]:
         asked.append(changed)
         if changed == {TXAD}:
             raise RuntimeError("a dashboard that cannot be built")
-        return [Page("dashboards/epidemic/", b"<!doctype html><title>x</title>")]
+        yield [Page("dashboards/epidemic/", b"<!doctype html><title>x</title>")]
+        yield [Page("dashboards/epidemic/data/index.json", b"{}", "application/json")]
 
-    monkeypatch.setattr(dashboards, "dashboard_pages", dashboard_pages)
+    monkeypatch.setattr(dashboards, "dashboard_batches", dashboard_batches)
     p = published.p
     one = build.refresh(p.store, p.settings, load_registry(), datasets=[HOSP], now=p.now)
     every = build.refresh(p.store, p.settings, load_registry(), datasets=None, now=p.now)
@@ -207,9 +213,10 @@ def test_refresh__builds_the_dashboards_of_the_datasets_it_renders_after_their_p
         build.refresh(p.store, p.settings, load_registry(), datasets=[TXAD], now=p.now)
 
     assert asked == [{HOSP}, None, {TXAD}]
-    assert [x.path for x in one if not x.path.startswith("assets/")] == [
-        "", f"datasets/{HOSP}/", "dashboards/epidemic/"]
-    assert {x.path for x in every} >= {"", f"datasets/{HOSP}/", f"datasets/{TXAD}/"}
+    assert [x for x in one.paths if not x.startswith("assets/")] == [
+        "", f"datasets/{HOSP}/", "dashboards/epidemic/", "dashboards/epidemic/data/index.json"]
+    assert one.dashboards == ("dashboards/epidemic/", "dashboards/epidemic/data/index.json")
+    assert set(every.paths) >= {"", f"datasets/{HOSP}/", f"datasets/{TXAD}/"}
     assert stored(p, "dashboards/epidemic/") == b"<!doctype html><title>x</title>"
     # the pages for people were written before the dashboards failed
     assert parse(stored(p, "")).one("tr", data_dataset=TXAD).attrs["data-version"] == \
@@ -324,42 +331,60 @@ class Record:
         self.body = json.dumps(PublishMessage(dataset, "x").to_json())
 
 
-def test_publish_function__writes_the_site_after_a_publication(pipeline: Pipeline) -> None:
+def test_publish_function__asks_for_the_site_once_per_new_version(pipeline: Pipeline) -> None:
+    pipeline.settings = replace(pipeline.settings, site_queue_url="memory://site")
     f = HOSP_FILES[0]
     assert pipeline.drop(f"{HOSP}/spf/{f.name}", f.read_bytes()).status == "accepted"
 
     with publishing(pipeline):
         publish_app.record_handler(Record(HOSP))  # type: ignore[arg-type]
-        seconds = publish_app.metrics.metric_set["SiteBuildSeconds"]["Value"]
+        publish_app.record_handler(Record(HOSP))  # type: ignore[arg-type]  # nothing new
 
     version = json.loads(pipeline.published(layout.manifest_key(HOSP)))["version"]
-    home = parse(stored(pipeline, ""))
-    assert home.one("tr", data_dataset=HOSP).attrs["data-version"] == version
-    page = parse(stored(pipeline, f"datasets/{HOSP}/"))
-    assert page.one("dl", class_="facts").attrs["data-version"] == version
-    assert pipeline.store.head(pipeline.settings.published_bucket,
-                               "site/assets/site.css") is not None
-    assert len(seconds) == 1
+    site = [(body, group) for url, body, group in pipeline.queue.sent if url == "memory://site"]
+    assert site == [({"dataset": HOSP, "version": version}, None)]  # standard queue: no group
+    assert SiteMessage.from_json(site[0][0]) == SiteMessage(HOSP, version)
+    assert pipeline.store.head(pipeline.settings.published_bucket, "site/index.html") is None
 
 
-def test_publish_function__a_failing_site_does_not_fail_the_publication(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise OSError("the site's bucket is unreachable")
-
-    monkeypatch.setattr(build, "refresh", broken)
+def test_publish_function__without_a_site_queue_sends_no_site_request(pipeline: Pipeline) -> None:
     f = HOSP_FILES[0]
     assert pipeline.drop(f"{HOSP}/spf/{f.name}", f.read_bytes()).status == "accepted"
+    assert pipeline.settings.site_queue_url == ""
 
     with publishing(pipeline):
-        publish_app.record_handler(Record(HOSP))  # type: ignore[arg-type]  # does not raise
-        failed = publish_app.metrics.metric_set["SiteBuildsFailed"]["Value"]
+        publish_app.record_handler(Record(HOSP))  # type: ignore[arg-type]
 
-    manifest = json.loads(pipeline.published(layout.manifest_key(HOSP)))
-    assert manifest["rows"]["dep"] == data_rows(f) - 3  # 3 rows of the file are rejected
-    assert failed == [1.0]
-    assert pipeline.store.head(pipeline.settings.published_bucket, "site/index.html") is None
+    assert json.loads(pipeline.published(layout.manifest_key(HOSP)))["version"]
+    assert all("dataset" in body and "version" not in body for _, body, _ in pipeline.queue.sent)
+
+
+class CountingPuts(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: list[str] = []
+
+    def put(self, bucket: str, key: str, body: Any, content_type: str,  # type: ignore[override]
+            **kwargs: Any) -> str:
+        self.puts.append(key)
+        return super().put(bucket, key, body, content_type, **kwargs)
+
+
+def test_page_writer__puts_only_the_pages_whose_bytes_changed() -> None:
+    store, settings = CountingPuts(), Settings()
+    pages = [Page("", b"<p>home</p>"), Page("datasets/a/", b"<p>a</p>"),
+             Page("assets/site.css", b"body{}", "text/css; charset=utf-8")]
+    first = write_pages(store, settings, pages)
+    stored = store.head(settings.published_bucket, "site/assets/site.css")
+    store.puts.clear()
+
+    second = write_pages(store, settings, [Page("", b"<p>home, later</p>"), *pages[1:]])
+
+    assert (first.written, first.unchanged) == (3, 0)
+    assert (second.written, second.unchanged) == (1, 2)
+    assert store.puts == ["site/index.html"]
+    assert store.head(settings.published_bucket, "site/assets/site.css") == stored
+    assert store.get(settings.published_bucket, "site/index.html") == b"<p>home, later</p>"
 
 
 # ------------------------------------------------------------------------------ local server

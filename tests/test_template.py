@@ -24,7 +24,7 @@ TEMPLATE = ROOT / "template.yaml"
 REGION = "eu-west-3"
 
 BUCKETS = ("IncomingBucket", "InternalBucket", "PublishedBucket")
-FUNCTIONS = ("ValidateFunction", "PublishFunction", "IndexApiFunction")
+FUNCTIONS = ("ValidateFunction", "PublishFunction", "SiteFunction", "IndexApiFunction")
 SETTINGS = (
     "OPENDEPOT_INCOMING_BUCKET",
     "OPENDEPOT_INTERNAL_BUCKET",
@@ -289,6 +289,8 @@ def test_bucket_and_queue_names__are_deterministic_subs_of_stack_and_account(
         "ValidateDeadLetterQueue": {"Fn::Sub": "${AWS::StackName}-validate-dlq"},
         "PublishQueue": {"Fn::Sub": "${AWS::StackName}-publish.fifo"},
         "PublishDeadLetterQueue": {"Fn::Sub": "${AWS::StackName}-publish-dlq.fifo"},
+        "SiteQueue": {"Fn::Sub": "${AWS::StackName}-site"},
+        "SiteDeadLetterQueue": {"Fn::Sub": "${AWS::StackName}-site-dlq"},
     }
 
 
@@ -314,12 +316,12 @@ def test_sam_transform__gives_the_buckets_queues_functions_layer_and_api(
 
     assert count == {
         "AWS::S3::Bucket": 3,
-        "AWS::SQS::Queue": 4,
-        "AWS::Lambda::Function": 3,
+        "AWS::SQS::Queue": 6,
+        "AWS::Lambda::Function": 4,
         "AWS::Lambda::LayerVersion": 1,
-        "AWS::Lambda::EventSourceMapping": 2,
+        "AWS::Lambda::EventSourceMapping": 3,
         "AWS::ApiGatewayV2::Api": 1,
-        "AWS::CloudWatch::Alarm": 3,
+        "AWS::CloudWatch::Alarm": 4,
         "AWS::SNS::Topic": 1,
     }
     assert set(BUCKETS) | set(FUNCTIONS) <= set(transformed["Resources"])
@@ -339,27 +341,54 @@ def test_event_source_mappings__feed_each_queue_to_its_function_with_partial_fai
     assert set(mappings) == {
         ("ValidateQueue", "ValidateFunction"),
         ("PublishQueue", "PublishFunction"),
+        ("SiteQueue", "SiteFunction"),
     }
     assert mappings["ValidateQueue", "ValidateFunction"]["BatchSize"] == 10
     assert mappings["PublishQueue", "PublishFunction"]["BatchSize"] == 1
     for props in mappings.values():
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # debounced: up to 30 s (or 100 requests) gathered, refreshed once
+    site = mappings["SiteQueue", "SiteFunction"]
+    assert (site["BatchSize"], site["MaximumBatchingWindowInSeconds"]) == (100, 30)
+    assert not any("MaximumBatchingWindowInSeconds" in mappings[k] for k in
+                   (("ValidateQueue", "ValidateFunction"), ("PublishQueue", "PublishFunction")))
+
+
+def test_site_function__one_at_a_time_sized_by_the_bench_asked_by_publish(
+    transformed: dict[str, Any],
+) -> None:
+    """One site refresh at a time (two would race on the home page), within Lambda's limits with
+    about twice what the bench measured (×100: 78 to 161 s, 0.8 to 1.0 GiB); publish only
+    asks."""
+    site, publish = _props(transformed, "SiteFunction"), _props(transformed, "PublishFunction")
+    env = site["Environment"]["Variables"]
+
+    assert site["ReservedConcurrentExecutions"] == 1
+    assert site["Timeout"] == 300 and site["MemorySize"] == 2048
+    assert publish["Environment"]["Variables"]["OPENDEPOT_SITE_QUEUE_URL"] == {"Ref": "SiteQueue"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "opendepot-site"
+    assert env["OPENDEPOT_API_BASE_URL"] == publish["Environment"]["Variables"][
+        "OPENDEPOT_API_BASE_URL"]  # the pages' API links, absolute
+    assert "OPENDEPOT_SITE_QUEUE_URL" not in env  # it never asks itself
 
 
 def test_queue_visibility_timeouts__are_at_least_six_times_their_function_timeout(
     transformed: dict[str, Any],
 ) -> None:
-    pairs = (("ValidateQueue", "ValidateFunction"), ("PublishQueue", "PublishFunction"))
+    pairs = (("ValidateQueue", "ValidateFunction"), ("PublishQueue", "PublishFunction"),
+             ("SiteQueue", "SiteFunction"))
     for queue, function in pairs:
         timeout = _props(transformed, function)["Timeout"]
         assert _props(transformed, queue)["VisibilityTimeout"] >= 6 * timeout, queue
+    # plus the batching window, as AWS recommends for a batched event source
+    assert _props(transformed, "SiteQueue")["VisibilityTimeout"] >= 6 * 300 + 30
 
 
 def test_queues__redrive_to_their_dead_letter_queues_and_fifo_stays_fifo(
     transformed: dict[str, Any],
 ) -> None:
     validate, publish = _props(transformed, "ValidateQueue"), _props(transformed, "PublishQueue")
-    publish_dlq = _props(transformed, "PublishDeadLetterQueue")
+    publish_dlq, site = _props(transformed, "PublishDeadLetterQueue"), _props(transformed, "SiteQueue")
 
     assert validate["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["ValidateDeadLetterQueue", "Arn"]},
@@ -371,6 +400,11 @@ def test_queues__redrive_to_their_dead_letter_queues_and_fifo_stays_fifo(
     assert publish["FifoQueue"] is True and publish["ContentBasedDeduplication"] is True
     assert publish_dlq["FifoQueue"] is True
     assert "FifoQueue" not in validate
+    assert site["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["SiteDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert "FifoQueue" not in site  # standard: duplicates only rebuild the same pages
     for lid in _of_type(transformed, "AWS::SQS::Queue"):
         assert _props(transformed, lid)["SqsManagedSseEnabled"] is True, lid
 
@@ -478,6 +512,7 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     assert reads == {
         "ValidateFunction": {"IncomingBucket", "InternalBucket", "PublishedBucket"},
         "PublishFunction": {"InternalBucket", "PublishedBucket"},
+        "SiteFunction": {"InternalBucket", "PublishedBucket"},  # reports for the dataset pages
         "IndexApiFunction": {"PublishedBucket"},
     }
     # one writer per prefix, and no function writes where it is triggered: validate writes the
@@ -485,6 +520,7 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     assert writes == {
         "ValidateFunction": {"InternalBucket", "PublishedBucket"},
         "PublishFunction": {"InternalBucket", "PublishedBucket"},  # announced/ markers
+        "SiteFunction": {"PublishedBucket"},  # site/ only
         "IndexApiFunction": set(),
     }
     # publish takes the inbox in and expires staged copies no version can need again
@@ -492,6 +528,7 @@ def test_function_roles__read_and_write_only_their_own_buckets(
     # and the files of a version never switched to (opendepot.pending), in version folders only
     assert deletes["PublishFunction"] == {"InternalBucket", "PublishedBucket"}
     assert deletes["ValidateFunction"] == deletes["IndexApiFunction"] == set()
+    assert deletes["SiteFunction"] == set()
     published = {(a, _label(r)) for a, r in _grant_resources(transformed, "ValidateFunctionRole")
                  if _label(r).startswith("PublishedBucket")}
     assert published == {("s3:GetObject", "PublishedBucket/reuses/*"),
@@ -541,10 +578,12 @@ def test_function_roles__send_only_publish_requests(transformed: dict[str, Any])
     }
 
     # validate asks for publications; publish asks the datasets a new version feeds (the feed
-    # graph is acyclic: tests/test_registry_feeds.py)
+    # graph is acyclic: tests/test_registry_feeds.py) and the site function for a refresh
     assert sends == {
         "ValidateFunction": [{"Fn::GetAtt": ["PublishQueue", "Arn"]}],
-        "PublishFunction": [{"Fn::GetAtt": ["PublishQueue", "Arn"]}],
+        "PublishFunction": [{"Fn::GetAtt": ["PublishQueue", "Arn"]},
+                            {"Fn::GetAtt": ["SiteQueue", "Arn"]}],
+        "SiteFunction": [],
         "IndexApiFunction": [],
     }
 
@@ -579,7 +618,7 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
               for p in ("staging", "inbox")),
             ("s3:GetObject", "InternalBucket/index/*"),  # the upload index, and its switch
             ("s3:PutObject", "InternalBucket/index/*"),
-            ("s3:GetObject", "InternalBucket/reports/*"),  # the site: newest uploads' validation
+            ("s3:DeleteObject", "InternalBucket/index/*/keys/*"),  # its shards, once replaced
             # announced/{dataset}/{version}.json: a version announced exactly once
             ("s3:GetObject", "InternalBucket/announced/*"),
             ("s3:PutObject", "InternalBucket/announced/*"),
@@ -594,7 +633,17 @@ def test_function_roles__grant_only_the_actions_their_code_uses_on_named_resourc
             ("s3:ListBucket", "PublishedBucket"),  # 404 for a missing manifest or catalog
             ("sqs:SendMessage", "PublishQueue"),
             ("sns:Publish", "VersionsTopic"),  # announces each new version
+            ("sqs:SendMessage", "SiteQueue"),  # asks for a site refresh
             *((a, "PublishLogGroup") for a in logs),
+        },
+        "SiteFunction": {
+            *((a, "SiteQueue") for a in receive),
+            ("s3:GetObject", "PublishedBucket/*"),  # catalog, manifests, changes, Parquet
+            ("s3:PutObject", "PublishedBucket/site/*"),  # the site only
+            ("s3:ListBucket", "PublishedBucket"),  # the stored pages' ETags; 404s
+            ("s3:GetObject", "InternalBucket/reports/*"),  # the newest uploads' validation
+            ("s3:ListBucket", "InternalBucket"),  # a dataset's reports
+            *((a, "SiteLogGroup") for a in logs),
         },
         "IndexApiFunction": {
             ("s3:GetObject", "PublishedBucket/*"),
@@ -643,7 +692,8 @@ def test_incoming_bucket__never_written_by_a_function_and_the_only_one_that_noti
     assert writers == {"ProducerRole"}
     assert set(notifying) == {"IncomingBucket"}
     assert set(notifying["IncomingBucket"]) == {"QueueConfigurations"}
-    assert triggers == {"ValidateFunction": {"IncomingBucket"}, "PublishFunction": set()}
+    assert triggers == {"ValidateFunction": {"IncomingBucket"}, "PublishFunction": set(),
+                        "SiteFunction": set()}
     for fn, buckets in triggers.items():
         assert not buckets & _s3_access(transformed, fn, "s3:PutObject"), fn
     # nothing else invokes a function from S3
@@ -730,7 +780,7 @@ def test_functions__run_python312_x86_64_with_the_layers(transformed: dict[str, 
         assert props["Handler"] == "app.lambda_handler", fn
         assert {"Ref": "PowertoolsLayerArn"} in layers, fn
         assert any(layer.get("Ref") in layer_ids for layer in layers), fn
-    for fn in ("ValidateFunction", "PublishFunction"):
+    for fn in ("ValidateFunction", "PublishFunction", "SiteFunction"):
         assert {"Ref": "PandasLayerArn"} in _props(transformed, fn)["Layers"], fn
 
 
@@ -748,6 +798,7 @@ def test_function_environments__carry_the_settings_the_code_reads(
     assert env["ValidateFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
     assert env["PublishFunction"]["OPENDEPOT_PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
     assert "OPENDEPOT_PUBLISH_QUEUE_URL" not in env["IndexApiFunction"]
+    assert "OPENDEPOT_PUBLISH_QUEUE_URL" not in env["SiteFunction"]
     assert {fn for fn, v in env.items() if "OPENDEPOT_VERSIONS_TOPIC_ARN" in v} == {"PublishFunction"}
     assert env["PublishFunction"]["OPENDEPOT_VERSIONS_TOPIC_ARN"] == {"Ref": "VersionsTopic"}
     # announcements link to the API absolutely; the index itself cannot know its URL (a cycle)
@@ -757,6 +808,7 @@ def test_function_environments__carry_the_settings_the_code_reads(
     assert env["ValidateFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-validate"
     assert env["PublishFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-publish"
     assert env["IndexApiFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-index-api"
+    assert env["SiteFunction"]["POWERTOOLS_SERVICE_NAME"] == "opendepot-site"
     published = "${AWS::StackName}-published-${AWS::AccountId}"
     assert env["ValidateFunction"]["OPENDEPOT_PUBLIC_BASE_URL"] == {
         "Fn::Sub": f"https://{published}.s3.${{AWS::Region}}.${{AWS::URLSuffix}}"
@@ -798,7 +850,8 @@ def test_dead_letter_queues__each_have_a_depth_alarm(transformed: dict[str, Any]
         assert dimension["Name"] == "QueueName"
         watched.add(dimension["Value"]["Fn::GetAtt"][0])
 
-    assert watched == {"ValidateDeadLetterQueue", "PublishDeadLetterQueue"}
+    assert watched == {"ValidateDeadLetterQueue", "PublishDeadLetterQueue",
+                       "SiteDeadLetterQueue"}
 
 
 def test_outputs__name_buckets_queues_and_the_api_url(transformed: dict[str, Any]) -> None:
@@ -809,6 +862,8 @@ def test_outputs__name_buckets_queues_and_the_api_url(transformed: dict[str, Any
     assert outputs["PublishedBucketName"] == {"Ref": "PublishedBucket"}
     assert outputs["ValidateQueueUrl"] == {"Ref": "ValidateQueue"}
     assert outputs["PublishQueueUrl"] == {"Ref": "PublishQueue"}
+    assert outputs["SiteQueueUrl"] == {"Ref": "SiteQueue"}
+    assert outputs["SiteDeadLetterQueueUrl"] == {"Ref": "SiteDeadLetterQueue"}
     assert outputs["VersionsTopicArn"] == {"Ref": "VersionsTopic"}
     assert outputs["ApiUrl"] == {
         "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"

@@ -18,7 +18,7 @@ listed in ``Stack.applied``:
   tables are created with the Glue API, from the template's ``DatabaseInput`` and ``TableInput``;
 - the event source mappings are created, but moto would run the functions' zips in Docker on
   every message: they are disabled, and the queue pump (``infra.pump``) plays Lambda's part with
-  the handlers in process, as on the local stack;
+  the handlers in process, as on the local stack (the site queue's batching window included);
 - moto's IAM does not substitute policy variables: the producer's drop is made by a user holding
   the ``ProducerRole`` policy with ``${aws:PrincipalTag/producer}`` replaced by its producer id,
   which is what IAM does for a session tagged ``producer=spf``;
@@ -394,6 +394,7 @@ def _bindings(stack: Stack, handlers: dict[str, Callable[..., Any]]) -> list[Bin
                 mapping["BatchSize"],
                 report_batch_item_failures="ReportBatchItemFailures"
                 in mapping.get("FunctionResponseTypes", []),
+                batching_window=mapping.get("MaximumBatchingWindowInSeconds", 0),
             )
         )
     return out
@@ -407,6 +408,7 @@ def _settings(stack: Stack) -> Settings:
         internal_bucket=o["InternalBucketName"],
         published_bucket=o["PublishedBucketName"],
         publish_queue_url=o["PublishQueueUrl"],
+        site_queue_url=o["SiteQueueUrl"],
         public_base_url=o["PublishedBaseUrl"],
     )
 
@@ -431,7 +433,7 @@ class Wired:
     settings: Settings
     """The functions' settings, from the stack's outputs."""
     pump: Pump
-    """Lambda's part: the stack's queues into the validate and publish handlers."""
+    """Lambda's part: the stack's queues into the validate, publish and site handlers."""
     s3: Any
     """S3 as the operator (to look at what the functions did)."""
     index_s3: Any
@@ -450,6 +452,7 @@ class Wired:
 @pytest.fixture(scope="module")
 def wired(stack: Stack) -> Wired:
     from functions.publish import app as publish_app
+    from functions.site import app as site_app
     from functions.validate import app as validate_app
 
     operator = _operator(stack)
@@ -463,6 +466,7 @@ def wired(stack: Stack) -> Wired:
     handlers = {
         "ValidateFunction": _running_as(rt("ValidateFunctionRole"), validate_app.lambda_handler),
         "PublishFunction": _running_as(rt("PublishFunctionRole"), publish_app.lambda_handler),
+        "SiteFunction": _running_as(rt("SiteFunctionRole"), site_app.lambda_handler),
     }
     pump = Pump(sqs, _bindings(stack, handlers), region=REGION, account_id=ACCOUNT)
     return Wired(
@@ -505,7 +509,7 @@ def test_sam_template_on_moto__creates_every_resource_moto_supports(stack: Stack
         "AWS::Lambda::EventSourceMapping",
         "AWS::Logs::LogGroup",
     }
-    assert len(stack.of_type("AWS::IAM::Role")) == 4  # three functions and the producers
+    assert len(stack.of_type("AWS::IAM::Role")) == 5  # four functions and the producers
     for name in ("IncomingBucketName", "InternalBucketName", "PublishedBucketName"):
         rule = stack.s3.get_bucket_encryption(Bucket=stack.outputs[name])
         (sse,) = rule["ServerSideEncryptionConfiguration"]["Rules"]
@@ -534,15 +538,20 @@ def test_one_upload_through_the_stack__publishes_the_national_figure_as_the_func
         key = fra["url"].removeprefix(wired.settings.published_url + "/")
         csv = wired.s3.get_object(Bucket=published, Key=key)["Body"].read()
         (report,) = wired.reports(f"reports/{HOSP}/spf/").values()
+        home = wired.s3.get_object(Bucket=published, Key="site/index.html")["Body"].read()
+        page = wired.s3.get_object(Bucket=published, Key=f"site/datasets/{HOSP}/index.html")
 
     assert stats.errors == [] and stats.failed == 0, stats
+    # the site function, under its own role, wrote the site (and its dashboards) from it
+    assert f'data-dataset="{HOSP}"'.encode() in home and page["ContentLength"] > 0
     assert stats.per_queue["ValidateQueue"][0] >= 1 and stats.per_queue["PublishQueue"][0] >= 1
+    assert stats.per_queue["SiteQueue"] == (1, 0)  # one new version, one refresh
     assert report["valid"] is True
     assert response["statusCode"] == 200
     national = pd.read_csv(io.BytesIO(csv), sep=";")
     day = national[(national.jour == "2020-03-24") & (national.sexe == 0)]
     assert day.hosp.tolist() == [1692]
-    for q in ("ValidateDeadLetterQueueUrl", "PublishDeadLetterQueueUrl"):
+    for q in ("ValidateDeadLetterQueueUrl", "PublishDeadLetterQueueUrl", "SiteDeadLetterQueueUrl"):
         depth = stack.sqs.get_queue_attributes(
             QueueUrl=stack.outputs[q], AttributeNames=["ApproximateNumberOfMessages"])
         assert depth["Attributes"]["ApproximateNumberOfMessages"] == "0", q
@@ -617,7 +626,8 @@ def test_roles_of_the_stack__producers_write_only_as_themselves_functions_never_
     ars = stack.client("s3", _as_producer(stack, "ars-corse"))
     functions = {
         role: stack.client("s3", _as_role(stack, role))
-        for role in ("ValidateFunctionRole", "PublishFunctionRole", "IndexApiFunctionRole")
+        for role in ("ValidateFunctionRole", "PublishFunctionRole", "SiteFunctionRole",
+                     "IndexApiFunctionRole")
     }
     wired.s3.put_object(Bucket=internal, Key=f"reports/{HOSP}/spf/x.json", Body=b"{}")
 
@@ -669,6 +679,6 @@ def test_dead_letter_queues_of_the_stack__each_have_a_depth_alarm(stack: Stack) 
         if d["Name"] == "QueueName"
     }
 
-    assert targets == {f"{STACK}-validate-dlq", f"{STACK}-publish-dlq.fifo"}
+    assert targets == {f"{STACK}-validate-dlq", f"{STACK}-publish-dlq.fifo", f"{STACK}-site-dlq"}
     assert watched == targets
     assert {o.rsplit("/", 1)[-1] for k, o in stack.outputs.items() if "DeadLetter" in k} == targets

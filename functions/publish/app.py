@@ -20,12 +20,14 @@ announcement); dependents' publications are idempotent, so asking twice is harml
 published before markers existed have none: a run with nothing new announces such a current
 version once. Without a topic (``NO_NOTIFIER``) the marker is written after the dependents.
 
-After a run that created a version, the static site is regenerated (``refresh_site``: the
-home, the dataset's page, and unless ``Settings.site_dashboards`` is off, the dashboards using
-it) before the follow-ups. A site that cannot
-be built never fails nor retries the publication: the failure is logged with its exception and
-counted (``SiteBuildsFailed``), and the next publication of any dataset regenerates the home
-and its own pages (or run ``opendepot site build``).
+After a run that created a version, and before the follow-ups, the site function is asked to
+refresh the static site (``request_site``: ``contracts.SiteMessage`` ``{"dataset", "version"}``
+to the site queue, ``Settings.site_queue_url``; ``functions/site/app.py`` builds the pages, so a
+publication never waits for them). A request that cannot be sent never fails nor retries the
+publication: the failure is logged with its exception and counted (``SiteRequestsFailed``), and
+the next publication's request rebuilds the home (the dataset's own page waits for its next
+version, or ``opendepot site build``). Without a site queue (``site_queue_url`` "") nothing is
+sent.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opendepot import atom, feeds, layout, notify, runtime
-from opendepot.contracts import ContractError, PublishMessage
+from opendepot.contracts import ContractError, PublishMessage, SiteMessage
 from opendepot.publication import PublishOutcome, publish_dataset
 from opendepot.storage import NotFound, PreconditionFailed
 
@@ -82,30 +84,28 @@ def record_handler(record: SQSRecord) -> None:
         extra={"version": out.version, "rows": out.rows, "uploads": list(out.upload_ids),
                "changes": out.changes},
     )
-    if out.created:
-        refresh_site(rt, dataset.name)
+    if out.created and out.version is not None:
+        request_site(rt, dataset.name, out.version)
     if out.version is not None:
         follow_up(rt, dataset.title, out, out.version)
 
 
-def refresh_site(rt: runtime.Runtime, dataset: str) -> bool:
-    """Regenerate the site after ``dataset``'s new version (``site.build.refresh``): True when
-    done. A failure is logged with its exception and counted (``SiteBuildsFailed``), never
-    raised: the version stays published and the next publication regenerates the site."""
-    started = time.perf_counter()
-    try:
-        from opendepot.site import build  # noqa: PLC0415 - Jinja2 missing must not stop publishing
-
-        pages = build.refresh(rt.store, rt.settings, rt.registry, datasets=[dataset],
-                              now=rt.clock(), dashboards=rt.settings.site_dashboards)
-    except Exception as exc:  # storage, an unreadable document, a template: the data is out
-        logger.exception("site not regenerated",
-                         extra={"error": f"{type(exc).__name__}: {exc}"})
-        metrics.add_metric(name="SiteBuildsFailed", unit=MetricUnit.Count, value=1)
+def request_site(rt: runtime.Runtime, dataset: str, version: str) -> bool:
+    """Ask the site function to refresh the site after ``dataset``'s new ``version``
+    (``SiteMessage`` to ``Settings.site_queue_url``): True when sent. No site queue: nothing is
+    sent (False). A failure is logged with its exception and counted (``SiteRequestsFailed``),
+    never raised: the version stays published and the next publication's request rebuilds the
+    home."""
+    if not rt.settings.site_queue_url:
         return False
-    metrics.add_metric(name="SiteBuildSeconds", unit=MetricUnit.Seconds,
-                       value=round(time.perf_counter() - started, 3))
-    logger.info("site regenerated", extra={"pages": len(pages)})
+    try:
+        rt.queue.send(rt.settings.site_queue_url, SiteMessage(dataset, version).to_json())
+    except Exception as exc:  # SQS unreachable, throttled, a missing queue: the data is out
+        logger.exception("site refresh not requested",
+                         extra={"version": version, "error": f"{type(exc).__name__}: {exc}"})
+        metrics.add_metric(name="SiteRequestsFailed", unit=MetricUnit.Count, value=1)
+        return False
+    logger.info("site refresh requested", extra={"version": version})
     return True
 
 

@@ -258,7 +258,8 @@ def _redrive(parser: argparse.ArgumentParser) -> Run:
 def _site(parser: argparse.ArgumentParser) -> Run:
     parser.description = (
         "Regenerate the static site (home, dataset pages, dashboards) in the published bucket "
-        "from catalog.json and the manifests, as each publication does (opendepot.site.build). "
+        "from catalog.json and the manifests, as the site function does after publications "
+        "(opendepot.site.build). "
         "Buckets come from the OPENDEPOT_* settings, AWS credentials from the environment."
     )
     parser.add_argument("action", choices=("build",), help="build: write every page")
@@ -270,10 +271,11 @@ def _site(parser: argparse.ArgumentParser) -> Run:
         from opendepot.site import build  # noqa: PLC0415
 
         rt = runtime.current()
-        pages = build.refresh(rt.store, rt.settings, rt.registry, datasets=args.dataset,
-                              now=rt.clock())
-        print(f"opendepot site: {len(pages)} files written under "
-              f"s3://{rt.settings.published_bucket}/site/")
+        out = build.refresh(rt.store, rt.settings, rt.registry, datasets=args.dataset,
+                            now=rt.clock())
+        print(f"opendepot site: {len(out.paths)} files under "
+              f"s3://{rt.settings.published_bucket}/site/ ({out.written} written, "
+              f"{out.unchanged} unchanged)")
         return 0
 
     return run

@@ -43,6 +43,11 @@ class Settings:
     """Public bucket of versioned files, ``latest/`` copies, manifests and ``catalog.json``."""
     publish_queue_url: str = ""
     """URL of the FIFO queue the validate function sends publish requests to."""
+    site_queue_url: str = ""
+    """URL of the standard queue the publish function sends site requests to
+    (``contracts.SiteMessage``, one per new version; the site function refreshes the static
+    site from it). "" = no site queue: nothing is sent, and the site is built by
+    ``opendepot site build`` only."""
     public_base_url: str = ""
     """Base URL under which PUBLISHED objects are downloadable (no trailing slash)."""
     api_base_url: str = ""
@@ -71,9 +76,9 @@ class Settings:
     versions_topic_arn: str = ""
     """ARN of the SNS topic told of each new version (``notify``; "" = nobody is told)."""
     site_dashboards: bool = True
-    """Whether a publication regenerates the dashboards that read its dataset (besides the home
-    and its page). ``OPENDEPOT_SITE_DASHBOARDS=0``: the local stack, which publishes dozens of
-    files one after the other and builds the dashboards once at the end."""
+    """Whether the site function regenerates the dashboards that read the datasets of its batch
+    (besides the home and their pages). ``OPENDEPOT_SITE_DASHBOARDS=0``: pages for people only
+    (a quicker refresh; ``opendepot site build`` rebuilds everything)."""
 
     def __post_init__(self) -> None:
         for name in ("incoming_bucket", "internal_bucket", "published_bucket"):
@@ -101,6 +106,7 @@ class Settings:
             internal_bucket=env.get("OPENDEPOT_INTERNAL_BUCKET", d.internal_bucket),
             published_bucket=env.get("OPENDEPOT_PUBLISHED_BUCKET", d.published_bucket),
             publish_queue_url=env.get("OPENDEPOT_PUBLISH_QUEUE_URL", ""),
+            site_queue_url=env.get("OPENDEPOT_SITE_QUEUE_URL", ""),
             public_base_url=env.get("OPENDEPOT_PUBLIC_BASE_URL", ""),
             api_base_url=env.get("OPENDEPOT_API_BASE_URL", "").rstrip("/"),
             max_errors=_int(env, "OPENDEPOT_MAX_ERRORS", d.max_errors),

@@ -208,8 +208,22 @@ class PublishMessage:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> PublishMessage:
         """Raises: ContractError (e.g. a message without ``dataset``)."""
-        w = "PublishMessage"
-        return cls(_str(d, w, "dataset"), _str(d, w, "upload_id", ""))
+        return cls(_str(d, "PublishMessage", "dataset"), _str(d, "PublishMessage", "upload_id", ""))
+
+
+@dataclass(frozen=True)
+class SiteMessage:
+    """Publish -> site queue after a run that created ``version`` (informational) of ``dataset``."""
+
+    dataset: str
+    version: str
+
+    def to_json(self) -> JsonObject:
+        return {"dataset": self.dataset, "version": self.version}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SiteMessage:  # raises ContractError
+        return cls(_str(d, "SiteMessage", "dataset"), _str(d, "SiteMessage", "version", ""))
 
 
 # --- manifest ---------------------------------------------------------------------------------

@@ -141,7 +141,8 @@ def files_handler(store: MemoryStore, bucket: str, extra: dict[str, tuple[bytes,
 
 
 def refresh_site(pipeline: Pipeline) -> None:
-    """Generate the whole site as publication does (``opendepot.site.build.refresh``)."""
+    """Generate the whole site as the site function does (``opendepot.site.build.refresh``,
+    every dataset)."""
     from opendepot.site import build
 
     build.refresh(pipeline.store, pipeline.settings, load_registry(), datasets=None,

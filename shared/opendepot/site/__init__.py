@@ -16,20 +16,24 @@ Shapes shared by the site's modules:
   ``head``, ``content``, ``scripts``; variables ``page_title``, ``root`` (relative path to the
   site's root, e.g. ``../../``), ``nav`` (the current section: ``home``, ``datasets``,
   ``epidemic``, ``business-support``));
-- ``write_pages``: puts pages in the published bucket.
+- ``PageWriter``: puts pages in the published bucket, except those whose stored bytes are the
+  same (``write_pages``: one batch).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
 
 import jinja2
 
-from opendepot import concurrency, layout
+from opendepot import layout
 from opendepot.config import Settings
 from opendepot.storage import Store
 
@@ -120,11 +124,102 @@ def assets() -> list[Page]:
             for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.is_file()]
 
 
-def write_pages(store: Store, settings: Settings, pages: Sequence[Page]) -> None:
-    """Put ``pages`` in the published bucket (plain puts: a page is replaced whole, and a reader
-    sees the old page or the new one).
+WRITE_THREADS = 4
+"""Pages put at once."""
+WRITE_BUDGET = 64 << 20
+"""Bytes of pages waiting to be put before ``PageWriter.write`` waits for them."""
+
+
+class PageWriter:
+    """Puts pages in the published bucket, except the pages whose stored bytes are the same; a
+    context manager (``close`` on exit).
+
+    At the start, one listing of ``site/`` (``Store.list``: one S3 request per 1,000 keys) gives
+    every stored file's ETag, which is the MD5 of its bytes (single-part puts into an SSE-S3
+    bucket, as ``template.yaml`` declares it); a page whose MD5 is that ETag is not put, so its
+    URL keeps its ``Last-Modified`` and caches keep it. A HEAD per page would cost one request
+    per page, and a hash in the object's metadata a HEAD too. An ETag that is not an MD5
+    (SSE-KMS, a multipart upload) never matches: the page is put, as before. Plain puts: a page
+    is replaced whole, and a reader sees the old page or the new one. Not for concurrent
+    writers (the site function runs one at a time: ``ReservedConcurrentExecutions: 1``).
+
+    ``write`` returns once the pages are handed to ``threads`` threads, while the caller builds
+    the next ones; it waits when more than ``WRITE_BUDGET`` bytes are waiting. ``written`` and
+    ``unchanged`` count the pages put (or being put) and left as they were."""
+
+    def __init__(self, store: Store, settings: Settings, *, threads: int = WRITE_THREADS) -> None:
+        """Raises: StorageError (the listing)."""
+        self.store, self.bucket = store, settings.published_bucket
+        self.written = 0
+        self.unchanged = 0
+        self._etags = {o.key: o.etag for o in store.list(self.bucket, layout.SITE)}
+        self._pool = ThreadPoolExecutor(max_workers=threads)
+        self._pending: deque[tuple[Future[str], int]] = deque()
+        self._waiting = 0
+
+    def __enter__(self) -> PageWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(failing=exc[0] is not None)
+
+    def write(self, pages: Sequence[Page]) -> None:
+        """Put the pages of ``pages`` that differ from their stored copy.
+
+        Raises: StorageError (of an earlier put, once it has ended)."""
+        for p in pages:
+            if self._etags.get(p.key) == _md5(p.body):
+                self.unchanged += 1
+                continue
+            self._etags.pop(p.key, None)
+            put = self._pool.submit(self.store.put, self.bucket, p.key, p.body, p.mime)
+            self._pending.append((put, len(p.body)))
+            self._waiting += len(p.body)
+            self.written += 1
+        while self._waiting > WRITE_BUDGET or (self._pending and self._pending[0][0].done()):
+            self._settle()
+
+    def _settle(self) -> None:
+        put, size = self._pending.popleft()
+        self._waiting -= size
+        put.result()
+
+    def flush(self) -> None:
+        """Wait until every page handed to ``write`` is put.
+
+        Raises: StorageError (the first failed put, once every put has ended)."""
+        failed: Exception | None = None
+        while self._pending:
+            try:
+                self._settle()
+            except Exception as exc:  # the others still end before it is raised
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    def close(self, *, failing: bool = False) -> None:
+        """Wait for every put, then stop the threads.
+
+        Raises: StorageError (the first failed put), unless ``failing`` (an error is already
+        on its way)."""
+        try:
+            self.flush()
+        except Exception:
+            if not failing:
+                raise
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _md5(body: bytes) -> str:
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def write_pages(store: Store, settings: Settings, pages: Sequence[Page]) -> PageWriter:
+    """Put ``pages`` in the published bucket, those whose stored bytes are the same left as
+    they are (``PageWriter``); the writer, closed, with its counts.
 
     Raises: StorageError."""
-    concurrency.map_ordered(
-        lambda p: store.put(settings.published_bucket, p.key, p.body, p.mime), list(pages),
-        threads=4)
+    with PageWriter(store, settings) as writer:
+        writer.write(pages)
+    return writer

@@ -11,7 +11,11 @@ the pages show exactly what the API serves):
   1,000 reports, the only cost here that grows with history), then one ``get`` per report
   shown (a report is up to ``Settings.max_report_bytes``; the real ones are up to 0.5 MB),
   ``REPORT_THREADS`` at a time;
-- the dashboards: ``opendepot.site.dashboards.dashboard_pages`` (its own reads).
+- the dashboards: ``opendepot.site.dashboards.dashboard_batches`` (its own reads), written one
+  batch (an area's page and files) at a time, so memory holds one area's files, not the site's.
+
+Every file goes through one ``site.PageWriter``: one listing of ``site/``, and a file whose
+stored bytes are the same is not put (its URL keeps its ``Last-Modified``).
 
 Nothing else: no other manifest, no published table. Pages link relatively (``links_for``),
 so the site works under any prefix; API links are absolute when ``Settings.api_base_url`` is
@@ -24,7 +28,8 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +48,7 @@ VERSIONS_SHOWN = 10
 REPORT_THREADS = 4
 """Reports read at once."""
 DASHBOARDS = "opendepot.site.dashboards"
-"""The module building the dashboards (``dashboard_pages``)."""
+"""The module building the dashboards (``dashboard_batches``)."""
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +60,54 @@ def links_for(settings: Settings, path: str) -> str:
     return settings.api_base_url or site.root_of(path).removesuffix("/")
 
 
+@dataclass(frozen=True)
+class Refreshed:
+    """What ``refresh`` did."""
+
+    pages: tuple[Page, ...]
+    """The assets, the home and the dataset pages, with their bytes (small)."""
+    dashboards: tuple[str, ...]
+    """Paths of the dashboards' pages and data files (their bytes are not kept)."""
+    written: int
+    """Files put."""
+    unchanged: int
+    """Files not put: their stored bytes were the same (``site.PageWriter``)."""
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file's path, pages first."""
+        return [p.path for p in self.pages] + list(self.dashboards)
+
+
 def refresh(
     store: Store, settings: Settings, registry: Registry, *, datasets: Iterable[str] | None,
     now: datetime, dashboards: bool = True,
-) -> list[Page]:
-    """Regenerate and write (``site.write_pages``) the assets, the home, the page of each
-    dataset of ``datasets`` (None: every dataset in the catalog; a name not in the catalog is
-    skipped) and the dashboards built from them (unless ``dashboards`` is False: the pages for
-    people only, e.g. a quick rebuild); returns every page written. ``now``: the time freshness
-    is computed at (aware, UTC).
+) -> Refreshed:
+    """Regenerate and write (``site.PageWriter``: files whose stored bytes are the same are not
+    put) the assets, the home, the page of each dataset of ``datasets`` (None: every dataset in
+    the catalog; a name not in the catalog is skipped) and the dashboards built from them
+    (unless ``dashboards`` is False: the pages for people only, e.g. a quick rebuild). ``now``:
+    the time freshness is computed at (aware, UTC).
 
     The home and dataset pages are written before the dashboards are built: a failing
     dashboard leaves them written.
 
     Raises: StorageError; index.UnreadableDocument (``catalog.json`` or a manifest that does
-    not parse); whatever ``dashboard_pages`` raises."""
+    not parse); whatever ``dashboard_batches`` raises."""
     wanted = None if datasets is None else list(dict.fromkeys(datasets))
+    with site.PageWriter(store, settings) as writer:
+        pages, boards = _write(store, settings, registry, writer, wanted, now, dashboards)
+    names = [p.path for p in pages if p.path.startswith("datasets/")]
+    log.info("site refreshed", extra={"files": len(pages) + len(boards), "pages": names,
+                                      "written": writer.written, "unchanged": writer.unchanged})
+    return Refreshed(tuple(pages), tuple(boards), writer.written, writer.unchanged)
+
+
+def _write(
+    store: Store, settings: Settings, registry: Registry, writer: site.PageWriter,
+    wanted: list[str] | None, now: datetime, dashboards: bool,
+) -> tuple[list[Page], list[str]]:
+    """``refresh``'s work: the pages for people (written first), then the dashboards."""
     reader = CatalogReader(settings, store, clock=lambda: now, log=log)
     docs = reader.catalog(links_for(settings, "")).datasets
     pages = [*site.assets(), home_page(docs, now)]
@@ -84,17 +121,19 @@ def refresh(
             pages.append(page)
         elif doc is None:
             log.warning("no site page: dataset not in the catalog", extra={"dataset": name})
-    site.write_pages(store, settings, pages)
-    boards = _dashboards(store, settings, registry, wanted) if dashboards else []
-    site.write_pages(store, settings, boards)
-    log.info("site refreshed", extra={"pages": len(pages) + len(boards), "datasets": names})
-    return pages + boards
+    writer.write(pages)
+    writer.flush()  # put before any dashboard is built: a failing one leaves them written
+    boards: list[str] = []
+    for batch in _dashboards(store, settings, registry, wanted) if dashboards else ():
+        writer.write(batch)
+        boards += [p.path for p in batch]
+    return pages, boards
 
 
 def _dashboards(
     store: Store, settings: Settings, registry: Registry, datasets: Sequence[str] | None,
-) -> list[Page]:
-    """``dashboard_pages`` of the dashboards using ``datasets`` (None: every dashboard); none
+) -> Iterator[list[Page]]:
+    """``dashboard_batches`` of the dashboards using ``datasets`` (None: every dashboard); none
     when the module is not installed (logged)."""
     try:
         module = importlib.import_module(DASHBOARDS)
@@ -102,11 +141,11 @@ def _dashboards(
         if exc.name != DASHBOARDS:
             raise
         log.warning("no dashboards: %s is missing", DASHBOARDS)
-        return []
+        return
     if datasets is not None and not datasets:
-        return []  # no dataset asked for: no dashboard reads it
+        return  # no dataset asked for: no dashboard reads it
     changed = None if datasets is None else set(datasets)
-    return list(module.dashboard_pages(store, settings, registry, changed=changed))
+    yield from module.dashboard_batches(store, settings, registry, changed=changed)
 
 
 def _dataset_page(

@@ -6,7 +6,8 @@ and, in a ``<details>``, a ``<table class="chart-data">`` holding the same rows 
 header, same cells: the date or area code first, then the values).
 
 Time charts put one day per slot on the x axis, from the first to the last day: a missing day is
-a gap (no bar; the line is cut, never joined across it nor drawn at zero).
+a gap (no bar; the line is cut, never joined across it nor drawn at zero). Their paths are
+written by Arrow's kernels (``opendepot.site.columns``), not one Python string per day.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import math
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+import numpy as np
 from markupsafe import Markup, escape
 
-from opendepot.site import fr_number
+from opendepot.site import columns, fr_number
 
 Value = float | None
+Values = Sequence[Value] | np.ndarray
+"""A daily series: a sequence (None missing) or a float array (NaN missing)."""
 WIDTH, HEIGHT = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 30
 MONTHS_SHORT = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.",
@@ -62,25 +66,37 @@ def _month_ticks(start: date, days: int) -> list[tuple[int, str]]:
     return out
 
 
-def _path_line(points: Sequence[tuple[float, float | None]]) -> str:
-    """A path through the points, cut where y is None (a gap, never joined)."""
-    parts, pen = [], False
-    for x, y in points:
-        if y is None:
-            pen = False
-            continue
-        parts.append(f"{'L' if pen else 'M'}{x:.1f} {y:.1f}")
-        pen = True
-    return "".join(parts)
+def _floats(values: Values | None) -> np.ndarray:
+    if values is None:
+        return np.empty(0)
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _path_line(xs: np.ndarray, ys: np.ndarray) -> str:
+    """A path through the points, cut where y is NaN (a gap, never joined)."""
+    known = ~np.isnan(ys)
+    idx = np.flatnonzero(known)
+    if len(idx) == 0:
+        return ""
+    after_gap = np.ones(len(idx), dtype=bool)
+    after_gap[1:] = idx[1:] != idx[:-1] + 1
+    after_gap[0] = True
+    moves = np.where(after_gap, "M", "L")
+    return columns.concat(columns.join([
+        columns.pa_strings(moves), columns.fixed(xs[idx], 1), " ", columns.fixed(ys[idx], 1)]))
 
 
 def time_chart_svg(
-    label: str, start: date, bars: Sequence[Value] | None, line: Sequence[Value] | None,
+    label: str, start: date, bars: Values | None, line: Values | None,
 ) -> Markup:
     """An SVG of daily ``bars`` and/or a ``line`` from ``start`` (one slot per day)."""
-    n = max(len(bars or ()), len(line or ()), 1)
-    known = [v for s in (bars or (), line or ()) for v in s if v is not None]
-    ticks = nice_ticks(min([0.0, *known]), max([0.0, *known]) or 1.0)
+    b, ln = _floats(bars), _floats(line)
+    n = max(len(b), len(ln), 1)
+    known = np.concatenate([b[~np.isnan(b)], ln[~np.isnan(ln)]])
+    ticks = nice_ticks(min(0.0, float(known.min()) if len(known) else 0.0),
+                       max(0.0, float(known.max()) if len(known) else 0.0) or 1.0)
     lo, hi = ticks[0], ticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / n
@@ -104,14 +120,17 @@ def time_chart_svg(
                    f'y2="{TOP + plot_h + 5}"/><text x="{x(i):.1f}" y="{HEIGHT - 8}">'
                    f'{escape(text)}</text>')
     out.append("</g>")
-    if bars:
+    if len(b):
         w, base = max(slot * 0.8, 0.6), y(0)
-        d = "".join(f"M{x(i) - w / 2:.1f} {base:.1f}V{y(v):.1f}h{w:.1f}V{base:.1f}z"
-                    for i, v in enumerate(bars) if v is not None)
+        idx = np.flatnonzero(~np.isnan(b))
+        d = "" if len(idx) == 0 else columns.concat(columns.join([
+            "M", columns.fixed(LEFT + slot * (idx + 0.5) - w / 2, 1), f" {base:.1f}V",
+            columns.fixed(TOP + plot_h * (hi - b[idx]) / (hi - lo), 1),
+            f"h{w:.1f}V{base:.1f}z"]))
         out.append(f'<path class="bars" d="{d}"/>')
-    if line:
-        points = [(x(i), None if v is None else y(v)) for i, v in enumerate(line)]
-        out.append(f'<path class="line" d="{_path_line(points)}"/>')
+    if len(ln):
+        xs, ys = LEFT + slot * (np.arange(len(ln)) + 0.5), TOP + plot_h * (hi - ln) / (hi - lo)
+        out.append(f'<path class="line" d="{_path_line(xs, ys)}"/>')
     out.append(f'<line class="marker" x1="0" x2="0" y1="{TOP}" y2="{TOP + plot_h}" '
                'visibility="hidden"/></svg>')
     return Markup("".join(out))
@@ -163,15 +182,17 @@ def _title(text: str) -> str:
 def figure(
     chart_id: str, caption: str, svg: Markup, csv_href: str, header: Sequence[str],
     table: Sequence[Sequence[str]], legend: str = "", titles: Sequence[str] | None = None,
+    *, rows_html: str | None = None,
 ) -> Markup:
     """The chart's ``<figure>`` (see module docstring): ``header``/``table`` are exactly the CSV's
     header and cells; ``titles`` (optional) are readable column titles shown as ``title``
-    attributes of the header cells."""
+    attributes of the header cells. ``rows_html``: the table's rows already written
+    (``columns.html_rows``, for long series), instead of ``table``."""
     heads = "".join(f'<th scope="col"{_title(t) if titles else ""}>{escape(h)}</th>'
                     for h, t in zip(header, titles or header, strict=False))
-    body = "".join("<tr><td>" + _esc(r[0]) + "</td>"
-                   + "".join(f'<td class="num">{_esc(c)}</td>' for c in r[1:]) + "</tr>"
-                   for r in table)
+    body = rows_html if rows_html is not None else "".join(
+        "<tr><td>" + _esc(r[0]) + "</td>"
+        + "".join(f'<td class="num">{_esc(c)}</td>' for c in r[1:]) + "</tr>" for r in table)
     legend_html = f'<p class="chart-legend muted">{escape(legend)}</p>' if legend else ""
     return Markup(
         f'<figure class="chart" data-chart="{escape(chart_id)}"><figcaption>{escape(caption)}'

@@ -30,16 +30,17 @@ A declaration holds:
   and for snapshots ``breakdown`` (the dimension of the rows, e.g. ``code_section``) and
   ``top`` (``by``, ``n``, ``columns``: the top-N table of the breakdown).
 
-``dashboard_pages`` builds the pages and data files of the dashboards that use a changed
+``dashboard_batches`` builds the pages and data files of the dashboards that use a changed
 dataset (``opendepot.site.dashboards_timeseries``, ``opendepot.site.dashboards_snapshot``), from
-the published files of each dataset's current version (``opendepot.site.dashboards_data``).
+the published files of each dataset's current version (``opendepot.site.dashboards_data``), in
+batches written one after the other (``dashboard_pages``: all of them in one list).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -349,12 +350,15 @@ def load_dashboards() -> tuple[Dashboard, ...]:
     return tuple(out)
 
 
-def dashboard_pages(
+def dashboard_batches(
     store: Store, settings: Settings, registry: Registry, changed: set[str] | None,
     dashboards: tuple[Dashboard, ...] | None = None,
-) -> list[Page]:
+) -> Iterator[list[Page]]:
     """The pages and data files of every dashboard that reads a dataset in ``changed`` (None:
-    every dashboard), from the published files of each dataset's current version.
+    every dashboard), from the published files of each dataset's current version, in batches:
+    a time series yields each area's page with its files, then its data files; a snapshot (one
+    small table) yields all its files at once. A caller that writes each batch before asking
+    for the next holds one area's files in memory, not the site's.
 
     ``dashboards``: the declarations (default: ``load_dashboards()``). A dataset not published
     yet leaves its figures out ("non publié"), it does not fail.
@@ -364,13 +368,23 @@ def dashboard_pages(
     from opendepot.site import dashboards_snapshot, dashboards_timeseries
     from opendepot.site.dashboards_data import Tables
 
-    pages: list[Page] = []
     tables = Tables(store, settings)
     for dash in dashboards if dashboards is not None else load_dashboards():
         if changed is not None and not dash.datasets & changed:
             continue
         check_against(dash, registry)
-        build = (dashboards_timeseries.pages if dash.kind == "timeseries"
-                 else dashboards_snapshot.pages)
-        pages += build(dash, tables, registry)
-    return pages
+        if dash.kind == "timeseries":
+            yield from dashboards_timeseries.batches(dash, tables, registry)
+        else:
+            yield dashboards_snapshot.pages(dash, tables, registry)
+
+
+def dashboard_pages(
+    store: Store, settings: Settings, registry: Registry, changed: set[str] | None,
+    dashboards: tuple[Dashboard, ...] | None = None,
+) -> list[Page]:
+    """Every file of ``dashboard_batches``, in one list (tests, small sites).
+
+    Raises: as ``dashboard_batches``."""
+    return [p for batch in dashboard_batches(store, settings, registry, changed, dashboards)
+            for p in batch]

@@ -13,20 +13,27 @@ Under ``dashboards/{slug}/``:
   of any day from it;
 - ``data/{area}/{indicator}.csv``: the CSV of each chart (the same rows as its table);
 - ``data/map-{indicator}.csv``: the map's values, one row per day, one column per area code.
+
+``batches`` yields them one area at a time (its pages and chart files, then its
+``data/{area}.csv``), then the map's files and ``index.json``: a caller that writes each batch
+before the next holds one area's files in memory. Tables, CSV files and chart paths are written
+by Arrow's kernels (``opendepot.site.columns``), not a Python string per day.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from markupsafe import Markup, escape
 
 from opendepot.registry import Registry
-from opendepot.site import CSV, JSON, Page, fr_date, maps, render, root_of
+from opendepot.site import CSV, JSON, Page, columns, fr_date, maps, render, root_of
 from opendepot.site.charts import figure, format_value, time_chart_svg
 from opendepot.site.dashboards import Dashboard, Indicator
 from opendepot.site.dashboards_data import (
@@ -35,13 +42,12 @@ from opendepot.site.dashboards_data import (
     Tables,
     Value,
     areas,
-    cell,
-    csv_text,
     daily_series,
-    differences,
-    per_100k,
+    differences_array,
+    grid,
+    per_100k_array,
     rolling,
-    rows,
+    rolling_array,
     versions_of,
 )
 
@@ -50,15 +56,23 @@ Store = dict[str, dict[str, DailySeries]]
 
 
 def load_series(dash: Dashboard, tables: Tables) -> Store:
-    """Every indicator's series for every area of every level it has a source at."""
+    """Every indicator's series for every area of every level it has a source at: each source
+    is read once per level (``grid``), with the columns of every indicator reading it there."""
     out: Store = {i.id: {} for i in dash.indicators}
+    wanted: dict[tuple[str, str], list[Indicator]] = {}
     for ind in dash.indicators:
         for level in dash.levels:
             src = dash.source_of(ind, level)
-            frame = None if src is None else rows(tables, dash, src, level)
-            if src is None or frame is None:
-                continue
-            for code, series in daily_series(frame, src, ind).items():
+            if src is not None:
+                wanted.setdefault((src.name, level), []).append(ind)
+    for (name, level), inds in wanted.items():
+        src = dash.sources[name]
+        cols = [i.column for i in inds] + ([src.population] if src.population else [])
+        g = grid(tables, dash, src, level, cols)
+        if g is None:  # not published
+            continue
+        for ind in inds:
+            for code, series in daily_series(g, src, ind).items():
                 out[ind.id][Area(level, code, "").id] = series
     return out
 
@@ -92,7 +106,7 @@ def tile(dash: Dashboard, series: Store, ind: Indicator, area: Area, day: date |
     d = day or s.end
     value, before = s.at(d), s.at(d - timedelta(days=1))
     delta = value - before if value is not None and before is not None else None
-    pop = s.population[(d - s.start).days] if s.population and s.start <= d <= s.end else None
+    pop = s.population_at(d)
     i = (d - s.start).days
     week = (rolling(s.values[max(0, i - 6): i + 1], mean=False)[-1]
             if value is not None and i >= 6 else None)
@@ -124,46 +138,49 @@ def tile_html(t: Tile) -> Markup:
     return Markup("".join(parts))
 
 
-def chart_table(ind: Indicator, s: DailySeries) -> tuple[list[str], list[list[str]], str]:
-    """The CSV header, cells and legend of ``ind``'s chart: stock: the value (and per 100,000);
-    cumulative: the published total, the daily difference and its 7-day average; incidence:
-    the daily count, its 7-day average (and the 7-day rate per 100,000)."""
-    days, v, pop = s.dates, list(s.values), s.population
-    cols: list[tuple[str, Sequence[Value], int]] = [(ind.id, v, 0)]
+def chart_table(ind: Indicator, s: DailySeries) -> tuple[list[str], list[pa.Array], str]:
+    """The CSV header, text columns (``columns``) and legend of ``ind``'s chart: stock: the
+    value (and per 100,000); cumulative: the published total, the daily difference and its
+    7-day average; incidence: the daily count, its 7-day average (and the 7-day rate per
+    100,000)."""
+    v, pop = s.values, s.population
+    cols: list[tuple[str, np.ndarray, int]] = [(ind.id, v, 0)]
     legend = "Ligne : valeur publiée chaque jour."
     if ind.kind == "cumulative":
-        daily = differences(v)
-        cols += [(f"{ind.id}_jour", daily, 0), (f"{ind.id}_moy7", rolling(daily), 1)]
+        daily = differences_array(v)
+        cols += [(f"{ind.id}_jour", daily, 0), (f"{ind.id}_moy7", rolling_array(daily), 1)]
         legend = ("Barres : valeur du jour (différence avec la veille) ; ligne : moyenne sur "
                   "7 jours.")
     elif ind.kind == "incidence":
-        cols.append((f"{ind.id}_moy7", rolling(v), 1))
+        cols.append((f"{ind.id}_moy7", rolling_array(v), 1))
         legend = "Barres : valeur du jour ; ligne : moyenne sur 7 jours."
-        if pop:
-            cols.append((f"{ind.id}_7j_pour_100k", per_100k(rolling(v, mean=False), pop), 1))
-    elif pop:
-        cols.append((f"{ind.id}_pour_100k", per_100k(v, pop), 1))
+        if pop is not None:
+            cols.append((f"{ind.id}_7j_pour_100k",
+                         per_100k_array(rolling_array(v, mean=False), pop), 1))
+    elif pop is not None:
+        cols.append((f"{ind.id}_pour_100k", per_100k_array(v, pop), 1))
     header = ["date"] + [c for c, _, _ in cols]
-    table = [[d.isoformat()] + [cell(vals[i], dg) for _, vals, dg in cols]
-             for i, d in enumerate(days)]
-    return header, table, legend + " Un jour sans donnée reste vide."
+    text = [columns.days(s.start, len(v))] + [columns.fixed(a, dg) for _, a, dg in cols]
+    return header, text, legend + " Un jour sans donnée reste vide."
 
 
 def chart_html(ind: Indicator, area: Area, s: DailySeries, href: str) -> tuple[Markup, bytes]:
     """The chart figure of ``ind`` for ``area`` and its CSV bytes."""
-    header, table, legend = chart_table(ind, s)
-    v = list(s.values)
+    header, text, legend = chart_table(ind, s)
+    v = s.values
+    bars: np.ndarray | None
     if ind.kind == "stock":
         bars, line = None, v
     elif ind.kind == "cumulative":
-        bars = differences(v)
-        line = rolling(bars)
+        bars = differences_array(v)
+        line = rolling_array(bars)
     else:
-        bars, line = v, rolling(v)
+        bars, line = v, rolling_array(v)
     title = ind.daily or ind.label if ind.kind != "stock" else ind.label
     caption = f"{title} — {area.name}, du {fr_date(s.start)} au {fr_date(s.end)}"
     svg = time_chart_svg(f"{caption}. {legend}", s.start, bars, line)
-    return figure(ind.id, caption, svg, href, header, table, legend), csv_text(header, table)
+    return (figure(ind.id, caption, svg, href, header, (), legend,
+                   rows_html=columns.html_rows(text)), columns.csv(header, text))
 
 
 def map_values(series: Store, ind: str, level: str,
@@ -216,29 +233,29 @@ def area_page(
     return Page(path, body), files
 
 
+def _aligned(s: DailySeries, values: np.ndarray, start: date, days: int) -> np.ndarray:
+    """``values`` (one per day of ``s``) placed on ``days`` days from ``start`` (NaN around)."""
+    out = np.full(days, np.nan)
+    i = (s.start - start).days
+    out[i:i + len(values)] = values
+    return out
+
+
 def area_csv(dash: Dashboard, series: Store, area: Area) -> bytes | None:
     """``data/{area}.csv``: every indicator's published value per day (and population)."""
     mine = {i: series[i][area.id] for i in series if area.id in series[i]}
     if not mine:
         return None
     start, end = min(s.start for s in mine.values()), max(s.end for s in mine.values())
-    header, cols = ["date"], []
+    days = (end - start).days + 1
+    header, cols = ["date"], [columns.days(start, days)]
     for ident, s in mine.items():
         header.append(ident)
-        cols.append((s, False))
-        if s.population:
+        cols.append(columns.raw(_aligned(s, s.values, start, days)))
+        if s.population is not None:
             header.append(f"{ident}_pop")
-            cols.append((s, True))
-    table = []
-    for k in range((end - start).days + 1):
-        d = start + timedelta(days=k)
-        line = [d.isoformat()]
-        for s, pop in cols:
-            i = (d - s.start).days
-            v = (s.population[i] if pop else s.values[i]) if 0 <= i < len(s.values) else None
-            line.append(raw(v))
-        table.append(line)
-    return csv_text(header, table)
+            cols.append(columns.raw(_aligned(s, s.population, start, days)))
+    return columns.csv(header, cols)
 
 
 def map_csv(series: Store, ind: str, level: str) -> bytes | None:
@@ -249,11 +266,11 @@ def map_csv(series: Store, ind: str, level: str) -> bytes | None:
         return None
     start = min(s.start for s in of_level.values())
     end = max(s.end for s in of_level.values())
+    days = (end - start).days + 1
     codes = sorted(of_level)
-    table = [[(start + timedelta(days=k)).isoformat()]
-             + [raw(of_level[c].at(start + timedelta(days=k))) for c in codes]
-             for k in range((end - start).days + 1)]
-    return csv_text(["date", *codes], table)
+    cols = [columns.days(start, days)] + [
+        columns.raw(_aligned(of_level[c], of_level[c].values, start, days)) for c in codes]
+    return columns.csv(["date", *codes], cols)
 
 
 def index_json(dash: Dashboard, series: Store, all_areas: Sequence[Area]) -> bytes:
@@ -277,8 +294,9 @@ def index_json(dash: Dashboard, series: Store, all_areas: Sequence[Area]) -> byt
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def pages(dash: Dashboard, tables: Tables, registry: Registry) -> list[Page]:
-    """Every page and data file of the time-series dashboard ``dash``."""
+def batches(dash: Dashboard, tables: Tables, registry: Registry) -> Iterator[list[Page]]:
+    """Every page and data file of the time-series dashboard ``dash``, one area at a time
+    (its pages, chart files and ``data/{area}.csv``), then the map's files and ``index.json``."""
     series = load_series(dash, tables)
     all_areas = areas(dash.levels)
     ends = [s.end for per in series.values() for s in per.values()]
@@ -286,8 +304,8 @@ def pages(dash: Dashboard, tables: Tables, registry: Registry) -> list[Page]:
     extra = {"versions": versions_of(tables, dash), "registry": registry,
              "first": min(starts) if starts else None, "last": max(ends) if ends else None,
              "map_html": map_html(dash, series, all_areas) if dash.map else None}
-    out: list[Page] = []
     for area in all_areas:
+        out: list[Page] = []
         paths = [f"dashboards/{dash.slug}/{area.id}/"]
         if area.level == "fra":
             paths.insert(0, f"dashboards/{dash.slug}/")
@@ -299,6 +317,8 @@ def pages(dash: Dashboard, tables: Tables, registry: Registry) -> list[Page]:
         body = area_csv(dash, series, area)
         if body is not None:
             out.append(Page(f"dashboards/{dash.slug}/data/{area.id}.csv", body, CSV))
+        yield out
+    out = []
     if dash.map is not None:
         for ident in dash.map.indicators:
             body = map_csv(series, ident, dash.map.level)
@@ -306,4 +326,10 @@ def pages(dash: Dashboard, tables: Tables, registry: Registry) -> list[Page]:
                 out.append(Page(f"dashboards/{dash.slug}/data/map-{ident}.csv", body, CSV))
     out.append(Page(f"dashboards/{dash.slug}/data/index.json", index_json(dash, series, all_areas),
                     JSON))
-    return out
+    yield out
+
+
+def pages(dash: Dashboard, tables: Tables, registry: Registry) -> list[Page]:
+    """Every page and data file of the time-series dashboard ``dash`` (``batches``, in one
+    list)."""
+    return [p for batch in batches(dash, tables, registry) for p in batch]
