@@ -35,9 +35,10 @@ a busy minute during N = 1,000 alone would be read as growth. Reported per mode 
 publish (``publish_cpu_seconds``: every thread of the process, so what else the machine runs
 moves it far less than the wall time); of the repetition whose time is the
 median (``upload``: which one), the storage calls by kind and total (with bytes read), the same
-for its validate step (``ingest``), the rows of each published table and the manifest's size in
-bytes; and the seconds spent building the history. With ``--out``, the section is written after
-each round, so a run stopped by a time cap keeps the rounds it finished.
+for its validate step (``ingest``), the rows of each published table, the manifest's size in
+bytes and the upload index's (``index/{dataset}.json``, its shards of folded keys aside); and
+the seconds spent building the history. With ``--out``, the section is written after each round,
+so a run stopped by a time cap keeps the rounds it finished.
 ``publish_ratio_1000_to_10`` (and ``publish_cpu_ratio_1000_to_10`` on CPU seconds,
 ``calls_ratio_1000_to_10`` on total calls) is the larger of the two modes' ratios
 (``ratios_1000_to_10_by_mode``: each mode's); ``*_100_to_10`` the same at 100 (the ratios are
@@ -304,6 +305,13 @@ class History:
                                      layout.manifest_key(self.series.dataset))
         return None if info is None else info.size
 
+    def index_bytes(self) -> int | None:
+        """Size of the dataset's upload index (``index/{dataset}.json``; its shards of folded
+        keys aside)."""
+        info = self.store.inner.head(self.settings.internal_bucket,
+                                     layout.upload_index_key(self.series.dataset))
+        return None if info is None else info.size
+
 
 def measure_once(h: History) -> dict[str, Any]:
     """Validate then publish the next upload, counting each step's storage calls."""
@@ -316,7 +324,7 @@ def measure_once(h: History) -> dict[str, Any]:
             "publish_seconds": p_seconds, "publish_cpu_seconds": p_cpu,
             "publish_calls": h.store.snapshot(),
             "validate_seconds": v_seconds, "validate_calls": v_calls, "rows": dict(out.rows),
-            "manifest_bytes": h.manifest_bytes()}
+            "manifest_bytes": h.manifest_bytes(), "index_bytes": h.index_bytes()}
 
 
 def point(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -336,6 +344,7 @@ def point(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "validate_calls": mid["validate_calls"],
         "rows": mid["rows"],
         "manifest_bytes": mid["manifest_bytes"],
+        "index_bytes": mid["index_bytes"],
         "uploads_measured": [r["upload"] for r in runs],
         "all_created": all(r["created"] and r["status"] == "accepted" for r in runs),
     }
@@ -481,7 +490,7 @@ def table(doc: dict[str, Any]) -> str:
     if doc.get("failed"):
         out.append(f"history: {doc['failed']}; the checkpoints reached:")
     head = ["mode", "N", "publish s", "cpu s", "calls", "list/get/head/put/copy/del", "read KB",
-            "validate s", "v. calls", "manifest KB", "rows"]
+            "validate s", "v. calls", "manifest KB", "index KB", "rows"]
     lines = []
     for mode, m in doc["modes"].items():
         for n, p in m["points"].items():
@@ -490,7 +499,8 @@ def table(doc: dict[str, Any]) -> str:
                           f"{p.get('publish_cpu_seconds', 0):.3f}", str(c["total"]),
                           "/".join(str(c[k]) for k in KINDS), f"{c['bytes_read'] / 1e3:.0f}",
                           f"{p['validate_seconds']:.3f}", str(p["validate_calls"]["total"]),
-                          f"{(p['manifest_bytes'] or 0) / 1e3:.1f}", _rows(p["rows"])])
+                          f"{(p['manifest_bytes'] or 0) / 1e3:.1f}",
+                          f"{(p.get('index_bytes') or 0) / 1e3:.1f}", _rows(p["rows"])])
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
     out.append("  ".join(h.ljust(widths[i]) for i, h in enumerate(head)))
     out.append("  ".join("-" * w for w in widths))

@@ -86,6 +86,7 @@ def test_history_figures_with_a_tiny_history(tmp_path, producer_days):
             assert p["validate_calls"]["total"] > 0 and p["validate_calls"]["put"] > 0
             assert p["publish_seconds"] > 0 and p["validate_seconds"] > 0
             assert p["manifest_bytes"] > 1000
+            assert 0 < p["index_bytes"] < 2000  # small whatever the history
             if mode == "append":  # every day uploaded so far, one producer: one row per key
                 expected = int(producer_days.iloc[:p["upload"]].sum())
                 assert p["rows"] == {"sources": expected, "consolide": expected}

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import HOSP, REAL, Pipeline
+from conftest import HOSP, REAL, Pipeline, need
 from opendepot import changes, index
 from opendepot.changes import Spec, compare, compare_files
 from opendepot.publication import publish_dataset
@@ -547,3 +547,49 @@ def test_a_comparison_that_raises__logged__the_version_published_with_a_note(
         publish_as(pipeline, ds, MIRROR_23.parent.parent / "2020-04-30_318ba9f" /
                    "covid_hospit.csv")
     assert json.loads(pipeline.published(f"{HOSP}/manifest.json"))["version"] == second.version
+
+
+@pytest.mark.parametrize("order", ["published", "by_day"])
+def test_rows_matched_by_codes_or_by_join__real_hospital_counts_as_pandas_finds(
+    order: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The November then March hospital files compared as tables, March in key order (its
+    new days interleaved with November's rows) or by day; rows matched by int64 codes, then by
+    Arrow's join (``MATCH_CODES`` 1): both as pandas counts; a null key matches nothing."""
+    old_df, new_df = hospital_source(need(HOSP_NOV)), hospital_source(need(HOSP_MAR))
+    new_df = new_df.sort_values(["jour", "dep", "sexe"] if order == "by_day" else HOSP_KEY)
+    new_df.loc[new_df["jour"] == "2020-10-01", "rea"] += 2  # a day revised
+    spec = Spec(tuple(HOSP_KEY), tuple(HOSP_COLUMNS), "jour")
+    old, new = (pa.Table.from_pandas(df[HOSP_KEY + HOSP_COLUMNS], preserve_index=False)
+                for df in (old_df, new_df))
+    expected = pandas_changes(old_df, new_df, HOSP_KEY, HOSP_COLUMNS)
+    by_codes = compare(old, new, spec).to_json()
+    assert_counts(by_codes, expected)
+    assert by_codes["rows"]["added"] == 39_390
+    assert by_codes["rows"]["changed"] == expected["cells"]["rea"] == 303  # 101 deps x 3 sexes
+    monkeypatch.setattr(changes, "MATCH_CODES", 1)
+    assert compare(old, new, spec).to_json() == by_codes
+    nulls = pa.table({"dep": [None], "sexe": [0], "jour": ["2020-03-18"],
+                      **{c: pa.array([1.0]) for c in HOSP_COLUMNS}}).cast(old.schema)
+    with_nulls = compare(pa.concat_tables([old, nulls]), pa.concat_tables([new, nulls]), spec)
+    assert (with_nulls.rows_added, with_nulls.rows_removed) == (39_391, 1)  # never matched
+    monkeypatch.setattr(changes, "MATCH_CODES", 2**62)
+    again = compare(pa.concat_tables([old, nulls]), pa.concat_tables([new, nulls]), spec)
+    assert again.to_json() == with_nulls.to_json()
+
+
+def test_new_rows_after_the_old_ones__matched_in_place_as_pandas_finds() -> None:
+    """An ``append`` day: the new table is the old one then rows of later days (real hospital
+    rows), some old cells revised: the position-for-position path, the same counts as pandas."""
+    df = hospital_source(need(HOSP_NOV)).sort_values(HOSP_KEY)
+    old_df = df[df["jour"] < "2020-11-01"]
+    new_df = pd.concat([old_df, df[df["jour"] >= "2020-11-01"]])
+    new_df.loc[new_df.index[:5], "hosp"] += 1  # five revisions of the first rows
+    spec = Spec(tuple(HOSP_KEY), tuple(HOSP_COLUMNS), "jour")
+    old, new = (pa.Table.from_pandas(d[HOSP_KEY + HOSP_COLUMNS], preserve_index=False)
+                for d in (old_df, new_df))
+    doc = compare(old, new, spec).to_json()
+    assert_counts(doc, pandas_changes(old_df, new_df, HOSP_KEY, HOSP_COLUMNS))
+    assert doc["rows"]["changed"] == 5 and doc["rows"]["removed"] == 0
+    hosp = next(c for c in doc["columns"] if c["name"] == "hosp")
+    assert [c["delta"] for c in hosp["largest"]] == [1] * 5

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bench.history import APPEND, append_series
 from conftest import HOSP
-from opendepot import layout
+from opendepot import index_shards, layout, upload_index
 from opendepot.config import Settings
 from opendepot.contracts import Catalog, Manifest, UploadRecord
 from opendepot.ingest import ObjectEvent, ingest
@@ -206,3 +207,93 @@ def test_crash_at_every_write__retry_converges_to_the_crash_free_state(cases_dir
         tried += 1
     print(f"crash-injection harness: {tried} crash points tried, all converged")
     assert tried == writes
+
+
+# --- an append dataset: the upload index's shards of folded keys (opendepot.index_shards) -------
+
+
+def run_append(crash_at: int | None, days: int = 3) -> tuple[MemoryStore, Faults, int]:
+    """``days`` real chiffres-cles days of ministere-sante (the history bench's uploads), each
+    validated then published and retried like ``run``."""
+    settings = Settings(publish_queue_url="memory://publish.fifo")
+    faults = Faults(at=crash_at)
+    memory = MemoryStore()
+    store, queue = FaultyStore(memory, faults), FaultyQueue(faults)
+    registry, cog = load_registry(), load_cog()
+    ds = registry.get(APPEND[0])
+    series = append_series()
+    t0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    retries = 0
+    for i in range(days):
+        up = series.upload(i)
+        etag = memory.put(settings.incoming_bucket, up.key, up.body, "text/csv")
+        event = ObjectEvent(settings.incoming_bucket, up.key, len(up.body), etag, f"v{i}",
+                            f"{i + 1:016X}", t0 + timedelta(minutes=i))
+        sent_before = len(queue.sent)
+        for _attempt in range(5):
+            try:
+                assert ingest(store, queue, settings, registry, cog, event).status == "accepted"
+                break
+            except Crash:
+                retries += 1
+        for _ in queue.sent[sent_before:]:
+            for attempt in range(5):
+                try:
+                    publish_dataset(store, settings, registry, cog, ds,
+                                    t0 + timedelta(minutes=i, seconds=30 + attempt))
+                    break
+                except Crash:
+                    retries += 1
+    return memory, faults, retries
+
+
+def append_state(store: MemoryStore, settings: Settings) -> dict[str, Any]:
+    """What readers see of the append dataset, and what its upload index says."""
+    dataset = APPEND[0]
+    bucket = store.buckets[settings.published_bucket]
+    manifest = Manifest.from_json(json.loads(bucket[layout.manifest_key(dataset)].body))
+    index, _ = upload_index.read(store, settings, dataset)
+    assert index is not None
+    return {
+        "latest": {r.latest_path: hashlib.sha256(bucket[r.latest_path].body).hexdigest()
+                   for r in manifest.resources},
+        "uploads": len(manifest.upload_ids), "rows": dict(manifest.rows),
+        "versions": len(manifest.versions),
+        "index": (index.folded_count, sorted(index.shards.leaves), index.pending,
+                  index.published_version is not None),
+    }
+
+
+def check_shards(store: MemoryStore, settings: Settings, where: str) -> None:
+    """Every shard the index names exists, holds its leaf's keys, and every shard object
+    stored is named by the index or in its ``expiring`` (deleted by the next publication)."""
+    dataset = APPEND[0]
+    index, _ = upload_index.read(store, settings, dataset)
+    assert index is not None, where
+    named = {layout.folded_shard_key(dataset, p, d) for p, d in index.shards.leaves.items() if d}
+    stored = {k for k in store.buckets[settings.internal_bucket]
+              if k.startswith(f"index/{dataset}/keys/")}
+    assert named <= stored and stored - named <= set(index.expiring), where
+    loaded = upload_index.load(store, settings, index)
+    assert sum(len(loaded.shards.leaf_entries(p)) for p in index.shards.leaves) \
+        == index.folded_count == 3, where
+
+
+def test_append_crash_at_every_write__retry_converges_no_shard_lost_or_left(monkeypatch):
+    monkeypatch.setattr(index_shards, "SHARD_MAX", 1)  # the second fold splits the root leaf
+    settings = Settings()
+    clean, faults, retries = run_append(crash_at=None)
+    assert retries == 0
+    expected = append_state(clean, settings)
+    assert expected["versions"] == 3 and len(expected["index"][1]) == 16
+    check_nothing_public_unnamed(clean, settings, "no crash")
+    check_shards(clean, settings, "no crash")
+    writes = faults.count
+    assert {w.split()[0] for w in faults.log} >= {"put", "copy", "delete", "send"}
+    for at in range(1, writes + 1):
+        store, _, retries = run_append(crash_at=at)
+        where = f"crash at write {at}: {faults.log[at - 1]}"
+        assert retries == 1, where
+        assert append_state(store, settings) == expected, where
+        check_nothing_public_unnamed(store, settings, where)
+        check_shards(store, settings, where)

@@ -147,7 +147,7 @@ def test_after_folding__index_holds_each_snapshot_producer_once_and_nothing_pend
     assert list(index.snapshot) == ["opencovid19-fr"]
     # the second nightly build replaced the first, the rewrite replaced the January bulletin
     assert index.snapshot["opencovid19-fr"].received_at.startswith("2026-11-29T08:08")
-    assert len(index.folded_keys) == 8  # 9 bulletin uploads, one key written twice
+    assert index.folded_count == 8  # 9 bulletin uploads, one key written twice
     staged = {o.key for o in daily.store.list(daily.settings.internal_bucket, f"staging/{CC}/")}
     # staged copies of the first nightly build and of the rewritten bulletin expired
     assert len([k for k in staged if k.endswith(".parquet")]) == 8 + 1

@@ -15,7 +15,8 @@ docs/design.md, "Upload index"):
   history). Consolidation (``partitions.consolidate_part``) then keeps the newest row of each key
   exactly as a rebuild does;
 - otherwise a **full** build: the snapshot uploads, every folded ``append`` record still current
-  (``upload_index.folded_records``: the pages) and the pending ones.
+  (``upload_index.folded_records``: the pages, and every shard of the folded keys) and the
+  pending ones.
 
 ``tests/test_incremental.py`` publishes the real chiffres-cles uploads both ways and compares the
 published tables.
@@ -83,7 +84,7 @@ def _full_reason(
 ) -> str:
     """Why the pending ``append`` uploads cannot be added to the previous table ('' if they
     can)."""
-    if not index.folded_keys:
+    if not index.folded_count:
         return "no append upload folded yet"
     if manifest is None or index.published_version != manifest.version:
         return "the index is not folded into the current version"
@@ -115,9 +116,9 @@ def plan_build(
     snapshots = select_uploads(dataset, [*index.snapshot.values(), *snap])
     brought = [r for r in snapshots if r.upload_id in {p.upload_id for p in snap}]
     left_out = sum(r.rows_left_out for r in snapshots) + index.folded_rows_left_out
-    count = len(snapshots) + len(index.folded_keys)
-    reason = _full_reason(dataset, index, manifest, appended) if appended or index.folded_keys \
-        else "no append producer"
+    count = len(snapshots) + index.folded_count
+    reason = _full_reason(dataset, index, manifest, appended) \
+        if appended or index.folded_count else "no append producer"
     if not reason and manifest is not None:
         new_snap = {r.producer for r in brought}
         previous_fed = {u.upload_id for u in manifest.uploads if "@" in u.upload_id}
@@ -126,7 +127,7 @@ def plan_build(
         records = tuple(sorted([*brought, *appended], key=upload_order))
         return Build(records, records, count + len(appended),
                      left_out + sum(r.rows_left_out for r in appended), base, "")
-    folded = folded_records(store, settings, index) if index.folded_keys else []
+    folded = folded_records(store, settings, index) if index.folded_count else []
     chosen = select_uploads(dataset, [*snapshots, *folded, *appended])
     fresh = {r.upload_id for r in pending}
     return Build(tuple(chosen), tuple(r for r in chosen if r.upload_id in fresh),
@@ -137,7 +138,11 @@ def plan_build(
 def base_upload(previous: Path, base: Base, out: Path) -> Upload:
     """The previous version's producer-level table (the local Parquet file ``previous``) minus
     ``base``'s dropped rows, written to ``out`` in batches: the oldest upload of an incremental
-    build, its rows already tagged with their producer and upload id."""
+    build, its rows already tagged with their producer and upload id. With no row to drop (no
+    fed version, no snapshot producer with a new upload: the usual ``append`` day), it is
+    ``previous`` itself, not copied."""
+    if not base.drop_producers and not base.drop_upload_ids:
+        return Upload(previous, "", "", tagged=True)
     source = pq.ParquetFile(previous)
     writer: pq.ParquetWriter | None = None
     try:

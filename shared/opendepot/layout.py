@@ -10,6 +10,8 @@ Buckets (see docs/design.md, "Keys"):
   ``announced/{dataset}/{version}.json`` (the version was announced: ``announced_key``),
   ``index/{dataset}.json`` (the upload index: ``upload_index_key``),
   ``index/{dataset}/folded/{version}.json`` (records folded into a version: ``folded_page_key``),
+  ``index/{dataset}/keys/{prefix}-{digest}.json`` (a shard of the folded keys:
+  ``folded_shard_key``),
   ``inbox/{dataset}/{upload_id}.json`` (an upload no publication took in yet: ``inbox_key``),
   ``pending/{dataset}/{version}.json`` (the published keys a publication is about to write:
   ``pending_key``);
@@ -127,6 +129,18 @@ def folded_page_key(dataset: str, version: str) -> str:
     """``index/{dataset}/folded/{version}.json``: the ``append`` records folded into
     ``version`` (immutable)."""
     return f"{INDEX}{dataset}/folded/{version}.json"
+
+
+def folded_pages_prefix(dataset: str) -> str:
+    """``index/{dataset}/folded/``: the pages of ``folded_page_key`` (listed by a full build)."""
+    return f"{INDEX}{dataset}/folded/"
+
+
+def folded_shard_key(dataset: str, prefix: str, digest: str) -> str:
+    """``index/{dataset}/keys/{prefix}-{digest}.json``: one shard of the upload index's folded
+    keys (``opendepot.index_shards``; ``prefix``: hex digits of the key hash, maybe none;
+    ``digest``: of its body), immutable."""
+    return f"{INDEX}{dataset}/keys/{prefix}-{digest}.json"
 
 
 def inbox_prefix(dataset: str) -> str:

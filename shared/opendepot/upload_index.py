@@ -14,11 +14,14 @@ record ever staged did; this index replaces it (see docs/design.md, "Upload inde
   id).
 - once a version made of the pending uploads is switched to, ``fold`` moves them out of
   ``pending``: each ``snapshot`` producer's newest upload into ``snapshot``; ``append`` uploads
-  into ``folded_keys`` (incoming key -> its current write) with their records in one immutable
-  page per version, ``index/{dataset}/folded/{version}.json``, read only for a full rebuild.
+  into the folded keys (incoming key -> its current write), kept in immutable shards by key
+  hash (``opendepot.index_shards``: the index names them, a publication reads and writes only
+  the shards its pending uploads' keys fall in), with their records in one immutable page per
+  version, ``index/{dataset}/folded/{version}.json``, listed and read only for a full rebuild.
   ``fold`` returns the uploads no version can need again (older snapshot uploads, older writes of
   a key): their staged keys are written in the index (``expiring``) and deleted by the next
-  publication, after the switch (``expire``); the original uploads stay in the versioned
+  publication, just before its switch (``expire``, in ``settle``: until then the index still
+  names them, so a crash loses no deletion); the original uploads stay in the versioned
   incoming bucket.
 
 Shapes: records are ``contracts.UploadRecord``; an upload's order is ``consolidate.upload_order``
@@ -33,11 +36,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opendepot import concurrency, layout
+from opendepot import concurrency, index_shards, layout
 from opendepot.config import Settings
 from opendepot.consolidate import current_versions, upload_order, write_order
 from opendepot.contracts import ContractError, UploadRecord
-from opendepot.keys import sequencer_key
+from opendepot.index_shards import FoldedKey, Shards
 from opendepot.registry import Dataset
 from opendepot.storage import Store
 
@@ -45,46 +48,6 @@ log = logging.getLogger(__name__)
 JSON_MIME = "application/json"
 THREADS = 4
 """Concurrent small reads (inbox records, folded pages)."""
-
-
-@dataclass(frozen=True)
-class FoldedKey:
-    """The current write of one incoming key of an ``append`` producer, folded into a version."""
-
-    upload_id: str
-    producer: str
-    order: tuple[str, str, str]
-    """Its ``upload_order``."""
-    write: tuple[str, str, str]
-    """Its write order (``consolidate.write_order``)."""
-    rows_left_out: int = 0
-    """Rows left out of it within the error budget."""
-
-    def to_json(self) -> list[Any]:
-        """``[upload_id, producer, received_at, sequencer, rows_left_out]`` (the orders are
-        made of these three: stored once, the index stays small)."""
-        received_at, sequencer, _ = self.order
-        return [self.upload_id, self.producer, received_at, sequencer.rstrip("0"),
-                self.rows_left_out]
-
-    @classmethod
-    def from_json(cls, d: Any) -> FoldedKey:
-        """Raises: ContractError."""
-        try:
-            upload_id, producer, received_at, sequencer, left_out = d
-            seq = sequencer_key(str(sequencer))
-            return cls(str(upload_id), str(producer), (str(received_at), seq, str(upload_id)),
-                       (seq, str(received_at), str(upload_id)), int(left_out))
-        except (TypeError, ValueError) as exc:
-            raise ContractError("UploadIndex", "folded_keys", f"{d!r} is not an entry") from exc
-
-
-def _entries(d: Any) -> dict[str, Any]:
-    """``folded_keys`` as stored, its shape checked (a list of five per key), never parsed."""
-    if not isinstance(d, dict) or not all(isinstance(v, list) and len(v) == 5
-                                          for v in d.values()):
-        raise ContractError("UploadIndex", "folded_keys", "not an object of entries")
-    return {str(k): v for k, v in d.items()}
 
 
 def _triple(d: Any) -> tuple[str, str, str]:
@@ -101,45 +64,50 @@ class UploadIndex:
     """The version the folded uploads were last published in (None: none yet)."""
     snapshot: Mapping[str, UploadRecord] = field(default_factory=dict)
     """Each ``snapshot`` producer's newest folded upload."""
-    folded_keys: Mapping[str, Any] = field(default_factory=dict)
-    """Incoming key -> its current folded write, for ``append`` producers, as stored
-    (``FoldedKey.to_json``; ``folded`` reads one): thousands of keys are never parsed whole."""
+    shards: Shards = field(default_factory=Shards)
+    """Incoming key -> its current folded write, for ``append`` producers, in shards
+    (``index_shards``; ``folded`` reads one key, once its shard is read: ``load``)."""
     newest_folded: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
     """Producer -> the ``upload_order`` of its newest folded ``append`` upload."""
-    folded_pages: tuple[str, ...] = ()
-    """Keys of the pages holding the folded ``append`` records, oldest first."""
     folded_rows_left_out: int = 0
     """Rows left out of the folded ``append`` uploads (their current writes)."""
     pending: tuple[UploadRecord, ...] = ()
     """Uploads taken in from the inbox and not yet in a published version, oldest first."""
     expiring: tuple[str, ...] = ()
-    """Staged keys (internal bucket) of the uploads the last fold expired: deleted by the next
-    publication, after this index is switched to (a crash in between loses no deletion)."""
+    """Keys (internal bucket) the last fold found no version can need again: the staged copies
+    of the uploads it expired, the shards it replaced. Deleted by the next publication just
+    before it switches the index (``settle``): until then this index names them, so a crash
+    loses no deletion."""
 
     @property
     def empty(self) -> bool:
         """True when no upload was ever taken in."""
-        return not (self.snapshot or self.folded_keys or self.pending)
+        return not (self.snapshot or self.shards.count or self.pending)
+
+    @property
+    def folded_count(self) -> int:
+        """Incoming keys of ``append`` producers folded (each counts its current write)."""
+        return self.shards.count
 
     def folded(self, key: str) -> FoldedKey | None:
         """The current folded write of the incoming ``key`` (None: none).
 
-        Raises: ContractError (an entry that does not parse)."""
-        entry = self.folded_keys.get(key)
-        return None if entry is None else FoldedKey.from_json(entry)
+        Raises: ShardNotLoaded (its shard was not read: ``load``), ContractError (an entry
+        that does not parse)."""
+        return self.shards.get(key)
 
-    def folded_ids(self) -> set[str]:
-        """Upload ids of the current folded ``append`` writes."""
-        return {str(entry[0]) for entry in self.folded_keys.values()}
+    def is_folded(self, record: UploadRecord) -> bool:
+        """Whether ``record`` is the current folded write of its key. Raises: ShardNotLoaded."""
+        entry = self.shards.entry(record.key)
+        return entry is not None and str(entry[0]) == record.upload_id
 
     def to_json(self) -> dict[str, Any]:
         """The stored JSON object."""
         return {
             "dataset": self.dataset, "published_version": self.published_version,
             "snapshot": {p: r.to_json() for p, r in sorted(self.snapshot.items())},
-            "folded_keys": dict(self.folded_keys),
+            "folded": self.shards.to_json(),
             "newest_folded": {p: list(o) for p, o in sorted(self.newest_folded.items())},
-            "folded_pages": list(self.folded_pages),
             "folded_rows_left_out": self.folded_rows_left_out,
             "pending": [r.to_json() for r in self.pending],
             "expiring": list(self.expiring),
@@ -153,10 +121,9 @@ class UploadIndex:
                 dataset=str(d["dataset"]), published_version=d.get("published_version"),
                 snapshot={str(p): UploadRecord.from_json(r)
                           for p, r in dict(d.get("snapshot") or {}).items()},
-                folded_keys=_entries(d.get("folded_keys") or {}),
+                shards=Shards.from_json(d.get("folded"), d.get("folded_keys")),
                 newest_folded={str(p): _triple(o)
                                for p, o in dict(d.get("newest_folded") or {}).items()},
-                folded_pages=tuple(str(k) for k in d.get("folded_pages") or ()),
                 folded_rows_left_out=int(d.get("folded_rows_left_out") or 0),
                 pending=tuple(UploadRecord.from_json(r) for r in d.get("pending") or ()),
                 expiring=tuple(str(k) for k in d.get("expiring") or ()),
@@ -239,13 +206,15 @@ def write(store: Store, settings: Settings, index: UploadIndex, etag: str | None
 
 def take_in(index: UploadIndex, records: Iterable[UploadRecord]) -> UploadIndex:
     """``index`` with ``records`` added to ``pending`` (an upload already known is not added
-    twice; ``pending`` stays oldest first)."""
+    twice; ``pending`` stays oldest first). The shards of the records' keys must be read
+    (``load``).
+
+    Raises: ShardNotLoaded."""
     known = {r.upload_id for r in index.pending}
     known |= {r.upload_id for r in index.snapshot.values()}
-    known |= index.folded_ids()
     new = []
     for r in records:
-        if r.upload_id not in known:
+        if r.upload_id not in known and not index.is_folded(r):
             known.add(r.upload_id)
             new.append(r)
     if not new:
@@ -276,8 +245,10 @@ def gather(store: Store, settings: Settings, dataset: str) -> Gathered:
     index, etag = read(store, settings, dataset)
     legacy = legacy_records(store, settings, dataset) if index is None else []
     arrived = inbox(store, settings, dataset)
+    records = [*legacy, *(r for _, r in arrived)]
     start = index if index is not None else UploadIndex(dataset)
-    merged = take_in(start, [*legacy, *(r for _, r in arrived)])
+    start = load(store, settings, start, [*start.pending, *records])
+    merged = take_in(start, records)
     keys = tuple(k for k, _ in arrived)
     if merged is start and index is not None:  # nothing new: the inbox held copies only
         _delete(store, settings, keys)
@@ -286,14 +257,31 @@ def gather(store: Store, settings: Settings, dataset: str) -> Gathered:
 
 
 def settle(store: Store, settings: Settings, index: UploadIndex, gathered: Gathered) -> Gathered:
-    """Switch the index to ``index`` (``If-Match`` the gathered ETag), then delete the inbox
-    records ``gathered`` took in (all are in ``index``, folded or pending); returns what a
-    further ``settle`` starts from.
+    """Delete what the gathered index's ``expiring`` names (``expire``: staged copies and
+    shards a fold before found no version can need, since that index was switched to), then
+    switch the index to ``index`` (``If-Match`` the gathered ETag), then delete the inbox records
+    ``gathered`` took in (all are in ``index``, folded or pending); returns what a further
+    ``settle`` starts from. Deleting before the switch loses nothing to a crash: until the
+    switch, the gathered index still names them, and the retry deletes them again; after it,
+    ``index`` names only its own fold's.
 
     Raises: PreconditionFailed (another publication switched it first: retry)."""
+    expire(store, settings, gathered.index, keep=index)
     etag = write(store, settings, index, gathered.etag)
     _delete(store, settings, gathered.inbox_keys)
     return Gathered(index, etag)
+
+
+def load(store: Store, settings: Settings, index: UploadIndex,
+         records: Iterable[UploadRecord] | None = None) -> UploadIndex:
+    """``index`` with the shards of its folded keys that ``records``' keys fall in read (None:
+    every shard, for a full rebuild): the one or few a publication needs, whatever the
+    history (``index_shards.load``).
+
+    Raises: ContractError, StorageError."""
+    keys = None if records is None else [r.key for r in records]
+    shards = index_shards.load(store, settings, index.dataset, index.shards, keys)
+    return index if shards is index.shards else replace(index, shards=shards)
 
 
 def _delete(store: Store, settings: Settings, keys: Sequence[str]) -> None:
@@ -302,14 +290,26 @@ def _delete(store: Store, settings: Settings, keys: Sequence[str]) -> None:
 
 
 def folded_records(store: Store, settings: Settings, index: UploadIndex) -> list[UploadRecord]:
-    """Every folded ``append`` record still current (the pages, read for a full rebuild).
+    """Every folded ``append`` record still current, for a full rebuild: the pages listed
+    under ``index/{dataset}/folded/`` and read, every shard read (which says which write of
+    each key is current; a page of a fold whose switch was lost holds only records that are
+    not current, or are folded again under the same key). Reads grow with the history: only a
+    full build does this.
 
-    Raises: ContractError."""
+    Raises: ContractError, StorageError."""
+    prefix = layout.folded_pages_prefix(index.dataset)
+    keys = sorted(o.key for o in store.list(settings.internal_bucket, prefix))
     pages = concurrency.map_ordered(lambda k: json.loads(store.get(settings.internal_bucket, k)),
-                                    list(index.folded_pages), threads=THREADS)
-    current = index.folded_ids()
-    return [r for page in pages for r in (UploadRecord.from_json(d) for d in page["records"])
-            if r.upload_id in current]
+                                    keys, threads=THREADS)
+    shards = load(store, settings, index).shards
+    current = {str(e[0]) for p in shards.leaves for e in shards.leaf_entries(p).values()}
+    out: dict[str, UploadRecord] = {}
+    for page in pages:
+        for d in page["records"]:
+            r = UploadRecord.from_json(d)
+            if r.upload_id in current:
+                out.setdefault(r.upload_id, r)
+    return sorted(out.values(), key=upload_order)
 
 
 # --- folding a published version in -----------------------------------------------------------
@@ -328,15 +328,34 @@ class Folded:
     keys are the new index's ``expiring``: the next publication deletes them."""
     taken: tuple[UploadRecord, ...] = ()
     """The pending uploads folded (those the version brought), oldest first."""
+    shards: tuple[tuple[str, bytes], ...] = ()
+    """(key, body) of each shard of folded keys the fold changed (``index_shards``), written
+    before the index switch (immutable: a retry writes the same bytes under the same key)."""
+
+    @property
+    def writes(self) -> tuple[tuple[str, bytes], ...]:
+        """(key, body) of every immutable object to write before the index switch (internal
+        bucket): the page, then the shards."""
+        return ((self.page,) if self.page is not None else ()) + self.shards
 
 
 def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[str]) -> Folded:
     """Fold the pending uploads of ids ``brought`` (those ``version`` brought) into the
     index, ``published_version`` = ``version``; the other pending uploads that a folded one
-    supersedes (an older snapshot upload, an older write of a key) expire with them."""
+    supersedes (an older snapshot upload, an older write of a key) expire with them, and so
+    do the shards of folded keys the fold rewrites. The shards of the pending uploads' keys must
+    be read (``load``). Pure.
+
+    Raises: ShardNotLoaded."""
     ids = set(brought)
     taken = [r for r in index.pending if r.upload_id in ids]
-    snapshot, keys = dict(index.snapshot), dict(index.folded_keys)
+    snapshot = dict(index.snapshot)
+    changed: dict[str, index_shards.Entry] = {}
+
+    def seen_of(key: str) -> FoldedKey | None:
+        entry = changed[key] if key in changed else index.shards.entry(key)
+        return None if entry is None else FoldedKey.from_json(entry)
+
     newest = dict(index.newest_folded)
     expired: list[UploadRecord] = []
     appended: list[UploadRecord] = []
@@ -350,14 +369,14 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
             else:
                 expired.append(r)
             continue
-        seen = _parsed(keys.get(r.key))
+        seen = seen_of(r.key)
         if seen is not None and seen.write > write_order(r):
             expired.append(r)  # an older write of a key arriving late: never current
             continue
         if seen is not None and seen.upload_id != r.upload_id:
             expired.append(_stub(r, seen))
             left_out -= seen.rows_left_out  # its rows are no longer in the version
-        keys[r.key] = FoldedKey(r.upload_id, r.producer, upload_order(r), write_order(r),
+        changed[r.key] = FoldedKey(r.upload_id, r.producer, upload_order(r), write_order(r),
                                 r.rows_left_out).to_json()
         newest[r.producer] = max(newest.get(r.producer, upload_order(r)), upload_order(r))
         appended.append(r)
@@ -368,25 +387,20 @@ def fold(index: UploadIndex, dataset: Dataset, version: str, brought: Sequence[s
             old = snapshot.get(r.producer)
             stale = old is not None and upload_order(r) < upload_order(old)
         else:
-            seen = _parsed(keys.get(r.key))
+            seen = seen_of(r.key)
             stale = seen is not None and seen.write > write_order(r)
         (expired if stale else rest).append(r)
     page = None
-    pages = index.folded_pages
     if appended:
         key = layout.folded_page_key(dataset.name, version)
         body = {"dataset": dataset.name, "version": version,
                 "records": [r.to_json() for r in appended]}
         page = (key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-        pages = (*pages, key) if key not in pages else pages
-    new = replace(index, published_version=version, snapshot=snapshot, folded_keys=keys,
-                  newest_folded=newest, folded_pages=pages, folded_rows_left_out=left_out,
-                  pending=tuple(rest), expiring=staged_keys(expired))
-    return Folded(new, page, tuple(expired), tuple(sorted(taken, key=upload_order)))
-
-
-def _parsed(entry: Any) -> FoldedKey | None:
-    return None if entry is None else FoldedKey.from_json(entry)
+    shards, writes, gone = index.shards.updated(dataset.name, changed)
+    new = replace(index, published_version=version, snapshot=snapshot, shards=shards,
+                  newest_folded=newest, folded_rows_left_out=left_out,
+                  pending=tuple(rest), expiring=(*staged_keys(expired), *gone))
+    return Folded(new, page, tuple(expired), tuple(sorted(taken, key=upload_order)), writes)
 
 
 def _stub(record: UploadRecord, seen: FoldedKey) -> UploadRecord:
@@ -402,12 +416,17 @@ def staged_keys(records: Sequence[UploadRecord]) -> tuple[str, ...]:
         r.staged_key, layout.staged_record_key(r.dataset, r.producer, r.upload_id)))
 
 
-def expire(store: Store, settings: Settings, index: UploadIndex) -> None:
-    """Delete the staged copies ``index.expiring`` names: uploads a fold before this index's
-    switch found no version can need again. Called with the index a publication gathered (its
-    own fold's expired keys are deleted by the next publication, once they are written down);
-    deleting twice is harmless. Their reports stay, and so do the original uploads (the
-    incoming bucket is versioned)."""
-    _delete(store, settings, index.expiring)
-    if index.expiring:
-        log.info("staged copies expired", extra={"keys": len(index.expiring)})
+def expire(store: Store, settings: Settings, index: UploadIndex,
+           keep: UploadIndex | None = None) -> None:
+    """Delete the staged copies and shards ``index.expiring`` names: what a fold before this
+    index's switch found no version can need again (``settle`` calls it with the index it
+    gathered, before switching to the next: its own fold's are deleted by the next
+    publication, once written down); deleting twice is harmless. A shard ``keep`` (the index
+    about to be switched to) names is kept. Their reports stay, and so do the original uploads
+    (the incoming bucket is versioned)."""
+    named = set() if keep is None else {
+        layout.folded_shard_key(keep.dataset, p, d) for p, d in keep.shards.leaves.items() if d}
+    keys = [k for k in index.expiring if k not in named]
+    _delete(store, settings, keys)
+    if keys:
+        log.info("staged copies expired", extra={"keys": len(keys)})
