@@ -9,7 +9,9 @@ Here the same handler code runs over:
   of ``root``, key = path below it). Bodies are streamed in ``COPY_CHUNK`` pieces both ways and
   never held whole in memory; the ETag is the MD5 of the content (as S3's for a single-part
   put), computed while writing. Each object has a small sidecar JSON under ``root/.meta/``
-  (ETag, content type, cache control), so ``head`` and ``copy`` keep content types. Writes go to
+  (ETag, content type, cache control), so ``head`` and ``copy`` keep content types. A ``copy``
+  is a hard link with its own sidecar (S3 copies on its side: no bytes through the function,
+  the ETag kept); objects are only ever replaced, never written in place. Writes go to
   ``root/.tmp/`` first and are renamed into place under a lock that also checks the
   ``if_match`` / ``if_none_match`` preconditions (``PreconditionFailed``, as ``MemoryStore``).
   Versions are not kept (``version_id`` is ignored).
@@ -52,6 +54,8 @@ class DirectoryStore:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / TMP).mkdir(exist_ok=True)
         self._lock = threading.Lock()
+        self._dirs: set[Path] = set()
+        """Directories made so far (they are never removed): made once each."""
 
     # -- paths
     def _rel(self, bucket: str, key: str) -> PurePosixPath:
@@ -127,7 +131,7 @@ class DirectoryStore:
         if_none_match: bool = False,
         cache_control: str | None = None,
     ) -> str:
-        path = self._path(bucket, key)
+        self._path(bucket, key)  # checks the key before anything is written
         md5 = hashlib.md5(usedforsecurity=False)
         fd, tmp_name = tempfile.mkstemp(dir=self.root / TMP)
         tmp = Path(tmp_name)
@@ -148,27 +152,42 @@ class DirectoryStore:
                     raise PreconditionFailed(f"s3://{bucket}/{key} exists")
                 if if_match is not None and (current is None or current.etag != if_match):
                     raise PreconditionFailed(f"s3://{bucket}/{key} changed")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                meta_path = self._meta_path(bucket, key)
-                meta_path.parent.mkdir(parents=True, exist_ok=True)
-                meta_path.write_text(json.dumps(meta))
-                os.replace(tmp, path)
+                self._place(bucket, key, tmp, meta)
             return etag
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _place(self, bucket: str, key: str, tmp: Path, meta: dict[str, Any]) -> None:
+        """Under the lock: ``tmp`` becomes the object (renamed into place), ``meta`` its
+        sidecar."""
+        path, meta_path = self._path(bucket, key), self._meta_path(bucket, key)
+        for directory in (path.parent, meta_path.parent):
+            if directory not in self._dirs:
+                directory.mkdir(parents=True, exist_ok=True)
+                self._dirs.add(directory)
+        meta_path.write_text(json.dumps(meta))
+        os.replace(tmp, path)
+
     def copy(
         self, bucket: str, src_key: str, dst_key: str, *, cache_control: str | None = None
     ) -> None:
+        """As S3 copies an object on its side, keeping its ETag: the bytes are not read, the copy
+        is a hard link to the source's file (objects are only ever replaced, never written in
+        place), with its own sidecar."""
         src = self._path(bucket, src_key)
+        if not src.is_file():
+            raise NotFound(f"s3://{bucket}/{src_key}")
         meta = self._meta(bucket, src_key)
+        meta = {"etag": meta.get("etag") or _md5_file(src),
+                "content_type": meta.get("content_type") or OCTET,
+                "cache_control": cache_control or meta.get("cache_control")}
+        tmp = self.root / TMP / f"copy-{uuid.uuid4().hex}"
+        os.link(src, tmp)
         try:
-            f = src.open("rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise NotFound(f"s3://{bucket}/{src_key}") from exc
-        with f:
-            self.put(bucket, dst_key, f, meta.get("content_type") or OCTET,
-                     cache_control=cache_control or meta.get("cache_control"))
+            with self._lock:
+                self._place(bucket, dst_key, tmp, meta)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def list(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         top = self._bucket_dir(bucket)

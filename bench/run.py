@@ -392,7 +392,14 @@ def summarise(w: Workload, c: Collected) -> dict[str, Any]:
         "validation": {k: c.validate[0].doc.get(k) for k in ("status", "errors", "warnings")}
         if c.validate else {},
         "published_rows": next((p.doc.get("published_rows") for p in _ok(c.publish)), None),
+        # the site function after publish, on its own (not in opendepot_seconds)
+        "site_seconds": _r(_median([p.doc["site_seconds"] for p in c.publish
+                                    if p.doc.get("site_seconds") is not None])),
+        "site_peak_rss_mib": _max(c.publish, "site_peak_rss_mib"),
     }
+    site_failed = next((p.doc["site_failed"] for p in c.publish if p.doc.get("site_failed")), None)
+    if site_failed:
+        failures.setdefault("site", site_failed)
     if c.server is not None:
         served: list[dict[str, Any]] = [
             r for r in c.server.doc.get("runs", []) if not r.get("failed")]
@@ -573,6 +580,11 @@ def table(results: dict[str, Any]) -> str:
     out.append("peak MiB = peak resident memory of the handler's process, moto in process (moto's "
                "own copies of the objects included); file store = the same handlers over a local "
                "directory (bench.filestore), once: opendepot's own memory and time")
+    site = [f"{w['name']} {fmt(w.get('site_seconds'))} s / {fmt(w.get('site_peak_rss_mib'), 0)} MiB"
+            for w in results["workloads"] if w.get("site_seconds") is not None]
+    if site:
+        out.append("site function after publish (home, the dataset's page, its dashboards; "
+                   "measured on its own, moto in process, not in opendepot s): " + ", ".join(site))
     alone = [f"{w['name']} {fmt(w.get('validate_speedup_over_peer'), 1)}x"
              for w in results["workloads"] if w.get("validate_speedup_over_peer")]
     if alone:

@@ -68,6 +68,20 @@ def test_copy_keeps_content_type_and_sets_cache_control(store):
         store.copy(B, "v1/missing.csv", "latest/missing.csv")
 
 
+def test_copy_is_a_link_the_source_replaced_later_leaves_it(store):
+    """A copy moves no bytes (S3 copies on its side): the same file, the source's ETag; the
+    source put again (a new file renamed over it) leaves the copy as it was."""
+    store.put(B, "v1/data.csv", b"a;b\n1;2\n", "text/csv")
+    store.copy(B, "v1/data.csv", "latest/data.csv")
+    src, dst = store.path(B, "v1/data.csv"), store.path(B, "latest/data.csv")
+    assert src.stat().st_ino == dst.stat().st_ino
+    assert store.head(B, "latest/data.csv").etag == hashlib.md5(b"a;b\n1;2\n").hexdigest()
+    store.put(B, "v1/data.csv", b"a;b\n3;4\n", "text/csv")
+    assert store.get(B, "latest/data.csv") == b"a;b\n1;2\n"
+    assert store.head(B, "latest/data.csv").etag == hashlib.md5(b"a;b\n1;2\n").hexdigest()
+    assert list((store.root / ".tmp").iterdir()) == []
+
+
 def test_list_sorted_by_key_and_filtered_by_prefix(store):
     for key in ("s/b/2.json", "s/a/1.json", "s/b/10.json", "t/x.json", "s2/y.json", "s.json"):
         store.put(B, key, key.encode(), "application/json")

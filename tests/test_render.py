@@ -30,16 +30,22 @@ def table(real_dir) -> pa.Table:
 
 
 def _arrow_csv(table: pa.Table) -> bytes:
+    """One ``write_csv`` in the published dialect with Arrow's default batch size (1,024 rows;
+    ``render.CSV_OPTIONS`` formats 65,536 at a time: the same bytes)."""
     sink = io.BytesIO()
-    pacsv.write_csv(table, sink, render.CSV_OPTIONS)
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(delimiter=";", quoting_style="needed"))
     return sink.getvalue()
 
 
-@pytest.mark.parametrize("slice_rows", [131_072, 1000, 7])
+@pytest.mark.parametrize(("slice_rows", "inline_rows"), [
+    (131_072, render.INLINE_ROWS), (1000, 0), (7, 0), (131_072, 10**9)])
 def test_render_level__csv_in_slices_equals_one_arrow_write(table, tmp_path, monkeypatch,
-                                                           slice_rows):
+                                                           slice_rows, inline_rows):
+    """In slices on the formatting threads, or on the calling thread (fewer rows than
+    ``INLINE_ROWS``): the same bytes."""
     sample = table if slice_rows > 1000 else table.slice(5000, 20_003)
     monkeypatch.setattr(render, "CSV_SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(render, "INLINE_ROWS", inline_rows)
     csv, parquet = render.render_level(HOSP, "dep", sample, tmp_path)
     data = csv.path.read_bytes()
     assert data == _arrow_csv(sample)
@@ -112,6 +118,7 @@ def test_level_writer__a_failing_slice_raises_once_no_slice_is_running(table, tm
                 running.pop()
 
     monkeypatch.setattr(render, "CSV_SLICE_ROWS", 1000)
+    monkeypatch.setattr(render, "INLINE_ROWS", 0)  # 5,000 rows: in slices all the same
     monkeypatch.setattr(render, "csv_bytes", broken)
     writer = render.LevelWriter(HOSP, "dep", table.schema, tmp_path)
     with pytest.raises(OSError, match="disk full"):
@@ -135,6 +142,7 @@ def test_render_level__formula_cells_escaped_in_every_slice_parquet_as_sent(
         dep[row] = value
     sample = sample.set_column(0, "dep", pa.array(dep, pa.string()))
     monkeypatch.setattr(render, "CSV_SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(render, "INLINE_ROWS", 0 if slice_rows < 1000 else render.INLINE_ROWS)
     csv, parquet = render.render_level(HOSP, "dep", sample, tmp_path)
     data = csv.path.read_bytes()
     escaped = sample.set_column(0, "dep", pa.array(

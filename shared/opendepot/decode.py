@@ -477,11 +477,13 @@ class _Utf8:
         nul = chunk.find(b"\x00")
         nul_at = self.fed + nul if nul >= 0 else None
         bad_at, byte = None, 0
-        try:
-            self.decoder.decode(chunk, final)
-        except UnicodeDecodeError as exc:  # exc.object is the pending bytes + this chunk
-            bad_at, byte = self.fed - pending + exc.start, exc.object[exc.start]
-        if self.first_high is None and not chunk.isascii() and (high := NON_ASCII.search(chunk)):
+        ascii_only = chunk.isascii()  # (a C scan: ASCII with nothing pending is UTF-8 as is)
+        if pending or not ascii_only:
+            try:
+                self.decoder.decode(chunk, final)
+            except UnicodeDecodeError as exc:  # exc.object is the pending bytes + this chunk
+                bad_at, byte = self.fed - pending + exc.start, exc.object[exc.start]
+        if self.first_high is None and not ascii_only and (high := NON_ASCII.search(chunk)):
             self.first_high = self.fed + high.start()
         at = _first(nul_at, bad_at)
         if at is None:

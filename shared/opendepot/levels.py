@@ -10,10 +10,14 @@
    (``opendepot.partitions``), so memory stays bounded by about that many rows;
 2. the parts, in key order: one part is the uploads' rows gathered in memory (plus the fed rows,
    ``opendepot.feeds``); several are spilled to part files first; each part is consolidated
-   (newest upload wins, sorted by key: ``partitions.consolidate_part``);
+   (newest upload wins, sorted by key: ``partitions.consolidate_part``), read column by column
+   when it has a key (``partitions.consolidate_columns``: the key columns first, then each
+   column read and put in key order, never the whole part twice in memory);
 3. each part is appended to the producer level's CSV and Parquet files (``render.LevelWriter``)
-   and given to the roll-ups (``rollup.Rollups``);
-4. then the ``consolidated`` table (one part only) and the roll-up levels, part by part.
+   on a thread of its own while the roll-ups (``rollup.Rollups``) take it; the next part is made
+   once it is written;
+4. then the ``consolidated`` table (one part only) and the roll-up levels, part by part, while
+   the last part is still being written.
 
 Temporary files go to ``work``, which the caller owns and removes. A level written in one piece
 has the bytes of one ``pyarrow.parquet.write_table``; several parts make several row groups.
@@ -21,7 +25,9 @@ has the bytes of one ``pyarrow.parquet.write_table``; several parts make several
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +38,11 @@ import pyarrow.compute as pc
 from opendepot.feeds import Feeds
 from opendepot.partitions import (
     ORDER,
+    PARALLEL_ROWS,
     Partitioning,
     Upload,
+    UploadColumns,
+    consolidate_columns,
     consolidate_part,
     consolidated_parts,
     key_counts,
@@ -152,6 +161,14 @@ def _parts(
     """The consolidated table's parts, in key order (see module docstring, step 2)."""
     several = len(uploads) > 1  # one upload: nothing to drop
     key = producer_key(dataset)
+    if p.parts.parts == 1 and key:  # read column by column, each put in key order at once
+        columns = UploadColumns(uploads, p.schema, tag_order=several)
+        try:
+            table = consolidate_columns(columns, columns.schema, key)
+        finally:
+            columns.close()
+        yield fed.extend(table, cog)  # uploads, then fed rows
+        return
     rows = read_uploads(uploads, p.schema, batch_rows, tag_order=several)
     if p.parts.parts == 1:
         tables = list(rows)
@@ -180,6 +197,23 @@ def _coverage(bounds: Sequence[Any]) -> dict[str, str] | None:
     return {"start": str(mm["min"]), "end": str(mm["max"])}
 
 
+_WRITING = ThreadPoolExecutor(1, thread_name_prefix="opendepot-level")
+"""The thread writing the producer's level (``render.LevelWriter.write``, which waits for its
+formatting threads) while the calling thread rolls up, kept between publications."""
+
+
+@contextmanager
+def _written(last: Callable[[], Future[None] | None]) -> Iterator[None]:
+    """On leaving, the write ``last()`` names (if any) is over, whatever happened: the writer is
+    never closed under it."""
+    try:
+        yield
+    finally:
+        write = last()
+        if write is not None:
+            wait([write])
+
+
 def render_levels(
     dataset: Dataset,
     uploads: Sequence[Upload],
@@ -203,26 +237,40 @@ def render_levels(
     rollups = Rollups(dataset, cog, p.schema, directory, p.regions, tuning.batch_rows)
     whole: pa.Table | None = None
     bounds = []
-    with LevelWriter(dataset.name, level, p.schema, work) as writer:
-        for part in _parts(dataset, p, uploads, fed, cog, directory, tuning.batch_rows):
-            writer.write(part)
+    others: list[tuple[str, list[RenderedFile], pa.Schema, int]] = []
+    written: Future[None] | None = None
+    with LevelWriter(dataset.name, level, p.schema, work) as writer, _written(lambda: written):
+        for i, part in enumerate(_parts(dataset, p, uploads, fed, cog, directory,
+                                        tuning.batch_rows)):
+            if part.num_rows >= PARALLEL_ROWS:
+                written = _WRITING.submit(writer.write, part)  # rolled up while it is written
+            else:  # small: not worth a thread's wake-up
+                writer.write(part)
             rollups.add(part)
             if date:
                 bounds.append(pc.min_max(part[date]))
             if p.parts.parts == 1:
                 whole = part  # the consolidated table needs it whole
-            del part  # else one part in memory at a time (see ``consolidated_parts``)
+            del part
+            if written is not None and i < p.parts.parts - 1:  # written before the next part
+                written.result()  # is made: one part in memory
+                written = None
+        # the last part may still be being written: the other levels are made meanwhile
+        chosen = consolidated_table(dataset, whole) if whole is not None else None
+        del whole
+        if chosen is not None and dataset.consolidated is not None:
+            name = dataset.consolidated.name
+            others.append((name, render_level(dataset.name, name, chosen, work), chosen.schema,
+                           chosen.num_rows))
+        del chosen
+        for lv, level_parts in rollups.levels_in_parts():
+            done, schema = render_parts(dataset.name, lv, level_parts, work)
+            others.append((lv, done, schema, done[0].rows))
+        if written is not None:
+            written.result()
         files = writer.close()
     schemas, rows = {level: p.schema}, {level: writer.rows}
-    chosen = consolidated_table(dataset, whole) if whole is not None else None
-    del whole
-    if chosen is not None and dataset.consolidated is not None:
-        name = dataset.consolidated.name
-        files.extend(render_level(dataset.name, name, chosen, work))
-        schemas[name], rows[name] = chosen.schema, chosen.num_rows
-    del chosen
-    for lv, level_parts in rollups.levels_in_parts():
-        written, schema = render_parts(dataset.name, lv, level_parts, work)
-        files.extend(written)
-        schemas[lv], rows[lv] = schema, written[0].rows
+    for name, done, schema, n in others:
+        files.extend(done)
+        schemas[name], rows[name] = schema, n
     return Levels(files, schemas, rows, _coverage(bounds), p.parts.parts)

@@ -18,7 +18,9 @@ Shapes: tables are Arrow tables; row counts are ints; files are local paths the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,6 +231,10 @@ class Spill:
                 self._writers[i].write_table(grouped.slice(start, end - start))
             start = end
 
+    def write_to(self, part: int, table: pa.Table) -> None:
+        """Append ``table``'s rows, all of part ``part``, to its file."""
+        self._writers[part].write_table(table)
+
     def close(self) -> list[Path]:
         """Close every part file; returns them in part order."""
         for w in self._writers:
@@ -306,12 +312,115 @@ def read_part(file: Path) -> pa.Table:
     return table
 
 
+COLUMN_THREADS = 2
+"""Columns read and put in key order at once by ``consolidate_columns`` (Arrow's Parquet and
+IPC readers and its ``take`` release the GIL; a Lambda of 3008 MB has two vCPUs)."""
+PARALLEL_ROWS = 262_144
+"""Rows from which ``consolidate_columns`` uses its threads (below, the calling thread alone)."""
+_COLUMNS = ThreadPoolExecutor(COLUMN_THREADS, thread_name_prefix="opendepot-columns")
+"""Those threads, kept between publications (its tasks are leaves: a column read and taken)."""
+
+Column = Callable[[str], pa.ChunkedArray]
+"""One column of a part's rows, read alone, by name."""
+
+
+def consolidate_columns(column: Column, schema: pa.Schema, key: Sequence[str]) -> pa.Table:
+    """``consolidate_part`` of the table of ``schema`` whose columns ``column`` reads, one
+    column at a time: the key columns (and ``ORDER``) first, for the order, then each other
+    column read and put in that order (``COLUMN_THREADS`` at once). Memory holds the result,
+    the key columns and one column as read per thread, never the whole part twice (the same
+    rows, values and chunks as ``consolidate_part``: ``take`` gives one chunk). ``key`` not
+    empty. Below ``PARALLEL_ROWS`` rows, on the calling thread alone."""
+    key = list(key)
+    names = [n for n in schema.names if n != ORDER]
+    sort_keys = [*key, ORDER] if ORDER in schema.names else key
+    keys = pa.table({k: column(k) for k in sort_keys})
+    order = keysort.table_order(keys, sort_keys)
+    if ORDER in schema.names:  # the newest row of a key ends its run
+        order = order.filter(_last_of_each_key(keys.select(key).take(order), key))
+
+    def taken(name: str) -> pa.ChunkedArray:
+        return (keys[name] if name in keys.column_names else column(name)).take(order)
+
+    several = len(order) >= PARALLEL_ROWS  # else not worth the threads' wake-ups
+    columns = list(_COLUMNS.map(taken, names) if several else map(taken, names))
+    return pa.Table.from_arrays(columns, schema=pa.schema([schema.field(n) for n in names]))
+
+
+class UploadColumns:
+    """Columns of ``read_uploads``'s tables read one at a time across the uploads (one chunk per
+    row group of each staged file): conformed (``_conform``), tagged with ``PROVENANCE`` and
+    ``ORDER`` as ``read_uploads`` tags them. Call with a column's name; each thread opens each
+    file once (``close`` closes them all). ``schema``: the tables' schema."""
+
+    def __init__(self, uploads: Sequence[Upload], schema: pa.Schema, *, tag_order: bool) -> None:
+        staged = pa.schema([f for f in schema if f.name not in PROVENANCE])
+        out = schema if all(name in schema.names for name in PROVENANCE) else staged
+        self.schema = out.append(pa.field(ORDER, pa.int64())) if tag_order else out
+        self.uploads = list(uploads)
+        self._local = threading.local()
+        self._opened: list[pq.ParquetFile] = []
+        self._lock = threading.Lock()
+        self.rows = [self._file(i).metadata.num_rows for i in range(len(self.uploads))]
+
+    def _file(self, i: int) -> pq.ParquetFile:
+        files = self._local.__dict__.setdefault("files", {})
+        if i not in files:
+            files[i] = pq.ParquetFile(self.uploads[i].path)
+            with self._lock:
+                self._opened.append(files[i])
+        return files[i]
+
+    def __call__(self, name: str) -> pa.ChunkedArray:
+        kind = self.schema.field(name).type
+        chunks: list[pa.Array] = []
+        position = 0
+        for i, (upload, n) in enumerate(zip(self.uploads, self.rows, strict=True)):
+            if name == ORDER:
+                chunks.append(pa.array(np.arange(position, position + n)))
+            elif name in PROVENANCE and not upload.tagged:
+                chunks.append(pa.array([getattr(upload, name)] * n, kind))
+            elif name in self._file(i).schema_arrow.names:
+                read = self._file(i).read(columns=[name], use_threads=False).column(0)
+                chunks.extend((read if read.type == kind else read.cast(kind)).chunks)
+            else:
+                chunks.append(pa.nulls(n, kind))
+            position += n
+        return pa.chunked_array(chunks, kind)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for file in opened:
+            file.close()
+
+
+def part_columns(file: Path) -> tuple[pa.Schema, Column]:
+    """The schema of a spilled part file and a reader of one of its columns (Arrow IPC reads
+    the fields asked for only)."""
+    with pa.OSFile(str(file), "rb") as source:
+        schema = pa.ipc.open_file(source).schema
+
+    def column(name: str) -> pa.ChunkedArray:
+        options = pa.ipc.IpcReadOptions(included_fields=[schema.get_field_index(name)])
+        with pa.OSFile(str(file), "rb") as source:
+            return pa.ipc.open_file(source, options=options).read_all().column(0)
+
+    return schema, column
+
+
 def consolidated_parts(files: Sequence[Path], key: Sequence[str]) -> Iterator[pa.Table]:
-    """Each spilled part file in turn, through ``consolidate_part``. One after the other, the
-    parts are the whole consolidated table. A consumer holding no part while asking for the next
-    keeps one part in memory at a time."""
+    """Each spilled part file in turn, through ``consolidate_part`` (``consolidate_columns``
+    with a key: read column by column). One after the other, the parts are the whole
+    consolidated table. A consumer holding no part while asking for the next keeps one part in
+    memory at a time."""
     for file in files:
-        table = consolidate_part(read_part(file), key)
+        if key:
+            schema, column = part_columns(file)
+            table = consolidate_columns(column, schema, key)
+            file.unlink()
+        else:
+            table = consolidate_part(read_part(file), key)
         yield table
         del table
         release_memory()

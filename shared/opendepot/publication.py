@@ -51,7 +51,6 @@ whatever the size. Temporary files go to one temporary directory, removed even o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -92,8 +91,8 @@ from opendepot.levels import Tuning, render_levels
 from opendepot.memory import release_memory
 from opendepot.partitions import Upload
 from opendepot.registry import Cog, Dataset, Registry
-from opendepot.render import RenderedFile, datapackage, file_digest, level_schema
-from opendepot.storage import PreconditionFailed, StorageError, Store
+from opendepot.render import RenderedFile, datapackage, level_schema
+from opendepot.storage import PreconditionFailed, StorageError, Store, etags_of
 from opendepot.version_pages import page_bytes, page_key, page_out
 
 T = TypeVar("T")
@@ -176,9 +175,7 @@ def put_immutable(store: Store, bucket: str, key: str, body: bytes | Path, mime:
                 store.put(bucket, key, f, mime, if_none_match=True, cache_control=IMMUTABLE)
     except PreconditionFailed:
         head = store.head(bucket, key)
-        md5 = (hashlib.md5(body, usedforsecurity=False).hexdigest() if isinstance(body, bytes)
-               else file_digest(body, "md5"))
-        if head is None or head.etag != md5:
+        if head is None or head.etag not in etags_of(body):  # MD5, or S3Store's multipart ETag
             raise
 
 
@@ -225,19 +222,19 @@ def _fold(
     manifest: Manifest,
 ) -> upload_index.Gathered:
     """Fold into the gathered index the pending uploads ``manifest``'s version was made of (its
-    page first, then the index switched with ``If-Match`` and the inbox records taken in
-    deleted: ``upload_index.settle``), then delete the staged copies the previous fold found no
-    version can need again (this fold's are written in the index, for the next one).
-    Returns what a further fold starts from.
+    page and changed shards of folded keys first, then ``upload_index.settle``: what the
+    previous fold found no version can need again deleted, the index switched with
+    ``If-Match``, the inbox records taken in deleted; this fold's expired are written in the
+    index, for the next one). Returns what a further fold starts from.
 
     Raises: PreconditionFailed (the index changed meanwhile: the retry folds again)."""
     index = gathered.index
     folded = upload_index.fold(index, dataset, manifest.version, manifest.upload_ids)
     bootstrap = index.published_version is None  # the whole history of a dataset new to indexes
-    if folded.page is not None:
-        put_immutable(store, settings.internal_bucket, folded.page[0], folded.page[1], JSON_MIME)
+    for key, body in folded.writes:  # its page, the shards of folded keys it changed
+        put_immutable(store, settings.internal_bucket, key, body, JSON_MIME)
+    # what the fold before this one expired is deleted first (``expire``), then the switch
     settled = upload_index.settle(store, settings, folded.index, gathered)
-    upload_index.expire(store, settings, index)  # what the fold before this one expired
     entry = next((v for v in manifest.versions if v.version == manifest.version), None)
     version_notes.note_in_reports(store, settings, () if bootstrap else folded.taken,
                                   entry.changes.path if entry and entry.changes else None)

@@ -7,8 +7,11 @@ the whole file.
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -80,14 +83,21 @@ class Batches:
         self.in_order = True
         self.rows = 0
         self.block_bytes = block_bytes
+        self.text_bytes = (len(decoded.data) if decoded.data is not None
+                           else os.path.getsize(decoded.path) if decoded.path else 0)
+        """Bytes of the decoded text."""
+        self._lock = threading.Lock()
+        """Guards ``skipped`` and ``pending``, which the parsing thread appends to."""
         names = [f"c{i}" for i in range(width)]
 
         def on_invalid(row: Any) -> str:
             number = row.number
-            if self.skipped and number < self.skipped[-1]:
-                self.in_order = False
-            self.skipped.append(number)
-            self.pending.append((number, row.text[:200], row.expected_columns, row.actual_columns))
+            with self._lock:
+                if self.skipped and number < self.skipped[-1]:
+                    self.in_order = False
+                self.skipped.append(number)
+                self.pending.append((number, row.text[:200], row.expected_columns,
+                                     row.actual_columns))
             return "skip"
 
         try:
@@ -120,10 +130,14 @@ class Batches:
             ),
         )
 
-    def _report_invalid(self) -> None:
-        """Errors for the skipped rows not reported yet, in line order (issues past the error
-        limit are counted, not built)."""
-        fresh, self.pending = sorted(self.pending), []
+    def _report_invalid(self, seen: int | None = None) -> None:
+        """Errors for the skipped rows not reported yet among the first ``seen`` skipped (None:
+        all), in line order (issues past the error limit are counted, not built)."""
+        with self._lock:
+            seen = len(self.skipped) if seen is None else seen
+            upto = seen - (len(self.skipped) - len(self.pending))  # not reported, before seen
+            fresh = sorted(self.pending[:upto])
+            del self.pending[:upto]
         shown = fresh[: self.errors.room()]
         for number, text, expected, actual in shown:
             kind = "missing-cell" if actual < expected else "extra-cell"
@@ -131,18 +145,67 @@ class Batches:
         for _, _, expected, actual in fresh[len(shown) :]:
             self.errors.count(1, "missing-cell" if actual < expected else "extra-cell")
 
-    def _gathered(self) -> Iterator[pa.Table]:
-        """The reader's record batches gathered into tables of about ``block_bytes``."""
+    def _seen(self) -> int:
+        """Skipped rows the reader has seen so far."""
+        with self._lock:
+            return len(self.skipped)
+
+    def _tables(self) -> Iterator[tuple[pa.Table, int]]:
+        """The reader's record batches gathered into tables of about ``block_bytes``, each with
+        the skipped rows seen at its end (``_seen``)."""
         pending: list[pa.RecordBatch] = []
         size = 0
         for batch in self.reader:
             pending.append(batch)
             size += batch.nbytes
             if size >= self.block_bytes:
-                yield pa.Table.from_batches(pending)
+                yield pa.Table.from_batches(pending), self._seen()
                 pending, size = [], 0
         if pending:
-            yield pa.Table.from_batches(pending)
+            yield pa.Table.from_batches(pending), self._seen()
+
+    def _gather(self, out: queue.Queue[Any], stop: threading.Event) -> None:
+        """The parsing thread: ``_tables`` put in ``out``, then ``_END`` (or the exception that
+        stopped the reader)."""
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in self._tables():
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the reading thread
+            put(exc)
+
+    def _gathered(self) -> Iterator[tuple[pa.Table, int]]:
+        """``_tables``, parsed on a thread of their own one table ahead of the checks (Arrow's
+        parser releases the GIL), unless the text holds one table at most (then here: not
+        worth a thread's wake-up). The reader's errors are raised here."""
+        if self.text_bytes <= self.block_bytes:
+            yield from self._tables()
+            return
+        out: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        parsing = _PARSING.submit(self._gather, out, stop)
+        try:
+            while True:
+                item = out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            parsing.result()
 
     def __iter__(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
         try:
@@ -152,13 +215,14 @@ class Batches:
 
     def _batches(self) -> Iterator[tuple[pa.Table, np.ndarray]]:
         done = 0  # rows read so far
-        for table in self._gathered():
-            self._report_invalid()
+        for table, seen in self._gathered():
+            self._report_invalid(seen)
             n = table.num_rows
             # line of the k-th row read = k + 2 + the skipped lines before it (all known: the
-            # handler has seen every row up to the end of this batch)
+            # reader had seen every row up to the end of this batch, ``seen`` skipped ones)
             # a copy: a view would stop the reader's handler appending to ``self.skipped``
-            skipped = np.array(self.skipped, dtype=np.int64)
+            with self._lock:
+                skipped = np.array(self.skipped[:seen], dtype=np.int64)
             if not self.in_order:
                 skipped.sort()
             shifted = skipped - np.arange(skipped.size)
@@ -170,21 +234,36 @@ class Batches:
         self.rows = done + len(self.skipped)
 
 
+_END = object()
+"""The end of the reader's tables (``Batches._gather``)."""
+
+
+_PARSING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opendepot-csv")
+"""Threads parsing CSV files for ``Batches`` (one per file being read), kept between files."""
+
+
 class StagingWriter:
-    """The staged Parquet file, written on one background thread: a batch's write overlaps the
-    next batch's checks (Arrow's writer releases the GIL). One write at most is in flight, so
-    memory holds one batch more, never more; a failed write raises in the caller at its next
-    ``write``, ``wait`` or ``close``."""
+    """The staged Parquet file, written on a background thread of its own: a batch's write
+    overlaps the next batch's checks (Arrow's writer releases the GIL). One write at most is in
+    flight, so memory holds one batch more, never more; a failed write raises in the caller at
+    its next ``write``, ``wait`` or ``close``."""
 
     def __init__(self, sink: str | pa.BufferOutputStream, schema: pa.Schema) -> None:
         self._writer = pq.ParquetWriter(sink, schema, compression=STAGING_CODEC)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opendepot-staging")
         self._pending: Future[None] | None = None
 
-    def write(self, table: pa.Table) -> None:
-        """Queue ``table`` once the previous write is done (raising its error, if any)."""
+    def write(self, table: pa.Table | None, then: Callable[[], object] | None = None) -> None:
+        """Queue ``table`` (None: nothing to write), then ``then`` on the same thread after it,
+        once the previous write is done (raising its error, if any)."""
         self.wait()
-        self._pending = self._pool.submit(self._writer.write_table, table)
+        self._pending = self._pool.submit(self._write, table, then)
+
+    def _write(self, table: pa.Table | None, then: Callable[[], object] | None) -> None:
+        if table is not None:
+            self._writer.write_table(table)
+        if then is not None:
+            then()
 
     def wait(self) -> None:
         """Wait for the write in flight; raise its error."""

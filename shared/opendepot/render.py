@@ -97,9 +97,13 @@ class RenderedFile:
         return FORMATS[self.format]
 
 
-CSV_OPTIONS = pacsv.WriteOptions(delimiter=";", quoting_style="needed")
+CSV_BATCH_ROWS = 65_536
+"""Rows Arrow's CSV writer formats at a time (its default, 1,024, spends a third more time per
+row in per-batch work; the bytes written do not depend on it)."""
+CSV_OPTIONS = pacsv.WriteOptions(delimiter=";", quoting_style="needed", batch_size=CSV_BATCH_ROWS)
 """The published CSV dialect (see module docstring)."""
-CSV_NO_HEADER = pacsv.WriteOptions(delimiter=";", quoting_style="needed", include_header=False)
+CSV_NO_HEADER = pacsv.WriteOptions(delimiter=";", quoting_style="needed", include_header=False,
+                                   batch_size=CSV_BATCH_ROWS)
 
 
 PARQUET_CODEC = "zstd" if pa.Codec.is_available("zstd") else "snappy"
@@ -119,8 +123,16 @@ def file_names(dataset_name: str, level: str) -> dict[str, str]:
 
 
 RENDER_THREADS = max(2, min(4, os.cpu_count() or 1))
-"""Threads formatting a level's files: CSV slices and the Parquet file at once (Arrow's writers
+"""Threads formatting levels' files: CSV slices and Parquet files at once (Arrow's writers
 release the GIL). A Lambda of 3008 MB has two vCPUs."""
+INLINE_ROWS = 65_536
+"""Fewer rows than this are formatted on the calling thread, the Parquet file then the CSV (a few
+milliseconds of work: handing them to other threads costs as much, more on a busy machine)."""
+_POOL = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="opendepot-render")
+"""The formatting threads, shared by every ``LevelWriter`` of the process and kept between
+publications (starting threads costs each publication several milliseconds, more on a busy
+machine). Its tasks are leaves (a Parquet write, a CSV slice): writers using it at once, from
+several threads, never wait for each other's tasks."""
 CSV_SLICE_ROWS = 131_072
 """Rows formatted as CSV in one piece: slices are formatted on ``RENDER_THREADS`` threads and
 written in order, at most ``2 * RENDER_THREADS`` of them in memory at once."""
@@ -172,7 +184,8 @@ class LevelWriter:
     or whole (``render_level``).
 
     Each part's Parquet row groups are written on one thread while its CSV is formatted in slices
-    of ``CSV_SLICE_ROWS`` rows on the others, then written in order and hashed on the way. The
+    of ``CSV_SLICE_ROWS`` rows on the others (``_POOL``), then written in order and hashed on the
+    way. The
     CSV bytes are those of one ``pyarrow.csv.write_csv`` of all the rows (a header, then each
     slice's lines); the Parquet file holds the same table, its row groups ending at part
     boundaries (each part is one ``ParquetWriter.write_table``), so only a level written whole
@@ -192,13 +205,19 @@ class LevelWriter:
         self._parquet: pq.ParquetWriter | None = pq.ParquetWriter(
             str(self._paths["parquet"]), schema, compression=PARQUET_CODEC
         )
-        self._pool = ThreadPoolExecutor(max_workers=RENDER_THREADS)
+        self._pool = _POOL
 
     def write(self, table: pa.Table) -> None:
         """Append rows (their schema must be the writer's); returns once both files hold them."""
         csv, parquet = self._csv, self._parquet
         if csv is None or parquet is None:
             raise ValueError(f"level {self.level}: writer closed")
+        if table.num_rows < INLINE_ROWS:  # not worth a thread's wake-up: here, in turn
+            parquet.write_table(table)
+            self._out(csv_bytes(table, self._header))
+            self._header = False
+            self.rows += table.num_rows
+            return
         pending: deque[Future[pa.Buffer]] = deque()
         written = self._pool.submit(parquet.write_table, table)
         try:
@@ -236,8 +255,7 @@ class LevelWriter:
         return [csv, RenderedFile.written(names["parquet"], self.level, "parquet",
                                           paths["parquet"], self.rows)]
 
-    def _shut(self) -> None:
-        self._pool.shutdown(wait=True)
+    def _shut(self) -> None:  # (``write`` returns once its tasks are done: none in flight)
         csv, parquet = self._csv, self._parquet
         self._csv = self._parquet = None
         try:

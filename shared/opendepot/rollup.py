@@ -257,6 +257,24 @@ def _complete_groups(
     return pa.table(columns)
 
 
+def _runs(column: pa.ChunkedArray, max_runs: int) -> list[tuple[int, int, Any]] | None:
+    """(start, stop, value) of each run of equal values of ``column`` (a run may continue in
+    the next chunk: then it is two runs), or None when there are more than ``max_runs``."""
+    runs: list[tuple[int, int, Any]] = []
+    at = 0
+    for chunk in column.chunks:
+        encoded = pc.run_end_encode(chunk)
+        ends = encoded.run_ends.to_numpy()
+        if len(runs) + len(ends) > max_runs:
+            return None
+        values = encoded.values.to_pylist()
+        starts = np.concatenate(([0], ends[:-1]))
+        runs.extend((at + int(a), at + int(b), v) for a, b, v in zip(starts, ends, values,
+                                                                     strict=True))
+        at += len(chunk)
+    return runs
+
+
 def with_region(base: pa.Table, area: str, cog: Cog) -> pa.Table:
     """``base`` (departments in column ``area``) with their ``reg``; departments without one
     (975, 977, 978, unknown codes) dropped."""
@@ -427,6 +445,8 @@ class Rollups:
         self._national: pa.Table | None = None
         self._regions: Spill | None = None
         self._kept: list[pa.Table] | None = None
+        self._region_part: dict[str, int] = {}
+        """Region -> its range of regions (``regions``' part)."""
         region_rows = pa.schema([schema.field(c) for c in [*self.dims, *self.measures]]).append(
             pa.field("reg", pa.string()))
         self._no_regions = region_rows.empty_table()
@@ -446,14 +466,37 @@ class Rollups:
         self._areas.append(pc.unique(base[self.area]))
         if self._kept is not None:
             self._kept.append(base)
-        if self._regions is not None:  # in slices: one copy of a slice at a time
-            for start in range(0, base.num_rows, self.batch_rows):
-                rows = with_region(base.slice(start, self.batch_rows), self.area, self.cog)
-                self._regions.write(rows.select(self._no_regions.column_names))
+        if self._regions is not None:
+            self._spill_regions(base)
         if "fra" in self.levels:
             sums = _national_partial_sums(base, self.dims, self.measures, self.by)
             self._national = sums if self._national is None else _combine_partials(
                 [self._national, sums], "fra", self.dims, self.measures)
+
+    def _spill_regions(self, base: pa.Table) -> None:
+        """``base``'s rows with a region, with it, each into its range of regions' file, in
+        their order. A part sorted by area (its key's first column) holds each area's rows in
+        one run: each run goes to its file as it is, a slice (no copy, no look-up per row);
+        else a slice of ``batch_rows`` at a time (``with_region``)."""
+        assert self._regions is not None
+        runs = _runs(base[self.area], max_runs=max(64, base.num_rows // 1024))
+        if runs is None:  # in slices: one copy of a slice at a time
+            for start in range(0, base.num_rows, self.batch_rows):
+                rows = with_region(base.slice(start, self.batch_rows), self.area, self.cog)
+                self._regions.write(rows.select(self._no_regions.column_names))
+            return
+        names = self._no_regions.column_names[:-1]  # the dimensions and measures, then "reg"
+        for start, stop, area in runs:
+            region = self.cog.region_of(area) if isinstance(area, str) else None
+            if region is None:  # 975, 977, 978, unknown codes: the national level only
+                continue
+            part = self._region_part.get(region)
+            if part is None:
+                found = self._regions.partitioning.parts_of(pa.array([region], pa.string()))
+                part = self._region_part[region] = int(found[0])
+            rows = base.slice(start, stop - start).select(names)
+            self._regions.write_to(part, rows.append_column(
+                "reg", pa.repeat(pa.scalar(region, pa.string()), stop - start)))
 
     def levels_in_parts(self) -> Iterator[tuple[str, Iterator[pa.Table]]]:
         """Each roll-up level (``reg``, then ``fra``) as its rows in order, part by part: the

@@ -162,8 +162,13 @@ class Keys:
     """Physical line of each row."""
     good: np.ndarray
     """True for the rows published (the staged rows, in the same order)."""
-    pk_sorted: tuple[np.ndarray, np.ndarray] | None = None
-    """(packed primary key, its sort order) once the keys are known distinct, for reuse."""
+    pk_sorted: np.ndarray | None = None
+    """The rows' order by primary key once the keys are known distinct, for reuse (the packed
+    key it sorts is made again where needed: ``keysort.pack``, cheaper than keeping it)."""
+    series_sorted: tuple[np.ndarray, np.ndarray] | None = None
+    """(the published rows' order by series then day, whether each sorted row is in the series
+    of the one before it) once a series check sorted them, for the next one
+    (``checks.series``); dropped by the last or once the accepted hooks are done."""
 
     def size(self, name: str) -> int:
         return len(self.values[name])
@@ -185,7 +190,8 @@ class Rows:
     measure: Callable[[str], tuple[np.ndarray, int] | None] = field(
         default=lambda name: None, repr=False)
     """A staged measure as float64 (NaN for missing) and its missing count, None when every
-    value is missing; set for the ``accepted`` hooks."""
+    value is missing (read back from the staged Parquet, whose rows are ``keys.good``'s); set
+    for the ``end`` and ``accepted`` hooks."""
 
     def reject(self, reason: str) -> None:
         """Refuse the file (the first reason given is kept)."""

@@ -38,7 +38,7 @@ class PrimaryKey(Check):
         else:
             order, distinct = keysort.sort_order(*packed)
             if distinct:
-                keys.pk_sorted = (packed[0], order)
+                keys.pk_sorted = order
                 return
             ordered = packed[0][order]
             same = np.zeros(n, dtype=bool)

@@ -57,7 +57,7 @@ class DailySeries(Check):
                 if read is not None:  # (no value at all: nothing goes down)
                     _decrease_warnings(s, m, read[0], order, same, warnings)
             del order, same
-        rows.keys.pk_sorted = None  # its last use
+        rows.keys.pk_sorted = None  # its last use (the series' sort is kept: ``_sorted``)
         _missing_days(s, warnings)
 
     def _series(self, rows: Rows) -> _Series | None:
@@ -79,16 +79,21 @@ class DailySeries(Check):
 
     def _sorted(self, rows: Rows, s: _Series) -> tuple[np.ndarray, np.ndarray]:
         """(the rows' order by series then day, whether each sorted row is in the series of
-        the one before it); the primary key's sort when it is the same key."""
+        the one before it); the primary key's sort when it is the same key. Kept in
+        ``Keys.series_sorted`` for the next series check (``ImplausibleRise``)."""
+        if rows.keys.series_sorted is None:
+            rows.keys.series_sorted = self._sort(rows, s)
+        return rows.keys.series_sorted
+
+    def _sort(self, rows: Rows, s: _Series) -> tuple[np.ndarray, np.ndarray]:
         n_days = len(s.values[s.date])
         cols = [s.codes[k] for k in s.series] + [s.codes[s.date]]
         pk_sorted = rows.keys.pk_sorted
-        packed: tuple[np.ndarray, int] | None
+        packed = keysort.pack(cols, [len(s.values[k]) for k in s.series] + [n_days])
         if s.everything and pk_sorted is not None and [*s.series, s.date] == list(
                 self.dataset.primary_key):
-            packed, order = (pk_sorted[0], 0), pk_sorted[1]  # same packing
+            order = pk_sorted  # the same packing: the primary key's sort
         else:
-            packed = keysort.pack(cols, [len(s.values[k]) for k in s.series] + [n_days])
             order = np.lexsort(cols[::-1]) if packed is None else keysort.sort_order(*packed)[0]
         if packed is None:
             return order, keysort.same_as_previous(cols[:-1], order)
@@ -99,15 +104,21 @@ def _decrease_warnings(s: _Series, m: str, v: np.ndarray, order: np.ndarray, sam
                        warnings: IssueList) -> None:
     flagged = decreases(v, order, same)
     shown = flagged[: warnings.room()]
-    for i in shown:
-        row, prev = int(order[i]), int(order[i - 1])
-        where = tuple(s.values[k][s.codes[k][row]] for k in s.series)
-        area = fmt_key(tuple(s.series), where).replace(f"{AREA}=FR", "France")
-        day = s.values[s.date][s.codes[s.date][row]]
-        day_before = s.values[s.date][s.codes[s.date][prev]]
-        warnings.add(issue("cumulative-decrease", line=int(s.lines[row]), field=m,
-                           cell=str(int(v[row])), area=area, before=int(v[prev]),
-                           day_before=day_before, day=day, before_line=int(s.lines[prev])))
+    rows, prevs = order[shown], order[shown - 1]
+    days, day_codes = s.values[s.date], s.codes[s.date]
+    areas: dict[tuple[int, ...], str] = {}  # a series' text, made once
+    series = zip(*(s.codes[k][rows].tolist() for k in s.series), strict=True)
+    for codes, line, before_line, cell, before, day, day_before in zip(
+            series, s.lines[rows].tolist(), s.lines[prevs].tolist(), v[rows].tolist(),
+            v[prevs].tolist(), day_codes[rows].tolist(), day_codes[prevs].tolist(), strict=True):
+        area = areas.get(codes)
+        if area is None:
+            where = tuple(s.values[k][c] for k, c in zip(s.series, codes, strict=True))
+            area = areas[codes] = fmt_key(tuple(s.series), where).replace(f"{AREA}=FR",
+                                                                         "France")
+        warnings.add(issue("cumulative-decrease", line=line, field=m, cell=str(int(cell)),
+                           area=area, before=int(before), day_before=days[day_before],
+                           day=days[day], before_line=before_line))
     warnings.count(flagged.size - shown.size, "cumulative-decrease")
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from opendepot import keysort
-from opendepot.cells import ARROW_TYPES, floats_into
-from opendepot.checks.base import Batch, Check, Keys, Rows, Run, fmt_key, num
+from opendepot.cells import ARROW_TYPES
+from opendepot.checks.base import Check, Keys, Rows, Run, fmt_key, num
 from opendepot.issues import IssueList, issue
 from opendepot.registry import Dataset
 
@@ -82,9 +82,9 @@ class TotalsBelowParts(Check):
 
     ``plausibility.totalBelowParts``: ``warning`` (default) gives ``total-below-parts``
     warnings once the file is accepted; ``error`` gives ``total-below-parts-error`` errors
-    before the verdict and refuses the file. For the check to run before the verdict, the
-    additive measures of the rows are kept as float64 while the file is read (8 bytes per row
-    and measure; the SPF hospital files: 7 measures, 330,000 rows at most, 18 MB)."""
+    before the verdict (the ``end`` hook) and refuses the file. Either way the measures are read
+    back from the staged rows one at a time (``Rows.measure``), never kept while the file is
+    read."""
 
     emits = ("total-below-parts", "total-below-parts-error")
 
@@ -96,38 +96,13 @@ class TotalsBelowParts(Check):
         self.strict = self.dataset.plausibility.total_below_parts == "error"
         self.measures = [m for m, kind in self.dataset.measures.items()
                          if m in self.dataset.field_names and kind in ADDITIVE]
-        self.kept: dict[str, list[np.ndarray]] = {m: [] for m in self.measures}
-
-    def batch(self, batch: Batch) -> None:
-        if not self.strict:
-            return
-        keep = ~batch.not_keys  # the rows the key columns are kept for, in the same order
-        for m in self.measures:
-            value = batch.typed(self.dataset.field(m)).value
-            floats = np.empty(len(value), np.float64)  # as the staged measure is read back
-            at = 0
-            for chunk in value.chunks if isinstance(value, pa.ChunkedArray) else [value]:
-                floats_into(floats[at : at + len(chunk)], chunk)
-                at += len(chunk)
-            self.kept[m].append(floats[keep])
 
     def end(self, rows: Rows) -> None:
         if not self.strict or not self.measures or rows.rejection:
-            self.kept = {}
             return  # (a file already refused, e.g. for duplicated keys: groups are meaningless)
-        good = rows.keys.good
-        kept = {m: np.concatenate(parts) if parts else np.empty(0) for m, parts in
-                self.kept.items()}
-        self.kept = {}
-
-        def measure(name: str) -> tuple[np.ndarray, int] | None:
-            v = kept[name][good]  # a copy (the check writes into it)
-            missing = int(np.isnan(v).sum())
-            return None if missing == v.size else (v, missing)
-
         errors = rows.run.issues.errors
         before = errors.by_type.get("total-below-parts-error", 0)
-        self._each(rows, measure, "total-below-parts-error")
+        self._each(rows, rows.measure, "total-below-parts-error")
         found = errors.by_type.get("total-below-parts-error", 0) - before
         if found:
             rows.reject(f"{found} total row value(s) below the sum of their parts; the "
@@ -148,9 +123,10 @@ class TotalsBelowParts(Check):
     def _below(self, rows: Rows, g: Groups, code: object, measure: Measure, slug: str) -> None:
         keys, found = rows.keys, rows.run.issues.of(slug)
         totals = np.flatnonzero(g.is_total)  # in line order
-        parts = ~g.is_total
-        size = np.bincount(g.group[parts], minlength=g.n_groups)
         t_group = g.group[totals]
+        # parts per group: every row of the group but its totals (no copy of the parts' groups)
+        size = (np.bincount(g.group, minlength=g.n_groups)
+                - np.bincount(t_group, minlength=g.n_groups))
         t_size = size[t_group]
         del size
         with_parts = t_size > 0
@@ -162,7 +138,7 @@ class TotalsBelowParts(Check):
             v, n_missing = read
             total = v[totals]
             if n_missing:
-                counted_part = parts & ~np.isnan(v)
+                counted_part = ~g.is_total & ~np.isnan(v)
                 counted = np.bincount(g.group[counted_part], minlength=g.n_groups)[t_group]
                 np.copyto(v, 0.0, where=~counted_part)  # v now holds the parts to sum, 0 elsewhere
                 del counted_part
