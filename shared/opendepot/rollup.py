@@ -263,6 +263,8 @@ def _runs(column: pa.ChunkedArray, max_runs: int) -> list[tuple[int, int, Any]] 
     runs: list[tuple[int, int, Any]] = []
     at = 0
     for chunk in column.chunks:
+        if len(chunk) == 0:  # no run (and ``starts`` below would have one)
+            continue
         encoded = pc.run_end_encode(chunk)
         ends = encoded.run_ends.to_numpy()
         if len(runs) + len(ends) > max_runs:
