@@ -81,7 +81,7 @@ def run(cases_dir, crash_at: int | None) -> tuple[MemoryStore, Faults, int]:
     faults = Faults(at=crash_at)
     memory = MemoryStore()
     store, queue = FaultyStore(memory, faults), FaultyQueue(faults)
-    registry, cog, ds = load_registry(), load_cog(), load_registry().get(HOSP)
+    ds = load_registry().get(HOSP)
     t0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
     bodies = [
         (cases_dir / "C10-duplicate-delivery-object.csv").read_bytes(),
@@ -94,22 +94,33 @@ def run(cases_dir, crash_at: int | None) -> tuple[MemoryStore, Faults, int]:
         etag = memory.put(settings.incoming_bucket, key, body, "text/csv")  # the producer's PUT
         event = ObjectEvent(settings.incoming_bucket, key, len(body), etag, f"v{i}",
                             f"{i + 1:016X}", t0 + timedelta(minutes=i))
-        sent_before = len(queue.sent)
-        for _attempt in range(5):
+        retries += deliver(store, queue, settings, ds, event, t0 + timedelta(minutes=i))
+    return memory, faults, retries
+
+
+def deliver(store: Any, queue: Any, settings: Settings, ds: Any, event: ObjectEvent,
+            at: datetime, *, accepted: bool = False) -> int:
+    """Validate ``event`` then publish once per publish request it sent, each step retried like
+    a queue would (5 receives) while it crashes; returns the retries. ``accepted``: the upload
+    must be accepted."""
+    registry, cog, retries = load_registry(), load_cog(), 0
+    sent_before = len(queue.sent)
+    for _attempt in range(5):
+        try:
+            outcome = ingest(store, queue, settings, registry, cog, event)
+            assert not accepted or outcome.status == "accepted"
+            break
+        except Crash:
+            retries += 1
+    for _ in queue.sent[sent_before:]:
+        for attempt in range(5):
             try:
-                ingest(store, queue, settings, registry, cog, event)
+                publish_dataset(store, settings, registry, cog, ds,
+                                at + timedelta(seconds=30 + attempt))
                 break
             except Crash:
                 retries += 1
-        for _ in queue.sent[sent_before:]:
-            for attempt in range(5):
-                try:
-                    publish_dataset(store, settings, registry, cog, ds,
-                                    t0 + timedelta(minutes=i, seconds=30 + attempt))
-                    break
-                except Crash:
-                    retries += 1
-    return memory, faults, retries
+    return retries
 
 
 def published_state(store: MemoryStore, settings: Settings) -> dict[str, Any]:
@@ -219,8 +230,7 @@ def run_append(crash_at: int | None, days: int = 3) -> tuple[MemoryStore, Faults
     faults = Faults(at=crash_at)
     memory = MemoryStore()
     store, queue = FaultyStore(memory, faults), FaultyQueue(faults)
-    registry, cog = load_registry(), load_cog()
-    ds = registry.get(APPEND[0])
+    ds = load_registry().get(APPEND[0])
     series = append_series()
     t0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
     retries = 0
@@ -229,21 +239,8 @@ def run_append(crash_at: int | None, days: int = 3) -> tuple[MemoryStore, Faults
         etag = memory.put(settings.incoming_bucket, up.key, up.body, "text/csv")
         event = ObjectEvent(settings.incoming_bucket, up.key, len(up.body), etag, f"v{i}",
                             f"{i + 1:016X}", t0 + timedelta(minutes=i))
-        sent_before = len(queue.sent)
-        for _attempt in range(5):
-            try:
-                assert ingest(store, queue, settings, registry, cog, event).status == "accepted"
-                break
-            except Crash:
-                retries += 1
-        for _ in queue.sent[sent_before:]:
-            for attempt in range(5):
-                try:
-                    publish_dataset(store, settings, registry, cog, ds,
-                                    t0 + timedelta(minutes=i, seconds=30 + attempt))
-                    break
-                except Crash:
-                    retries += 1
+        retries += deliver(store, queue, settings, ds, event, t0 + timedelta(minutes=i),
+                           accepted=True)
     return memory, faults, retries
 
 
